@@ -1,0 +1,1 @@
+"""pytest fixtures for the local control plane (filled in by issue 2)."""

@@ -1,0 +1,1 @@
+pytest_plugins = ["devcluster.pytest_plugin", "devcluster.sim.fixtures"]
