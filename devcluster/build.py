@@ -73,7 +73,9 @@ def go_version() -> str:
 
 def staging_replaces(kube_version: str) -> list[tuple[str, str]]:
     """(module, version) pairs replacing kubernetes' ./staging paths with published modules."""
-    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{kube_version}"], GO_DIR))
+    info = json.loads(
+        _go(["mod", "download", "-json", f"k8s.io/kubernetes@{kube_version}"], GO_DIR)
+    )
     gomod = Path(info["GoMod"]).read_text()
     minor_patch = kube_version.removeprefix("v1.")
     return [(mod, f"v0.{minor_patch}") for mod in _STAGING_RE.findall(gomod)]
@@ -157,9 +159,7 @@ def _kube_ldflags(kube_version: str) -> str:
     return " ".join(["-s", "-w", *flags])
 
 
-def build(
-    kube_version: str = KUBE_VERSION, etcd_version: str = ETCD_VERSION, log=print
-) -> Built:
+def build(kube_version: str = KUBE_VERSION, etcd_version: str = ETCD_VERSION, log=print) -> Built:
     """Idempotent: returns the cached binaries when they exist for this key."""
     start = time.monotonic()
     kube, etcd = GO_DIR / "kube", GO_DIR / "etcd"
