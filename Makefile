@@ -1,0 +1,64 @@
+# workshop-runner — developer entry points. `make demo` and `make test` are the front door.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+IMAGE ?= workshop-runner:dev
+ENGINE ?= $(shell command -v podman || command -v docker)
+
+.PHONY: help venv devcluster test test-unit test-integration lint fmt demo bench image up down clean
+
+help:
+	@echo "make demo   - local control plane + simulated operators + 10 users through the Job path"
+	@echo "make test   - lint, then every test tier (unit, integration, e2e, faults)"
+	@echo "make lint | fmt | bench | image | up | down | clean"
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+devcluster: $(STAMP)
+	$(BIN)/python -m devcluster build
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/hadolint --failure-threshold warning Dockerfile
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: lint devcluster
+	$(BIN)/pytest
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+test-integration: devcluster
+	$(BIN)/pytest -m integration
+
+up: devcluster
+	$(BIN)/python -m devcluster up --openshift --simulate --kubelet
+
+down: $(STAMP)
+	$(BIN)/python -m devcluster down
+
+demo: devcluster
+	$(BIN)/python -m devcluster.demo
+
+bench: devcluster
+	$(BIN)/python -m bench
+
+image:
+	@test -n "$(ENGINE)" || { echo "make image: needs podman or docker (none found)"; exit 1; }
+	$(ENGINE) build -t $(IMAGE) .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
