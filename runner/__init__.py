@@ -1,0 +1,1 @@
+"""workshop-runner: provision one workshop user's environment, step by step."""

@@ -1,0 +1,204 @@
+"""The composition root: parse arguments, validate everything, build the cluster layer, hand
+the steps to the engine, report. The only module that imports `steps`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from runner import config, templates
+from runner.context import StepContext
+from runner.engine import Engine
+from runner.errors import InvalidInput, RunnerError
+from runner.kube import Cluster, Kube, load_configuration
+from runner.logs import Logger, configure, get_logger
+from runner.result import RunResult, Step
+from runner.waits import CancelToken, Deadline, Obj
+from steps import STEPS
+
+PROG = "workshop-runner"
+DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
+STEP_ANNOTATION = "workshop-runner.io/step"
+PREFLIGHT_SECONDS = 60.0
+ANNOTATE_SECONDS = 5.0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise InvalidInput(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Provision one workshop user's environment.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("steps", help="list the steps in order")
+    run = sub.add_parser("run", help="run the steps for one user")
+    run.add_argument("--user", help="the user (default: $WORKSHOP_USER, or the Indexed Job index)")
+    run.add_argument("--users-file", type=Path, help="users list for JOB_COMPLETION_INDEX")
+    run.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig (default: $KUBECONFIG, else in-cluster)"
+    )
+    run.add_argument("--context", help="kubeconfig context")
+    run.add_argument("--steps", action="append", help="only these steps (comma-separated)")
+    run.add_argument("--skip", action="append", help="skip these steps (comma-separated)")
+    run.add_argument("--from", dest="start", metavar="STEP", help="start at this step")
+    run.add_argument("--dry-run", action="store_true", help="server-side dry run; no waits")
+    run.add_argument("--serial", action="store_true", help="run the steps one at a time")
+    run.add_argument("--templates", type=Path, help="directory overriding/adding templates")
+    run.add_argument("--params", type=Path, help="YAML file overriding template parameters")
+    run.add_argument(
+        "--project-request", action="store_true", help="make namespaces via ProjectRequest"
+    )
+    run.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    run.add_argument(
+        "--termination-log",
+        type=Path,
+        help=f"result file (default {DEFAULT_TERMINATION_LOG} when it exists)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    environ = dict(os.environ if env is None else env)
+    try:
+        args = build_parser().parse_args(argv)
+    except InvalidInput as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    if args.command == "steps":
+        width = max(len(s.NAME) for s in STEPS)
+        for step in STEPS:
+            print(f"{step.NAME:<{width}}  {step.DESCRIPTION}")
+        return 0
+    return run(args, environ)
+
+
+def run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    configure(args.log_format, args.log_level)
+    started = time.monotonic()
+    log = get_logger(user=None, step=None)
+    termination = termination_path(args.termination_log, env)
+    user: config.User | None = None
+    try:
+        user = config.validate_user(
+            config.resolve_user_name(args.user, env, args.users_file), config.own_namespaces(env)
+        )
+        selected = config.select_steps(
+            [s.NAME for s in STEPS],
+            config.split_names(args.steps),
+            config.split_names(args.skip),
+            args.start,
+        )
+        params = config.load_params(args.params, user, project_request=args.project_request)
+        loaded = templates.load_templates(args.templates)
+        rendered = {name: templates.render(t, params) for name, t in loaded.items()}
+        cfg, source = load_configuration(args.kubeconfig, args.context, env)
+    except RunnerError as e:
+        return finish(
+            RunResult(user.name if user else None, e.exit_code, None, str(e)), log, termination
+        )
+
+    log = log.bind(user=user.name)
+    cluster = Cluster(cfg)
+    chosen = [s for s in STEPS if s.NAME in selected]
+    log.info("run started", steps=selected, dry_run=args.dry_run, serial=args.serial, config=source)
+    try:
+        preflight(cluster, chosen, rendered, log)
+    except _StepPreflightError as e:
+        return finish(
+            RunResult(user.name, e.error.exit_code, e.step, str(e.error)), log, termination
+        )
+
+    def make_context(
+        step: Step, deadline: Deadline, cancel: CancelToken, step_log: Logger
+    ) -> StepContext:
+        kube = Kube(cluster, log=step_log, deadline=deadline, cancel=cancel, dry_run=args.dry_run)
+        return StepContext(
+            step.NAME, user, params, rendered, kube, step_log, deadline, cancel, args.dry_run
+        )
+
+    engine = Engine(STEPS, make_context, log=log, on_progress=pod_annotator(cluster, env, log))
+    result = engine.run(user.name, selected, serial=args.serial)
+    log.info(
+        "run finished",
+        outcome=result.outcome,
+        exit_code=result.exit_code,
+        failed_step=result.failed_step,
+        seconds=round(time.monotonic() - started, 3),
+        api_requests=cluster.requests,
+        discovery_requests=cluster.discovery.requests,
+    )
+    cluster.close()
+    return finish(result, log, termination)
+
+
+class _StepPreflightError(Exception):
+    def __init__(self, step: str, error: RunnerError) -> None:
+        super().__init__(str(error))
+        self.step, self.error = step, error
+
+
+def preflight(
+    cluster: Cluster, chosen: Sequence[Step], rendered: Mapping[str, list[Obj]], log: Logger
+) -> None:
+    """Resolve every API the selected steps use before anything is written: a missing CRD
+    or a rejected identity fails the run with nothing created."""
+    kube = Kube(cluster, log=log, deadline=Deadline.after(PREFLIGHT_SECONDS), cancel=CancelToken())
+    for step in chosen:
+        apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
+        for name in getattr(step, "TEMPLATES", ()):
+            apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
+        try:
+            for api_version, kind in dict.fromkeys(apis):
+                kube.resource(api_version, kind)
+        except RunnerError as e:
+            raise _StepPreflightError(step.NAME, e) from None
+
+
+def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Any:
+    """In a pod, show the running step(s) on it; a failure to annotate is only logged."""
+    pod, namespace = env.get("POD_NAME"), env.get("POD_NAMESPACE")
+    if not pod or not namespace:
+        return None
+
+    def annotate(running: list[str]) -> None:
+        value = ",".join(running)
+        kube = Kube(
+            cluster, log=log, deadline=Deadline.after(ANNOTATE_SECONDS), cancel=CancelToken()
+        )
+        try:
+            kube.merge_patch(
+                "v1", "Pod", pod, namespace, {"metadata": {"annotations": {STEP_ANNOTATION: value}}}
+            )
+        except RunnerError as e:
+            log.warning("could not annotate own pod", object=f"Pod {namespace}/{pod}", error=str(e))
+
+    return annotate
+
+
+def termination_path(flag: Path | None, env: Mapping[str, str]) -> Path | None:
+    if flag is not None:
+        return flag
+    if env.get("WORKSHOP_RUNNER_TERMINATION_LOG"):
+        return Path(env["WORKSHOP_RUNNER_TERMINATION_LOG"])
+    return DEFAULT_TERMINATION_LOG if DEFAULT_TERMINATION_LOG.exists() else None
+
+
+def finish(result: RunResult, log: Logger, termination: Path | None) -> int:
+    if termination is not None:
+        try:
+            termination.write_text(result.termination_message(), encoding="utf-8")
+        except OSError as e:
+            log.warning(
+                "could not write the termination message", path=str(termination), error=str(e)
+            )
+    if result.exit_code != 0:
+        where = f"step {result.failed_step}: " if result.failed_step else ""
+        print(f"{PROG}: error: {where}{result.reason}", file=sys.stderr)
+    return result.exit_code

@@ -1,0 +1,72 @@
+"""What a step gets: an explicit, typed context (no globals)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner.config import User
+from runner.errors import TemplateError
+from runner.kube import Kube
+from runner.logs import Logger
+from runner.waits import (
+    CancelToken,
+    CollectionPredicate,
+    Deadline,
+    Obj,
+    Predicate,
+    Target,
+    Verdict,
+    wait_for,
+    wait_for_collection,
+)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    step: str
+    user: User
+    params: Mapping[str, Any]
+    rendered: Mapping[str, list[Obj]]
+    kube: Kube
+    log: Logger
+    deadline: Deadline
+    cancel: CancelToken
+    dry_run: bool
+
+    def objects(self, template: str) -> list[Obj]:
+        """The rendered documents of one template (copies; rendered before any API call)."""
+        if template not in self.rendered:
+            raise TemplateError(f"step {self.step}: template {template} not found")
+        return copy.deepcopy(self.rendered[template])
+
+    def object(self, template: str) -> Obj:
+        """The single document of a one-document template."""
+        docs = self.objects(template)
+        if len(docs) != 1:
+            raise TemplateError(f"template {template}: expected one document, found {len(docs)}")
+        return docs[0]
+
+    def wait(self, target: Target, predicate: Predicate, what: str) -> Obj | None:
+        """Wait for one object; in dry-run nothing is waited for (None)."""
+        if self.dry_run:
+            self.log.info("wait skipped in dry-run", object=target.describe(), until=what)
+            return None
+        self.log.info("waiting", object=target.describe(), until=what)
+        return wait_for(
+            self.kube, target, predicate, deadline=self.deadline, cancel=self.cancel, what=what
+        )
+
+    def wait_collection(
+        self, target: Target, predicate: CollectionPredicate, what: str
+    ) -> Verdict | None:
+        """Wait on every object of a kind in a namespace; None in dry-run."""
+        if self.dry_run:
+            self.log.info("wait skipped in dry-run", object=target.describe(), until=what)
+            return None
+        self.log.info("waiting", object=target.describe(), until=what)
+        return wait_for_collection(
+            self.kube, target, predicate, deadline=self.deadline, cancel=self.cancel, what=what
+        )

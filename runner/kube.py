@@ -1,0 +1,424 @@
+"""The cluster layer: one ApiClient and one DynamicClient per process, and a small facade.
+
+`Cluster` is shared by every step of a run (thread-safe: urllib3's pool and the discovery
+lock). `Kube` is a step's view of it: the step's logger, deadline and cancellation, and the
+dry-run switch. Every call is retried on connection errors, 429 (honouring Retry-After) and
+5xx with capped exponential backoff and jitter inside the deadline, and every failure is
+translated into runner.errors naming the action and the object.
+"""
+
+# The kubernetes client is untyped; its calls stay inside this module and runner.discovery.
+# mypy: disallow-untyped-calls=False
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException, load_kube_config
+from kubernetes.config.incluster_config import InClusterConfigLoader
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+from kubernetes.dynamic.resource import Resource
+from kubernetes.watch.watch import iter_resp_lines
+
+from runner.config import service_account_dir
+from runner.discovery import AggregatedDiscoverer
+from runner.errors import (
+    ApiError,
+    ApiMissing,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RunnerError,
+    TemplateError,
+    TransientError,
+    WaitTimeout,
+)
+from runner.logs import Logger
+from runner.waits import CancelToken, Deadline, Obj, Target
+
+FIELD_MANAGER = "workshop-runner"
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+BACKOFF_BASE, BACKOFF_CAP, RETRY_AFTER_CAP = 0.2, 5.0, 30.0
+REQUEST_TIMEOUT = (10.0, 60.0)
+T = TypeVar("T")
+
+
+def load_configuration(
+    kubeconfig: Path | None, context: str | None, env: Mapping[str, str]
+) -> tuple[Configuration, str]:
+    """Explicit kubeconfig or $KUBECONFIG, else in-cluster, else a clear error."""
+    cfg = Configuration()
+    path = str(kubeconfig) if kubeconfig else env.get("KUBECONFIG")
+    if path:
+        try:
+            load_kube_config(
+                config_file=path, context=context, client_configuration=cfg, persist_config=False
+            )
+        except (ConfigException, OSError, ValueError) as e:
+            raise InvalidInput(f"kubeconfig {path}: {' '.join(str(e).split())}") from None
+        source = f"kubeconfig {path}"
+    elif env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
+        sa_dir = service_account_dir(env)
+        try:
+            InClusterConfigLoader(
+                token_filename=str(sa_dir / "token"),
+                cert_filename=str(sa_dir / "ca.crt"),
+                environ=env,
+            ).load_and_set(cfg)
+        except (ConfigException, OSError) as e:
+            raise InvalidInput(f"in-cluster config from {sa_dir}: {e}") from None
+        source = f"in-cluster service account ({sa_dir})"
+    else:
+        raise InvalidInput(
+            "no cluster configuration: pass --kubeconfig, set KUBECONFIG, or run in a pod "
+            "(KUBERNETES_SERVICE_HOST/PORT and a service account token)"
+        )
+    cfg.retries = False  # our own retry loop decides, within the step's deadline
+    cfg.connection_pool_maxsize = 16
+    return cfg, source
+
+
+class Cluster:
+    """Process-wide: the ApiClient, the DynamicClient and its discovery, request counters."""
+
+    def __init__(self, configuration: Configuration) -> None:
+        self.api_client = ApiClient(configuration)
+        self.dyn = DynamicClient(self.api_client, discoverer=AggregatedDiscoverer)
+        self.discovery: AggregatedDiscoverer = self.dyn.resources
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def count(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def close(self) -> None:
+        self.api_client.close()
+
+
+@dataclass(frozen=True)
+class Applied:
+    obj: Obj
+    changed: bool
+    detail: str
+
+
+class Kube:
+    """A step's view of the cluster."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        log: Logger,
+        deadline: Deadline,
+        cancel: CancelToken,
+        dry_run: bool = False,
+        sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.log = log
+        self.deadline = deadline
+        self.cancel = cancel
+        self.dry_run = dry_run
+        self._sleep = sleep or cancel.sleep
+        self._rng = rng or random.Random()
+
+    # -- resolution ------------------------------------------------------------------------
+    def resource(self, api_version: str, kind: str) -> Resource:
+        try:
+            found: Resource = self._call(
+                "discover",
+                f"{kind}.{api_version}",
+                lambda: self.cluster.dyn.resources.get(api_version=api_version, kind=kind),
+            )
+            return found
+        except ResourceNotFoundError:
+            raise ApiMissing(
+                f"required API {kind} ({api_version}) is not served by the cluster "
+                "(is its CRD installed?)"
+            ) from None
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        try:
+            self.resource(api_version, kind)
+        except ApiMissing:
+            return False
+        return True
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None:
+        res = self.resource(api_version, kind)
+        what = describe(kind, name, namespace)
+        try:
+            return self._json("get", what, "GET", _path(res, name=name, namespace=namespace))
+        except NotFound:
+            return None
+
+    def list_items(
+        self, api_version: str, kind: str, namespace: str | None = None, **selectors: str
+    ) -> tuple[list[Obj], str]:
+        res = self.resource(api_version, kind)
+        params = {k: v for k, v in selectors.items() if v}
+        data = self._json(
+            "list",
+            describe(kind, None, namespace),
+            "GET",
+            _path(res, namespace=namespace),
+            **params,
+        )
+        return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
+
+    # -- writes ----------------------------------------------------------------------------
+    def apply(self, desired: Obj, *, force: bool = True) -> Applied:
+        """Observe, then server-side apply only when the live object differs."""
+        kind, name, ns = (
+            desired["kind"],
+            desired["metadata"]["name"],
+            desired["metadata"].get("namespace"),
+        )
+        what = describe(kind, name, ns)
+        res = self.resource(desired["apiVersion"], kind)
+        before = self.get(desired["apiVersion"], kind, name, ns if res.namespaced else None)
+        if before is not None and is_subset(desired, before):
+            return Applied(before, False, f"{what} exists and matches")
+        params: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
+        if self.dry_run:
+            params["dry_run"] = "All"
+        try:
+            after = self._json(
+                "apply",
+                what,
+                "PATCH",
+                _path(res, name=name, namespace=ns if res.namespaced else None),
+                body=desired,
+                content_type="application/apply-patch+yaml",
+                **params,
+            )
+        except NotFound as e:
+            if self.dry_run and e.details.get("kind") == "namespaces":
+                return Applied(
+                    desired,
+                    True,
+                    f"would create {what} (its namespace is created by an earlier step)",
+                )
+            raise
+        verb = "create" if before is None else "update"
+        if self.dry_run:
+            return Applied(after, True, f"would {verb} {what}")
+        if before is not None and _rv(after) == _rv(before):
+            return Applied(after, False, f"{what} already as desired")
+        self.log.info(f"{verb}d", object=what)
+        return Applied(after, True, f"{verb}d {what}")
+
+    def create(self, body: Obj) -> Obj | None:
+        """Create-only objects (e.g. ProjectRequest): AlreadyExists means done (None)."""
+        kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"].get("namespace")
+        res = self.resource(body["apiVersion"], kind)
+        params = {"dry_run": "All"} if self.dry_run else {}
+        try:
+            created = self._json(
+                "create",
+                describe(kind, name, ns),
+                "POST",
+                _path(res, namespace=ns if res.namespaced else None),
+                body=body,
+                **params,
+            )
+        except Conflict:
+            return None
+        self.log.info(
+            "created" if not self.dry_run else "would create", object=describe(kind, name, ns)
+        )
+        return created
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        """Delete; NotFound means it is already gone (False)."""
+        res = self.resource(api_version, kind)
+        what = describe(kind, name, namespace)
+        params = {"dry_run": "All"} if self.dry_run else {}
+        try:
+            self._json(
+                "delete", what, "DELETE", _path(res, name=name, namespace=namespace), **params
+            )
+        except NotFound:
+            return False
+        self.log.info("deleted" if not self.dry_run else "would delete", object=what)
+        return True
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
+    ) -> Obj:
+        res = self.resource(api_version, kind)
+        return self._json(
+            "patch",
+            describe(kind, name, namespace),
+            "PATCH",
+            _path(res, name=name, namespace=namespace),
+            body=patch,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+
+    # -- the WatchSource side of runner.waits ------------------------------------------------
+    def list_objects(self, target: Target) -> tuple[list[Obj], str]:
+        selector = f"metadata.name={target.name}" if target.name else ""
+        return self.list_items(
+            target.api_version, target.kind, target.namespace, field_selector=selector
+        )
+
+    def watch_objects(
+        self, target: Target, resource_version: str, timeout_seconds: int
+    ) -> Iterator[Obj]:
+        res = self.resource(target.api_version, target.kind)
+        params: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+            "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
+        }
+        if target.name:
+            params["field_selector"] = f"metadata.name={target.name}"
+        what = target.describe()
+        resp = self._call(
+            "watch",
+            what,
+            lambda: self.cluster.dyn.request(
+                "GET", _path(res, namespace=target.namespace), serialize=False, **params
+            ),
+        )
+        unregister = self.cancel.on_cancel(resp.shutdown)
+        try:
+            for line in iter_resp_lines(resp):
+                if line:
+                    event: Obj = json.loads(line)
+                    yield event
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+            self.cancel.check()
+            raise TransientError(f"watch {what}: stream broke: {type(e).__name__}") from None
+        finally:
+            unregister()
+            resp.release_conn()
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _json(self, action: str, what: str, method: str, path: str, **params: Any) -> Obj:
+        params.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        resp = self._call(
+            action,
+            what,
+            lambda: self.cluster.dyn.request(method, path, serialize=False, **params),
+        )
+        data: Obj = json.loads(resp.data or b"{}")
+        return data
+
+    def _call(self, action: str, what: str, fn: Callable[[], T]) -> T:
+        attempt = 0
+        while True:
+            self.cancel.check()
+            self.cluster.count()
+            try:
+                return fn()
+            except ApiException as e:
+                error = translate(e, action, what)
+            except urllib3.exceptions.SSLError as e:
+                raise InvalidInput(
+                    f"{action} {what}: TLS error talking to the API server: {e}"
+                ) from None
+            except (urllib3.exceptions.HTTPError, OSError) as e:
+                error = TransientError(f"{action} {what}: connection error: {_reason(e)}")
+            if not isinstance(error, TransientError):
+                raise error
+            delay = error.retry_after
+            if delay is None:
+                top = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+                delay = self._rng.uniform(top / 2, top)
+            if self.deadline.remaining() < delay:
+                raise WaitTimeout(
+                    f"{error}; gave up at the deadline after {attempt + 1} attempt(s)"
+                )
+            self.log.warning("retrying", object=what, error=str(error), delay=round(delay, 3))
+            self._sleep(delay)
+            attempt += 1
+
+
+def translate(e: ApiException, action: str, what: str) -> RunnerError:
+    status = int(e.status or 0)
+    body: Obj = {}
+    try:
+        parsed = json.loads(e.body) if e.body else {}
+        body = parsed if isinstance(parsed, dict) else {}
+    except (ValueError, TypeError):
+        pass
+    message = str(body.get("message") or e.reason or f"HTTP {status}")
+    reason = str(body.get("reason") or "")
+    text = f"{action} {what}: {message}"
+    if status == 401:
+        return Forbidden(f"{action} {what}: unauthorized (the credentials were rejected)")
+    if status == 403:
+        return Forbidden(text)
+    if status == 404:
+        return NotFound(text, status, reason, body.get("details"))
+    if status == 409:
+        return Conflict(text, status, reason, body.get("details"))
+    if status == 422:
+        return TemplateError(f"{text} (the rendered object is invalid)")
+    if status in TRANSIENT_STATUS:
+        return TransientError(text, _retry_after(e))
+    return ApiError(text, status, reason, body.get("details"))
+
+
+def _retry_after(e: ApiException) -> float | None:
+    value = (e.headers or {}).get("Retry-After")
+    try:
+        return min(float(value), RETRY_AFTER_CAP) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _reason(e: Exception) -> str:
+    inner = getattr(e, "reason", None)
+    return f"{type(e).__name__}: {inner or e}"
+
+
+def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:
+    path: str = res.path(name=name, namespace=namespace)
+    return path
+
+
+def _rv(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+def describe(kind: str, name: str | None, namespace: str | None) -> str:
+    where = "/".join(p for p in (namespace, name) if p)
+    return f"{kind} {where}".strip()
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """True when every field of `desired` is present with the same value in `live`."""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(
+            k in live and is_subset(v, live[k]) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, x) for d, x in zip(desired, live, strict=True))
+        )
+    return bool(desired == live)

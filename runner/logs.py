@@ -1,0 +1,73 @@
+"""Logging setup. Only the entrypoint calls `configure`; everything else takes a bound logger.
+
+JSON lines when stdout is not a terminal (in the cluster), console lines on a terminal;
+`--log-format` overrides. Every line carries `user`, `step` and `object` (null when a line
+concerns none). Values that look like credentials are redacted as a last line of defence: the
+runner never logs its configuration or HTTP headers in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+Logger = FilteringBoundLogger
+SECRET_KEYS = re.compile(r"token|authorization|password|secret|bearer", re.IGNORECASE)
+BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+
+
+def _ensure_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in ("user", "step", "object"):
+        event.setdefault(key, None)
+    return event
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if SECRET_KEYS.search(key) and key != "event":
+            event[key] = "[redacted]"
+        elif isinstance(value, str) and "earer" in value:
+            event[key] = BEARER.sub(r"\1 [redacted]", value)
+    return event
+
+
+def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    out = stream or sys.stdout
+    if fmt == "auto":
+        fmt = "console" if out.isatty() else "json"
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _ensure_fields,
+            _redact,
+            structlog.processors.format_exc_info if fmt == "json" else _noop,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def _noop(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return event
+
+
+def get_logger(**bound: Any) -> Logger:
+    logger: Logger = structlog.get_logger().bind(**bound)
+    return logger

@@ -1,0 +1,103 @@
+"""Step and run results, and the ≤ 4 KiB termination message built from them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Status = Literal["changed", "unchanged", "failed", "skipped"]
+TERMINATION_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step returns: did it change anything, and a short why/what."""
+
+    changed: bool
+    detail: str
+
+    @classmethod
+    def done(cls, detail: str) -> StepResult:
+        return cls(changed=True, detail=detail)
+
+    @classmethod
+    def noop(cls, reason: str) -> StepResult:
+        return cls(changed=False, detail=reason)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The engine's bookkeeping for one step of one run."""
+
+    name: str
+    status: Status
+    detail: str
+    ms: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "detail": self.detail, "ms": self.ms}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    user: str | None
+    exit_code: int
+    failed_step: str | None = None
+    reason: str | None = None
+    steps: tuple[StepRecord, ...] = field(default_factory=tuple)
+
+    @property
+    def outcome(self) -> Literal["succeeded", "failed"]:
+        return "succeeded" if self.exit_code == 0 else "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "failed_step": self.failed_step,
+            "reason": self.reason,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+    def termination_message(self, limit: int = TERMINATION_LIMIT) -> str:
+        """JSON of the result, shortened (details first, then the reason) to fit `limit` bytes."""
+        data = self.as_dict()
+        for detail_len, reason_len in ((None, None), (120, 1000), (40, 600), (0, 300), (0, 120)):
+            if detail_len is not None:
+                for s in data["steps"]:
+                    s["detail"] = _clip(s["detail"], detail_len)
+            if reason_len is not None and data["reason"]:
+                data["reason"] = _clip(data["reason"], reason_len)
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+            if len(text.encode()) <= limit:
+                return text
+        data["steps"] = [s for s in data["steps"] if s["status"] == "failed"]
+        return json.dumps(data, separators=(",", ":"))
+
+
+def _clip(text: str, n: int) -> str:
+    if len(text) <= n:
+        return text
+    return text[: max(n - 1, 0)] + "…" if n else ""
+
+
+class Step(Protocol):
+    """A step module: NAME, DESCRIPTION, NEEDS (names of steps it needs), TIMEOUT (seconds)
+    and run(ctx). Optional: TEMPLATES (template files it applies) and APIS ((apiVersion, kind)
+    pairs it uses besides those), resolved before the run starts."""
+
+    @property
+    def NAME(self) -> str: ...
+
+    @property
+    def DESCRIPTION(self) -> str: ...
+
+    @property
+    def NEEDS(self) -> tuple[str, ...]: ...
+
+    @property
+    def TIMEOUT(self) -> float: ...
+
+    def run(self, ctx: Any, /) -> StepResult: ...

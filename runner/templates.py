@@ -1,0 +1,164 @@
+"""Per-user manifest templates: parse the YAML first, then substitute parameters.
+
+Parameters go into the parsed documents' string values, never into YAML text, so a value such
+as "x\\nkind: Secret" stays the string it is. A value that is exactly one placeholder takes the
+parameter's typed value (int, bool, list of strings); a placeholder inside a longer string must
+name a scalar. `$${` writes a literal `${`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner.errors import TemplateError
+
+PLACEHOLDER = re.compile(r"\$(\$?)\{([^{}]*)\}")
+PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+TEMPLATE_SUFFIXES = (".yaml", ".yml")
+
+
+def packaged_templates_dir() -> Path:
+    """runner/_templates inside an installed wheel, else <repo>/manifests/templates."""
+    shipped = Path(str(resources.files("runner"))) / "_templates"
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parent.parent / "manifests" / "templates"
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    source: Path
+    documents: tuple[dict[str, Any], ...]
+
+
+def load_dir(directory: Path) -> dict[str, Template]:
+    """Every *.yaml / *.yml file in `directory`, parsed strictly; hidden entries are skipped
+    (a mounted ConfigMap has `..data` links next to the files)."""
+    if not directory.is_dir():
+        raise TemplateError(f"templates directory {directory} does not exist")
+    found: dict[str, Template] = {}
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or not path.name.endswith(TEMPLATE_SUFFIXES):
+            continue
+        if path.is_file():
+            found[path.name] = Template(path.name, path, parse_documents(path))
+    return found
+
+
+def load_templates(override: Path | None) -> dict[str, Template]:
+    """The packaged templates, with files of the same name replaced (and new ones added) by
+    the override directory."""
+    templates = load_dir(packaged_templates_dir())
+    if override is not None:
+        templates.update(load_dir(override))
+    return templates
+
+
+def parse_documents(path: Path) -> tuple[dict[str, Any], ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = list(yaml.safe_load_all(text))
+    except (OSError, UnicodeDecodeError) as e:
+        raise TemplateError(f"template {path}: cannot read: {e}") from None
+    except yaml.YAMLError as e:
+        raise TemplateError(f"template {path}: malformed YAML: {_one_line(e)}") from None
+    docs: list[dict[str, Any]] = []
+    for index, doc in enumerate(raw):
+        if doc is None:
+            continue
+        where = f"template {path} document {index + 1}"
+        if not isinstance(doc, dict):
+            raise TemplateError(f"{where}: expected a mapping, got {type(doc).__name__}")
+        check_object(doc, where)
+        docs.append(doc)
+    return tuple(docs)
+
+
+def check_object(doc: Mapping[str, Any], where: str) -> None:
+    for key in ("apiVersion", "kind"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise TemplateError(f"{where}: missing {key}")
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise TemplateError(f"{where}: missing metadata.name")
+
+
+def placeholders(value: Any) -> set[str]:
+    """Every parameter name a parsed document refers to."""
+    names: set[str] = set()
+    for text in _strings(value):
+        names.update(m.group(2) for m in PLACEHOLDER.finditer(text) if not m.group(1))
+    return names
+
+
+def render(template: Template, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Substitute `params` into the template's string values; unknown names are an error."""
+    unknown = sorted(placeholders(template.documents) - set(params))
+    if unknown:
+        raise TemplateError(
+            f"template {template.source}: unknown parameter(s) {', '.join(unknown)}"
+        )
+    out: list[dict[str, Any]] = []
+    for index, doc in enumerate(template.documents):
+        rendered = _substitute(doc, params)
+        check_object(rendered, f"template {template.source} document {index + 1} (rendered)")
+        out.append(rendered)
+    return out
+
+
+def _substitute(value: Any, params: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _substitute_string(value, params)
+    if isinstance(value, dict):
+        return {k: _substitute(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, params) for v in value]
+    return value
+
+
+def _substitute_string(text: str, params: Mapping[str, Any]) -> Any:
+    whole = PLACEHOLDER.fullmatch(text)
+    if whole and not whole.group(1):
+        return _copy(params[whole.group(2)])
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "${" + match.group(2) + "}"
+        value = params[match.group(2)]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
+            return str(value)
+        raise TemplateError(
+            f"parameter {match.group(2)} is a {type(value).__name__} and cannot be part of "
+            f"the string {text!r}"
+        )
+
+    return PLACEHOLDER.sub(one, text)
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _strings(v)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())

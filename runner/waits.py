@@ -1,0 +1,262 @@
+"""Event-driven waits: list, then watch from the list's resourceVersion, until a pure predicate
+says done or failed, or the deadline passes.
+
+The watch uses bookmarks and a bounded server timeout; when it ends it resumes from the last
+resourceVersion seen; a 410 Gone means re-list. There is no sleep loop: time only passes inside
+the watch (bounded by the deadline) or in a short backoff after a broken stream. The clock and
+the sleep are injected so unit tests never wait for real.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from runner.errors import ApiError, Cancelled, OperatorFailed, TransientError, WaitTimeout
+
+Clock = Callable[[], float]
+Obj = dict[str, Any]
+MAX_WATCH_SECONDS = 60
+STREAM_BACKOFF = (0.1, 0.5, 1.0, 2.0)
+
+
+class CancelToken:
+    """Set when another step of the run failed; sleeps and open watches wake up at once."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._next = 0
+        self.reason = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            callbacks = list(self._callbacks.values())
+        for callback in callbacks:
+            callback()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(f"cancelled: {self.reason}")
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking early (and raising Cancelled) when the run is cancelled."""
+        if self._event.wait(max(seconds, 0.0)):
+            self.check()
+
+    def on_cancel(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Register `callback`; returns the function that unregisters it."""
+        with self._lock:
+            key = self._next
+            self._next += 1
+            self._callbacks[key] = callback
+            run_now = self._event.is_set()
+        if run_now:
+            callback()
+
+        def remove() -> None:
+            with self._lock:
+                self._callbacks.pop(key, None)
+
+        return remove
+
+
+@dataclass(frozen=True)
+class Deadline:
+    clock: Clock
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
+        return cls(clock, clock() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - self.clock()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A predicate's answer: done, failed (fail fast), or pending with a status summary."""
+
+    state: Literal["done", "pending", "failed"]
+    summary: str = ""
+    obj: Obj | None = field(default=None, compare=False)
+
+
+def done(summary: str = "", obj: Obj | None = None) -> Verdict:
+    return Verdict("done", summary, obj)
+
+
+def pending(summary: str) -> Verdict:
+    return Verdict("pending", summary)
+
+
+def failed(reason: str, obj: Obj | None = None) -> Verdict:
+    return Verdict("failed", reason, obj)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to watch: one object by name, or every object of a kind in a namespace."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str | None = None
+
+    def describe(self) -> str:
+        where = "/".join(p for p in (self.namespace, self.name) if p)
+        return f"{self.kind} {where}" if where else self.kind
+
+
+class WatchSource(Protocol):
+    """The cluster side of a wait (runner.kube.Kube; a fake in unit tests)."""
+
+    def list_objects(self, target: Target) -> tuple[list[Obj], str]: ...
+
+    def watch_objects(
+        self, target: Target, resource_version: str, timeout_seconds: int
+    ) -> Iterator[Obj]: ...
+
+
+Predicate = Callable[[Obj | None], Verdict]
+CollectionPredicate = Callable[[list[Obj]], Verdict]
+
+
+def wait_for(
+    source: WatchSource,
+    target: Target,
+    predicate: Predicate,
+    *,
+    deadline: Deadline,
+    cancel: CancelToken,
+    what: str,
+    sleep: Callable[[float], None] | None = None,
+) -> Obj:
+    """Wait until `predicate(object)` is done; the object is None while it does not exist."""
+    if target.name is None:
+        raise ValueError("wait_for needs a named target; use wait_for_collection")
+    name = target.name
+
+    def evaluate(objs: list[Obj]) -> Verdict:
+        obj = next((o for o in objs if _name(o) == name), None)
+        verdict = predicate(obj)
+        if verdict.state == "done" and verdict.obj is None:
+            return Verdict("done", verdict.summary, obj)
+        return verdict
+
+    verdict = _wait(
+        source,
+        target,
+        evaluate,
+        deadline=deadline,
+        cancel=cancel,
+        what=what,
+        sleep=sleep,
+    )
+    if verdict.obj is None:
+        raise ValueError(f"{what}: the predicate said done for a missing object")
+    return verdict.obj
+
+
+def wait_for_collection(
+    source: WatchSource,
+    target: Target,
+    predicate: CollectionPredicate,
+    *,
+    deadline: Deadline,
+    cancel: CancelToken,
+    what: str,
+    sleep: Callable[[float], None] | None = None,
+) -> Verdict:
+    """Wait until `predicate(all objects of the kind in the namespace)` is done."""
+    return _wait(
+        source, target, predicate, deadline=deadline, cancel=cancel, what=what, sleep=sleep
+    )
+
+
+def _wait(
+    source: WatchSource,
+    target: Target,
+    evaluate: CollectionPredicate,
+    *,
+    deadline: Deadline,
+    cancel: CancelToken,
+    what: str,
+    sleep: Callable[[float], None] | None,
+) -> Verdict:
+    pause = sleep or cancel.sleep
+    label = f"wait {target.describe()} {what}"
+    objects: dict[str, Obj] = {}
+    resource_version: str | None = None
+    verdict = pending("not observed yet")
+    broken_streams = 0
+    while True:
+        cancel.check()
+        if deadline.expired():
+            raise WaitTimeout(f"{label}: timed out; last observed: {verdict.summary}")
+        if resource_version is None:
+            items, resource_version = source.list_objects(target)
+            objects = {_name(o): o for o in items}
+            verdict = _decide(evaluate, objects, label)
+            if verdict.state == "done":
+                return verdict
+            continue
+        timeout = max(1, min(MAX_WATCH_SECONDS, int(deadline.remaining() + 0.999)))
+        try:
+            for event in source.watch_objects(target, resource_version, timeout):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        resource_version = None
+                        break
+                    raise ApiError(f"{label}: watch error: {obj.get('message', obj)}")
+                resource_version = obj.get("metadata", {}).get("resourceVersion", resource_version)
+                broken_streams = 0
+                if kind == "BOOKMARK":
+                    continue
+                if kind == "DELETED":
+                    objects.pop(_name(obj), None)
+                else:
+                    objects[_name(obj)] = obj
+                verdict = _decide(evaluate, objects, label)
+                if verdict.state == "done":
+                    return verdict
+                cancel.check()
+                if deadline.expired():
+                    break
+        except ApiError as e:
+            if e.status != 410:
+                raise
+            resource_version = None
+        except TransientError:
+            # The stream broke (connection reset, server restart): resume from the last
+            # resourceVersion after a short pause so a flapping server is not hammered.
+            pause(STREAM_BACKOFF[min(broken_streams, len(STREAM_BACKOFF) - 1)])
+            broken_streams += 1
+
+
+def _decide(evaluate: CollectionPredicate, objects: dict[str, Obj], label: str) -> Verdict:
+    verdict = evaluate(list(objects.values()))
+    if verdict.state == "failed":
+        raise OperatorFailed(f"{label}: {verdict.summary}")
+    return verdict
+
+
+def _name(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("name", ""))

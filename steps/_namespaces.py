@@ -1,0 +1,50 @@
+"""Shared by the namespace and istio-namespace steps: make a namespace the configured way.
+
+namespace_mode=namespace applies the Namespace template. namespace_mode=project-request first
+creates an OpenShift ProjectRequest (create-only: it runs the cluster's project template, which
+may add LimitRanges and quotas) when the namespace does not exist yet and the API is served,
+then applies the template's labels and annotations. Without the API it falls back to a
+Namespace.
+"""
+
+from __future__ import annotations
+
+from runner.context import StepContext
+from runner.result import StepResult
+
+PROJECT_API = ("project.openshift.io/v1", "ProjectRequest")
+
+
+def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
+    desired = ctx.object(template)
+    name = desired["metadata"]["name"]
+    made_by_project = False
+    if ctx.params["namespace_mode"] == "project-request":
+        made_by_project = _request_project(ctx, name, desired)
+    applied = ctx.kube.apply(desired)
+    if made_by_project:
+        return StepResult.done(f"created project {name} via ProjectRequest")
+    return StepResult(applied.changed, applied.detail)
+
+
+def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) -> bool:
+    if not ctx.kube.has_api(*PROJECT_API):
+        ctx.log.warning("ProjectRequest API not served; creating a Namespace", object=name)
+        return False
+    if ctx.kube.get("v1", "Namespace", name) is not None:
+        return False
+    if ctx.dry_run:
+        ctx.log.info("would create project via ProjectRequest", object=f"ProjectRequest {name}")
+        return True
+    meta = desired.get("metadata")
+    annotations = meta.get("annotations", {}) if isinstance(meta, dict) else {}
+    created = ctx.kube.create(
+        {
+            "apiVersion": PROJECT_API[0],
+            "kind": PROJECT_API[1],
+            "metadata": {"name": name},
+            "displayName": annotations.get("openshift.io/display-name", ""),
+            "description": annotations.get("openshift.io/description", ""),
+        }
+    )
+    return created is not None
