@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +160,11 @@ def _kube_ldflags(kube_version: str) -> str:
     return " ".join(["-s", "-w", *flags])
 
 
-def build(kube_version: str = KUBE_VERSION, etcd_version: str = ETCD_VERSION, log=print) -> Built:
+def build(
+    kube_version: str = KUBE_VERSION,
+    etcd_version: str = ETCD_VERSION,
+    log: Callable[[str], object] = print,
+) -> Built:
     """Idempotent: returns the cached binaries when they exist for this key."""
     start = time.monotonic()
     kube, etcd = GO_DIR / "kube", GO_DIR / "etcd"

@@ -235,8 +235,7 @@ class Cluster:
                 )
             )
             resp = core.create_namespaced_service_account_token(name, namespace, body)
-            token: str = resp.status.token
-            return token
+            return str(resp.status.token)
 
     def sa_kubeconfig(self, namespace: str, name: str, path: Path | None = None) -> Path:
         """A kubeconfig that authenticates as ServiceAccount namespace/name (TokenRequest)."""

@@ -56,7 +56,7 @@ def load_all(openshift: bool = False) -> list[dict[str, Any]]:
 def install(api_client: Any, *, openshift: bool = False, timeout: float = 60.0) -> list[str]:
     """Create (or replace) every CRD and wait until each is Established."""
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+    from kubernetes.client.exceptions import ApiException
 
     ext = client.ApiextensionsV1Api(api_client)
     names = []

@@ -84,7 +84,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, public_key: object) -> x509.
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(public_key)  # type: ignore[arg-type]
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + _VALIDITY)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config, dynamic, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from devcluster import build
 from devcluster.cluster import Cluster, pid_alive
@@ -50,7 +50,7 @@ def test_server_side_apply_is_idempotent(dyn: dynamic.DynamicClient, unique_user
     ns = dyn.resources.get(api_version="v1", kind="Namespace")
     # With only a name, an applier owns no field: the apiserver then records no managedFields
     # and the next apply adds a "before-first-apply" entry (one write). Real manifests carry labels.
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": unique_user, "labels": {"workshop-runner.io/user": unique_user}},
@@ -187,7 +187,7 @@ def test_deleted_namespace_goes_away(api_client: Any, unique_user: str) -> None:
         try:
             core.read_namespace(unique_user)
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     eventually(gone, what=f"namespace {unique_user} to be deleted by the namespace controller")
