@@ -4,10 +4,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-IMAGE ?= workshop-runner:dev
-ENGINE ?= $(shell command -v podman || command -v docker)
 
-.PHONY: help venv devcluster test test-unit test-integration lint fmt demo bench image up down clean
+.PHONY: help venv devcluster test test-unit test-integration lint fmt demo bench up down clean
 
 help:
 	@echo "make demo   - local control plane + simulated operators + 10 users through the Job path"
@@ -29,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/hadolint --failure-threshold warning Dockerfile
+	$(MAKE) --no-print-directory hadolint
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
@@ -56,9 +54,7 @@ demo: devcluster
 bench: devcluster
 	$(BIN)/python -m bench
 
-image:
-	@test -n "$(ENGINE)" || { echo "make image: needs podman or docker (none found)"; exit 1; }
-	$(ENGINE) build -t $(IMAGE) .
-
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build
+
+include mk/image.mk
