@@ -53,6 +53,10 @@ class Pki:
     def sa_pub(self) -> Path:
         return self.dir / "sa.pub"
 
+    @property
+    def front_proxy_ca(self) -> Path:
+        return self.dir / "front-proxy-ca.crt"
+
     def client_crt(self, name: str) -> Path:
         return self.dir / f"{name}.crt"
 
@@ -164,6 +168,15 @@ def generate(dir_: Path, clients: dict[str, tuple[str, str | None]]) -> Pki:
     )
     for name, (cn, org) in clients.items():
         make_leaf(ca, pki.client_crt(name), pki.client_key(name), cn, org=org)
+    # The aggregation layer's front proxy has a CA of its own (as kubeadm sets it up).
+    front = make_ca(dir_, "devcluster-front-proxy-ca")
+    pki.front_proxy_ca.write_bytes(front[0].public_bytes(serialization.Encoding.PEM))
+    make_leaf(
+        front,
+        pki.client_crt("front-proxy-client"),
+        pki.client_key("front-proxy-client"),
+        "front-proxy-client",
+    )
     sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.sa_key, sa)
     pki.sa_pub.write_bytes(
