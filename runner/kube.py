@@ -96,6 +96,7 @@ class Cluster:
         self.api_client = ApiClient(configuration)
         self.dyn = DynamicClient(self.api_client, discoverer=AggregatedDiscoverer)
         self.discovery: AggregatedDiscoverer = self.dyn.resources
+        self.discovery.on_request = lambda _path: self.count()
         self._lock = threading.Lock()
         self.requests = 0
 
@@ -143,6 +144,7 @@ class Kube:
                 "discover",
                 f"{kind}.{api_version}",
                 lambda: self.cluster.dyn.resources.get(api_version=api_version, kind=kind),
+                count=False,  # the discoverer counts the requests it really makes
             )
             return found
         except ResourceNotFoundError:
@@ -326,11 +328,12 @@ class Kube:
         data: Obj = json.loads(resp.data or b"{}")
         return data
 
-    def _call(self, action: str, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, action: str, what: str, fn: Callable[[], T], *, count: bool = True) -> T:
         attempt = 0
         while True:
             self.cancel.check()
-            self.cluster.count()
+            if count:
+                self.cluster.count()
             try:
                 return fn()
             except ApiException as e:

@@ -1,0 +1,267 @@
+"""The cluster layer without a cluster: retries, error translation, discovery parsing."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from runner import errors
+from runner.discovery import AggregatedDiscoverer
+from runner.kube import Kube, is_subset, translate
+from runner.logs import get_logger
+from runner.waits import CancelToken, Deadline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def count(self) -> None:
+        self.requests += 1
+
+
+def api_error(
+    status: int, message: str = "boom", headers: dict[str, str] | None = None
+) -> ApiException:
+    e = ApiException(status=status, reason="Reason")
+    e.body = json.dumps({"kind": "Status", "message": message, "reason": "R"})
+    e.headers = headers or {}
+    return e
+
+
+def kube(clock: Clock, seconds: float = 30) -> tuple[Kube, list[float]]:
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock.now += s
+
+    k = Kube(
+        FakeCluster(),
+        log=get_logger(),
+        deadline=Deadline(clock, clock.now + seconds),
+        cancel=CancelToken(),
+        sleep=sleep,
+        rng=random.Random(7),
+    )
+    return k, slept
+
+
+def flaky(*failures: Exception) -> Any:
+    queue = list(failures)
+
+    def call() -> str:
+        if queue:
+            raise queue.pop(0)
+        return "ok"
+
+    return call
+
+
+def test_retry_after_is_honoured() -> None:
+    clock = Clock()
+    k, slept = kube(clock)
+    assert (
+        k._call("get", "Namespace u1", flaky(api_error(429, headers={"Retry-After": "3"}))) == "ok"
+    )
+    assert slept == [3.0]
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    clock = Clock()
+    k, slept = kube(clock, seconds=100)
+    failures = [api_error(503)] * 4 + [urllib3.exceptions.ProtocolError("reset")] * 4
+    assert k._call("apply", "X a/b", flaky(*failures)) == "ok"
+    tops = [min(5.0, 0.2 * 2**i) for i in range(8)]
+    assert all(top / 2 <= s <= top for s, top in zip(slept, tops, strict=True))
+    assert k.cluster.requests == 9
+
+
+def test_retries_stop_at_the_deadline() -> None:
+    clock = Clock()
+    k, _ = kube(clock, seconds=2)
+    with pytest.raises(errors.WaitTimeout, match=r"apply X a/b: boom; gave up at the deadline"):
+        k._call("apply", "X a/b", flaky(*[api_error(500)] * 100))
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "code"),
+    [
+        (401, errors.Forbidden, 4),
+        (403, errors.Forbidden, 4),
+        (404, errors.NotFound, 1),
+        (409, errors.Conflict, 1),
+        (422, errors.TemplateError, 3),
+        (400, errors.ApiError, 1),
+    ],
+)
+def test_no_retry_for_permanent_errors(status: int, kind: type[Exception], code: int) -> None:
+    clock = Clock()
+    k, slept = kube(clock)
+    with pytest.raises(kind) as info:
+        k._call("create", "RoleBinding u1/admin", flaky(api_error(status, "denied")))
+    assert slept == []
+    assert isinstance(info.value, errors.RunnerError)
+    assert info.value.exit_code == code
+    assert str(info.value).startswith("create RoleBinding u1/admin: ")
+
+
+def test_translate_keeps_the_server_message() -> None:
+    e = translate(
+        api_error(403, 'rolebindings is forbidden: User "x" cannot create'),
+        "apply",
+        "RoleBinding u1/a",
+    )
+    assert str(e) == 'apply RoleBinding u1/a: rolebindings is forbidden: User "x" cannot create'
+
+
+def test_cancelled_call_does_not_run() -> None:
+    clock = Clock()
+    k, _ = kube(clock)
+    k.cancel.cancel("other step failed")
+    with pytest.raises(errors.Cancelled):
+        k._call("get", "X", flaky())
+
+
+@pytest.mark.parametrize(
+    ("desired", "live", "expected"),
+    [
+        ({"a": 1}, {"a": 1, "b": 2}, True),
+        ({"a": {"x": [1, 2]}}, {"a": {"x": [1, 2], "y": 0}}, True),
+        ({"a": [{"n": 1}]}, {"a": [{"n": 1, "extra": True}]}, True),
+        ({"a": [1]}, {"a": [1, 2]}, False),
+        ({"a": 1}, {"a": "1"}, False),
+        ({"a": 1}, {}, False),
+        ({"metadata": {"labels": {"k": "v"}}}, {"metadata": {"labels": {"k": "w"}}}, False),
+    ],
+)
+def test_is_subset(desired: Any, live: Any, expected: bool) -> None:
+    assert is_subset(desired, live) is expected
+
+
+class FakeResponse:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = json.dumps(data).encode()
+
+
+class FakeDyn:
+    def __init__(self, answers: dict[str, dict[str, Any]]) -> None:
+        self.answers = answers
+        self.paths: list[str] = []
+
+    def request(self, method: str, path: str, **_: Any) -> FakeResponse:
+        self.paths.append(path)
+        return FakeResponse(self.answers[path])
+
+
+AGG_API = {
+    "kind": "APIGroupDiscoveryList",
+    "items": [
+        {
+            "metadata": {"name": ""},
+            "versions": [
+                {
+                    "version": "v1",
+                    "resources": [
+                        {
+                            "resource": "namespaces",
+                            "responseKind": {"kind": "Namespace"},
+                            "scope": "Cluster",
+                        },
+                        {
+                            "resource": "limitranges",
+                            "responseKind": {"kind": "LimitRange"},
+                            "scope": "Namespaced",
+                        },
+                    ],
+                }
+            ],
+        }
+    ],
+}
+AGG_APIS = {
+    "kind": "APIGroupDiscoveryList",
+    "items": [
+        {
+            "metadata": {"name": "operators.coreos.com"},
+            "versions": [
+                {
+                    "version": "v1alpha1",
+                    "resources": [
+                        {
+                            "resource": "catalogsources",
+                            "responseKind": {
+                                "group": "operators.coreos.com",
+                                "version": "v1alpha1",
+                                "kind": "CatalogSource",
+                            },
+                            "scope": "Namespaced",
+                            "subresources": [{"subresource": "status"}],
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_aggregated_discovery_two_requests() -> None:
+    dyn = FakeDyn({"/api": AGG_API, "/apis": AGG_APIS})
+    disco = AggregatedDiscoverer(dyn)
+    ns = disco.get(api_version="v1", kind="Namespace")
+    assert ns.path(name="u1") == "/api/v1/namespaces/u1"
+    cs = disco.get(api_version="operators.coreos.com/v1alpha1", kind="CatalogSource")
+    assert (
+        cs.path(name="c", namespace="u1")
+        == "/apis/operators.coreos.com/v1alpha1/namespaces/u1/catalogsources/c"
+    )
+    disco.get(api_version="v1", kind="LimitRange")
+    disco.get(api_version="operators.coreos.com/v1alpha1", kind="CatalogSource")
+    assert dyn.paths == ["/api", "/apis"]
+    assert disco.requests == 2
+
+
+def test_legacy_discovery_fallback() -> None:
+    dyn = FakeDyn(
+        {
+            "/apis": {
+                "kind": "APIGroupList",
+                "groups": [{"name": "rbac.authorization.k8s.io", "versions": [{"version": "v1"}]}],
+            },
+            "/apis/rbac.authorization.k8s.io/v1": {
+                "resources": [
+                    {"name": "rolebindings", "kind": "RoleBinding", "namespaced": True},
+                    {"name": "rolebindings/status", "kind": "RoleBinding", "namespaced": True},
+                ]
+            },
+        }
+    )
+    disco = AggregatedDiscoverer(dyn)
+    rb = disco.get(api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding")
+    assert rb.namespaced
+    assert rb.name == "rolebindings"
+
+
+def test_missing_api_is_not_found() -> None:
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    dyn = FakeDyn({"/apis": AGG_APIS})
+    disco = AggregatedDiscoverer(dyn)
+    with pytest.raises(ResourceNotFoundError):
+        disco.get(api_version="maistra.io/v2", kind="ServiceMeshControlPlane")
+    # No refresh storm: fetched moments ago, so the miss is answered from memory.
+    assert dyn.paths == ["/apis"]
