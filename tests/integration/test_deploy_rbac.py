@@ -1,0 +1,361 @@
+"""The manifests' ServiceAccount against real RBAC and admission on the devcluster apiserver.
+
+Three layers keep the runner's identity small:
+  * RBAC (clusterrole.yaml): no secrets, no namespace deletes, no ClusterRoleBindings, `bind`
+    only on ClusterRole admin, so binding cluster-admin is refused by RBAC's escalation check;
+  * the runner's own validation: system namespace names never reach the API (exit 2);
+  * the admission guard (admission-policy.yaml): what RBAC cannot say about namespace names and
+    ownership, for a runner that is buggy or given a wrong users list.
+Each test shows which layer answers. The full run with this identity is at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from devcluster.cluster import Cluster
+from steps import STEPS
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) needed"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACE = "workshop-runner"
+SERVICE_ACCOUNT = "workshop-runner"
+RUNNER = Path(sys.executable).parent / "workshop-runner"
+PROPAGATION_SECONDS = 15.0  # RBAC and admission policies reach the apiserver's caches async
+FULL_STEPS = [
+    "namespace",
+    "catalog-source",
+    "rbac",
+    "sso-operator",
+    "install-plan",
+    "csv",
+    "istio-namespace",
+    "limit-ranges",
+    "smcp",
+    "member-roll",
+    "kiali",
+    "extra",
+]
+
+
+def status_of(call: Callable[[], object]) -> int:
+    try:
+        call()
+    except ApiException as e:
+        return int(e.status)
+    return 200
+
+
+def eventually_status(call: Callable[[], object], expected: int) -> ApiException | None:
+    """The status `call` ends up with once RBAC/policy changes have propagated (bounded)."""
+    deadline = time.monotonic() + PROPAGATION_SECONDS
+    while True:
+        try:
+            call()
+            last: ApiException | None = None
+            status = 200
+        except ApiException as e:
+            last, status = e, int(e.status)
+        if status == expected or time.monotonic() > deadline:
+            assert status == expected, f"expected HTTP {expected}, got {status}: {last}"
+            return last
+        time.sleep(0.2)
+
+
+def message(e: ApiException | None) -> str:
+    assert e is not None
+    return str(json.loads(e.body).get("message", ""))
+
+
+def managed_namespace(name: str) -> dict[str, Any]:
+    """What the runner's namespace template makes (labels the admission guard relies on)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "app.kubernetes.io/managed-by": "workshop-runner",
+                "workshop-runner.io/user": name,
+            },
+        },
+    }
+
+
+def admin_binding(namespace: str, subject: dict[str, str], role: str = "admin") -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"workshop-user-{role}", "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [subject],
+    }
+
+
+def user(name: str) -> dict[str, str]:
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: Cluster) -> Path:
+    """`kubectl apply --server-side -k manifests` as the admin; returns the SA's kubeconfig."""
+    rendered = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "manifests")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    applied = subprocess.run(
+        [
+            "kubectl",
+            f"--kubeconfig={cluster.kubeconfig}",
+            "apply",
+            "--server-side",
+            "--field-manager=workshop-runner-tests",
+            "--force-conflicts",
+            "-f",
+            "-",
+        ],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert applied.returncode == 0, applied.stderr
+    return cluster.sa_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
+
+
+@pytest.fixture(scope="module")
+def sa(deployed: Path) -> Iterator[Any]:
+    api = config.new_client_from_config(config_file=str(deployed))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture
+def user_ns(api_client: Any, sa: Any, unique_user: str) -> Iterator[str]:
+    """A user namespace made by the runner's identity, deleted by the admin afterwards."""
+    core = client.CoreV1Api(sa)
+    eventually_status(lambda: core.create_namespace(managed_namespace(unique_user)), 200)
+    try:
+        yield unique_user
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(unique_user)
+
+
+def test_cannot_read_secrets(sa: Any, user_ns: str) -> None:
+    core = client.CoreV1Api(sa)
+    eventually_status(lambda: core.list_namespaced_secret(NAMESPACE), 403)
+    for call in (
+        lambda: core.list_namespaced_secret("kube-system"),
+        core.list_secret_for_all_namespaces,
+        lambda: core.read_namespaced_secret("anything", user_ns),
+        lambda: core.create_namespaced_secret(user_ns, {"metadata": {"name": "s"}}),
+    ):
+        assert status_of(call) == 403
+
+
+def test_cannot_delete_namespaces(sa: Any, user_ns: str) -> None:
+    core = client.CoreV1Api(sa)
+    eventually_status(lambda: core.delete_namespace("default"), 403)
+    # Not even one it made: teardown runs with the admin's identity.
+    assert status_of(lambda: core.delete_namespace(user_ns)) == 403
+
+
+def test_cannot_bind_cluster_admin_or_grow_its_own_role(sa: Any, user_ns: str) -> None:
+    rbac = client.RbacAuthorizationV1Api(sa)
+    crb = {
+        "metadata": {"name": f"{user_ns}-cluster-admin"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "cluster-admin",
+        },
+        "subjects": [user(user_ns)],
+    }
+    err = eventually_status(lambda: rbac.create_cluster_role_binding(crb), 403)
+    assert "cannot create resource" in message(err)
+    # A RoleBinding it may create, but RBAC's escalation check refuses cluster-admin: the
+    # runner holds neither those permissions nor `bind` on that role.
+    binding = admin_binding(user_ns, user(user_ns), role="cluster-admin")
+    err = eventually_status(lambda: rbac.create_namespaced_role_binding(user_ns, binding), 403)
+    assert "not currently held" in message(err)
+    # No `escalate`, no writes to roles: it cannot widen its own ClusterRole.
+    patch = {"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}
+    assert status_of(lambda: rbac.patch_cluster_role("workshop-runner", patch)) == 403
+
+
+def test_binds_admin_to_the_namespace_user_via_bind_on_admin(sa: Any, user_ns: str) -> None:
+    rbac = client.RbacAuthorizationV1Api(sa)
+    binding = admin_binding(user_ns, user(user_ns))
+    eventually_status(lambda: rbac.create_namespaced_role_binding(user_ns, binding), 200)
+
+
+def test_system_namespace_names_rbac_allows_runner_and_guard_refuse(
+    api_client: Any, sa: Any, deployed: Path, unique_user: str
+) -> None:
+    name = f"kube-{unique_user}"
+    # Layer 0, RBAC: cannot name namespaces, so it allows creating any namespace at all.
+    review = client.AuthorizationV1Api(sa).create_self_subject_access_review(
+        {"spec": {"resourceAttributes": {"verb": "create", "resource": "namespaces", "name": name}}}
+    )
+    assert review.status.allowed is True
+    # Layer 1, the runner: refuses system names before any API call, exit 2; in a pod it also
+    # knows its own namespace (POD_NAMESPACE) and refuses that.
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    in_pod = {**env, "POD_NAMESPACE": NAMESPACE}
+    for bad in (name, "kube-system", "openshift-monitoring", "default", NAMESPACE):
+        proc = run_runner(["--user", bad, "--kubeconfig", str(deployed)], in_pod)
+        assert proc.returncode == 2, (bad, proc.stderr)
+        assert "namespace" in proc.stderr, proc.stderr
+    # Outside a pod nothing tells the runner its identity's namespace: the guard refuses it.
+    proc = run_runner(["--user", NAMESPACE, "--kubeconfig", str(deployed)], env)
+    assert proc.returncode == 4, proc.stderr
+    assert "workshop-runner-guard" in proc.stderr
+    admin_core = client.CoreV1Api(api_client)
+    assert status_of(lambda: admin_core.read_namespace(name)) == 404
+    # Layer 2, admission: the same identity calling the API directly is refused too.
+    core = client.CoreV1Api(sa)
+    err = eventually_status(lambda: core.create_namespace(managed_namespace(name)), 403)
+    assert "system namespace" in message(err)
+    assert status_of(lambda: admin_core.read_namespace(name)) == 404
+
+
+def test_guard_keeps_the_runner_out_of_namespaces_it_did_not_make(
+    api_client: Any, sa: Any, unique_user: str
+) -> None:
+    """A user name that collides with an existing namespace must not hand it over."""
+    admin_core = client.CoreV1Api(api_client)
+    admin_core.create_namespace({"metadata": {"name": unique_user}})
+    try:
+        core, rbac = client.CoreV1Api(sa), client.RbacAuthorizationV1Api(sa)
+        err = eventually_status(
+            lambda: core.patch_namespace(unique_user, managed_namespace(unique_user)), 403
+        )
+        assert "namespaces it created" in message(err) or "change only those" in message(err)
+        binding = admin_binding(unique_user, user(unique_user))
+        err = eventually_status(
+            lambda: rbac.create_namespaced_role_binding(unique_user, binding), 403
+        )
+        assert "namespaces it created" in message(err)
+        # A namespace it creates must carry the runner's label (the templates set it).
+        unlabelled = {"metadata": {"name": f"{unique_user}-x"}}
+        assert status_of(lambda: core.create_namespace(unlabelled)) == 403
+    finally:
+        admin_core.delete_namespace(unique_user)
+    assert status_of(lambda: admin_core.read_namespace(f"{unique_user}-x")) == 404
+
+
+def test_guard_binds_admin_only_to_the_namespace_user(sa: Any, user_ns: str) -> None:
+    rbac = client.RbacAuthorizationV1Api(sa)
+    itself = {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+    group = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Group",
+        "name": "system:authenticated",
+    }
+    for subject in (itself, group, user("someone-else")):
+        binding = admin_binding(user_ns, subject)
+        err = eventually_status(partial(rbac.create_namespaced_role_binding, user_ns, binding), 403)
+        assert "only bind ClusterRole admin" in message(err)
+
+
+def test_only_its_own_pods_in_its_own_namespace(sa: Any) -> None:
+    core = client.CoreV1Api(sa)
+    assert status_of(lambda: core.list_namespaced_pod(NAMESPACE)) == 403  # get + patch only
+    cm = {"metadata": {"name": "x"}, "data": {"a": "b"}}
+    assert status_of(lambda: core.create_namespaced_config_map(NAMESPACE, cm)) == 403
+
+
+def run_measured(
+    argv: list[str], env: dict[str, str], workdir: Path, timeout: float
+) -> tuple[int, str, str, int]:
+    """Run a command; return exit code, stdout, stderr and its peak RSS in bytes (wait4)."""
+    out_path, err_path = workdir / "stdout", workdir / "stderr"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, out_path.read_text(), err_path.read_text(), usage.ru_maxrss * 1024
+
+
+def run_runner(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(RUNNER), "run", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+    )
+
+
+def job_memory_limit_bytes() -> int:
+    job = yaml.safe_load((ROOT / "manifests/deploy/jobs/per-user/job.yaml").read_text())
+    limit = str(job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"])
+    assert limit.endswith("Mi")
+    return int(limit[:-2]) * 1024 * 1024
+
+
+def test_full_run_as_the_service_account(
+    request: pytest.FixtureRequest,
+    deployed: Path,
+    api_client: Any,
+    unique_user: str,
+    tmp_path: Path,
+) -> None:
+    """All steps for one user with the manifests' identity, against the simulated operators.
+    Also measures the runner's peak RSS, which the Job's memory limit is sized from."""
+    if [s.NAME for s in STEPS] != FULL_STEPS:
+        pytest.skip(f"runner has steps {[s.NAME for s in STEPS]}, not yet all of {FULL_STEPS}")
+    try:
+        request.getfixturevalue("simulators")
+    except pytest.FixtureLookupError:
+        pytest.skip(
+            "the simulated operators (devcluster.sim `simulators` fixture) are not there yet"
+        )
+    result = tmp_path / "result.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    argv = [str(RUNNER), "run", "--user", unique_user, "--kubeconfig", str(deployed)]
+    argv += ["--log-format", "json", "--termination-log", str(result)]
+    code, out, err, peak = run_measured(argv, env, tmp_path, timeout=240)
+    try:
+        summary = json.loads(result.read_text())
+        assert code == 0, f"{err}\n{out[-4000:]}"
+        assert summary["outcome"] == "succeeded"
+        assert [s["name"] for s in summary["steps"]] == FULL_STEPS
+        print(f"workshop-runner peak RSS for one user: {peak / 2**20:.1f} MiB")
+        assert peak * 2 < job_memory_limit_bytes(), "the Job's memory limit leaves < 2x headroom"
+    finally:
+        core = client.CoreV1Api(api_client)
+        for ns in (unique_user, f"{unique_user}-istio"):
+            if status_of(partial(core.read_namespace, ns)) == 200:
+                core.delete_namespace(ns)
