@@ -98,6 +98,8 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         params = config.load_params(args.params, user, project_request=args.project_request)
         loaded = templates.load_templates(args.templates)
         rendered = {name: templates.render(t, params) for name, t in loaded.items()}
+        for name, docs in rendered.items():
+            templates.check_rendered(name, docs, {user.namespace, user.istio_namespace})
         cfg, source = load_configuration(args.kubeconfig, args.context, env)
     except RunnerError as e:
         return finish(

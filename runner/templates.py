@@ -114,6 +114,36 @@ def render(template: Template, params: Mapping[str, Any]) -> list[dict[str, Any]
     return out
 
 
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def check_rendered(name: str, docs: list[dict[str, Any]], namespaces: set[str]) -> None:
+    """Names, namespaces and label values of rendered objects, checked before any API call:
+    a parameter value that is not a valid name fails here (exit 3) instead of after earlier
+    steps wrote something, and no template may write outside the user's namespaces."""
+    for index, doc in enumerate(docs):
+        where = f"template {name} document {index + 1} ({doc['kind']})"
+        meta = doc["metadata"]
+        obj_name = meta["name"]
+        if len(obj_name) > 253 or not DNS1123_SUBDOMAIN.match(obj_name):
+            raise TemplateError(f"{where}: metadata.name {obj_name!r} is not a valid name")
+        namespace = meta.get("namespace")
+        if namespace is not None and namespace not in namespaces:
+            raise TemplateError(
+                f"{where}: namespace {namespace!r} is not one of the user's namespaces "
+                f"({', '.join(sorted(namespaces))})"
+            )
+        if doc["kind"] == "Namespace" and obj_name not in namespaces:
+            raise TemplateError(f"{where}: Namespace {obj_name!r} is not one of the user's")
+        labels = meta.get("labels") or {}
+        if not isinstance(labels, dict):
+            raise TemplateError(f"{where}: metadata.labels must be a mapping")
+        for key, value in labels.items():
+            if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+                raise TemplateError(f"{where}: label {key}={value!r} is not a valid label value")
+
+
 def _substitute(value: Any, params: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         return _substitute_string(value, params)

@@ -146,3 +146,34 @@ def test_shipped_templates_render_with_default_params() -> None:
     catalog = rendered["catalog-source.yaml"][0]
     assert catalog["spec"]["sourceType"] == "grpc"
     assert catalog["metadata"]["namespace"] == "user1"
+
+
+USER_NS = {"user1", "user1-istio"}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"user": "a\nkind: Secret"}, "is not a valid name"),
+        ({"user": "UPPER"}, "is not a valid name"),
+        ({"user_namespace": "kube-system"}, "not one of the user's namespaces"),
+        ({"image": "bad value!"}, "not a valid label value"),
+    ],
+)
+def test_check_rendered_refuses(tmp_path: Path, override: dict[str, str], message: str) -> None:
+    text = BASE + "  labels:\n    image: ${image}\n"
+    docs = templates.render(template(text, tmp_path), {**PARAMS, "image": "ok", **override})
+    with pytest.raises(TemplateError, match=message):
+        templates.check_rendered("t.yaml", docs, USER_NS)
+
+
+def test_check_rendered_accepts_shipped_templates() -> None:
+    params = config.load_params(None, config.User("user1"), project_request=False)
+    for name, t in templates.load_templates(None).items():
+        templates.check_rendered(name, templates.render(t, params), USER_NS)
+
+
+def test_namespace_outside_the_users_is_refused(tmp_path: Path) -> None:
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "payroll"}}]
+    with pytest.raises(TemplateError, match="Namespace 'payroll'"):
+        templates.check_rendered("ns.yaml", docs, USER_NS)
