@@ -258,3 +258,19 @@ def test_rendered_output_passes_server_side_dry_run(kubeconfig: Path) -> None:
         assert "(server dry run)" in out
         # The namespace enforces Pod Security `restricted`; for a Job it only warns.
         assert "PodSecurity" not in out, out
+
+
+@pytest.mark.parametrize("mode", sorted(JOBS))
+def test_job_pod_is_admitted_under_pod_security_restricted(kubeconfig: Path, mode: str) -> None:
+    """The Jobs namespace enforces Pod Security `restricted`; a Job is only warned about, so
+    dry-run the Pod its template makes, which admission enforces."""
+    kubectl_apply(kubeconfig, by_kind(kustomize(DEPLOY), "Namespace"))
+    (job,) = kustomize(JOBS[mode])
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"psa-{mode}", "namespace": JOBS_NAMESPACE},
+        "spec": job["spec"]["template"]["spec"],
+    }
+    out = kubectl_apply(kubeconfig, [pod], "--dry-run=server")
+    assert "(server dry run)" in out
