@@ -1,0 +1,159 @@
+"""The issue-4 steps against the real control plane (devcluster) with the simulators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.integration.test_runner_support import Objects, Outcome, run_inprocess
+
+pytestmark = pytest.mark.integration
+CORE = ["namespace", "catalog-source", "rbac", "istio-namespace", "limit-ranges"]
+CORE_ARG = ",".join(CORE)
+
+
+@pytest.fixture
+def objects(api_client: Any) -> Objects:
+    return Objects(api_client)
+
+
+@pytest.fixture
+def runner(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    def run(*argv: str, env: dict[str, str] | None = None) -> Outcome:
+        return run_inprocess(
+            list(argv), tmp_path, capsys, {"KUBECONFIG": str(kubeconfig), **(env or {})}
+        )
+
+    return run
+
+
+def test_full_run_then_rerun_changes_nothing(
+    simulators: Any, runner: Any, objects: Objects, unique_user: str
+) -> None:
+    first = runner("--user", unique_user, "--steps", CORE_ARG)
+    assert first.code == 0, first.stderr
+    assert first.result["outcome"] == "succeeded"
+    assert first.statuses == {
+        "namespace": "changed",
+        "catalog-source": "changed",
+        "rbac": "changed",
+        "istio-namespace": "changed",
+        "limit-ranges": "unchanged",
+    }
+    assert "READY" in first.detail("catalog-source")
+    ns = objects.namespace(unique_user)
+    assert ns is not None
+    assert ns.metadata.labels["app.kubernetes.io/managed-by"] == "workshop-runner"
+    assert ns.metadata.labels["workshop-runner.io/user"] == unique_user
+    for namespace in (unique_user, f"{unique_user}-istio"):
+        binding = objects.rbac.read_namespaced_role_binding("workshop-user-admin", namespace)
+        assert binding.role_ref.name == "admin"
+        assert [(s.kind, s.name) for s in binding.subjects] == [("User", unique_user)]
+    catalog = objects.catalogs.get(name="rhsso-catalog", namespace=unique_user)
+    assert catalog.status.connectionState.lastObservedState == "READY"
+
+    before = objects.resource_versions(unique_user)
+    second = runner("--user", unique_user, "--steps", CORE_ARG)
+    assert second.code == 0, second.stderr
+    assert set(second.statuses.values()) == {"unchanged"}
+    assert objects.resource_versions(unique_user) == before
+
+
+def test_dry_run_creates_nothing(runner: Any, objects: Objects, unique_user: str) -> None:
+    out = runner("--user", unique_user, "--dry-run", "--steps", CORE_ARG)
+    assert out.code == 0, out.stderr
+    assert out.statuses["namespace"] == "changed"
+    assert out.detail("namespace") == f"would create Namespace {unique_user}"
+    assert "dry-run: not waiting for READY" in out.detail("catalog-source")
+    assert objects.exists(unique_user) == {"namespace": False, "istio": False}
+
+
+def test_steps_skip_and_from(runner: Any, objects: Objects, unique_user: str) -> None:
+    only = runner("--user", unique_user, "--steps", "namespace,rbac")
+    assert only.code == 0, only.stderr
+    assert only.statuses == {
+        "namespace": "changed",
+        "catalog-source": "skipped",
+        "rbac": "changed",
+        "istio-namespace": "skipped",
+        "limit-ranges": "skipped",
+    }
+    assert objects.exists(unique_user) == {"namespace": True, "istio": False}
+    assert objects.catalogs.get(namespace=unique_user).items == []
+
+    skipped = runner("--user", unique_user, "--skip", "catalog-source", "--steps", CORE_ARG)
+    assert skipped.code == 0, skipped.stderr
+    assert skipped.statuses["catalog-source"] == "skipped"
+    assert skipped.statuses["namespace"] == "unchanged"
+    assert skipped.statuses["istio-namespace"] == "changed"
+    assert objects.exists(unique_user) == {"namespace": True, "istio": True}
+
+    started = runner("--user", unique_user, "--from", "istio-namespace", "--steps", CORE_ARG)
+    assert started.code == 0, started.stderr
+    assert [n for n, s in started.statuses.items() if s != "skipped"] == [
+        "istio-namespace",
+        "limit-ranges",
+    ]
+
+
+def test_limit_ranges_listed_and_deleted(
+    runner: Any, objects: Objects, api_client: Any, unique_user: str
+) -> None:
+    assert runner("--user", unique_user, "--steps", "namespace,istio-namespace").code == 0
+    istio = f"{unique_user}-istio"
+    for name in (f"{istio}-core-resource-limits", "some-other-name"):
+        objects.core.create_namespaced_limit_range(
+            istio,
+            client.V1LimitRange(
+                metadata=client.V1ObjectMeta(name=name),
+                spec=client.V1LimitRangeSpec(
+                    limits=[client.V1LimitRangeItem(type="Container", default={"cpu": "500m"})]
+                ),
+            ),
+        )
+    dry = runner("--user", unique_user, "--steps", "limit-ranges", "--dry-run")
+    assert dry.code == 0
+    assert dry.detail("limit-ranges").startswith("would delete LimitRange")
+    assert len(objects.core.list_namespaced_limit_range(istio).items) == 2
+
+    out = runner("--user", unique_user, "--steps", "limit-ranges")
+    assert out.code == 0, out.stderr
+    assert out.statuses["limit-ranges"] == "changed"
+    assert out.detail("limit-ranges") == (
+        f"deleted LimitRange some-other-name, {istio}-core-resource-limits in {istio}"
+    )
+    assert objects.core.list_namespaced_limit_range(istio).items == []
+    again = runner("--user", unique_user, "--steps", "limit-ranges")
+    assert again.detail("limit-ranges") == f"no LimitRange in {istio}"
+
+
+def test_openshift_project_request_limit_range_is_gone(
+    simulators: Any, runner: Any, objects: Objects, unique_user: str
+) -> None:
+    out = runner("--user", unique_user, "--project-request", "--steps", CORE_ARG)
+    assert out.code == 0, out.stderr
+    assert "ProjectRequest" in out.detail("namespace")
+    istio = f"{unique_user}-istio"
+    assert objects.namespace(istio) is not None
+    assert objects.core.list_namespaced_limit_range(istio).items == []
+    again = runner("--user", unique_user, "--project-request", "--steps", CORE_ARG)
+    assert again.code == 0, again.stderr
+    assert set(again.statuses.values()) == {"unchanged"}
+
+
+def test_free_text_param_with_yaml_stays_a_string(
+    simulators: Any, runner: Any, objects: Objects, unique_user: str, tmp_path: Path
+) -> None:
+    evil = "Catalog\nkind: Secret\nmetadata: {name: stolen}"
+    params = tmp_path / "params.yaml"
+    params.write_text('catalog_display_name: "Catalog\\nkind: Secret\\nmetadata: {name: stolen}"\n')
+    out = runner(
+        "--user", unique_user, "--params", str(params), "--steps", "namespace,catalog-source"
+    )
+    assert out.code == 0, out.stderr
+    catalog = objects.catalogs.get(name="rhsso-catalog", namespace=unique_user)
+    assert catalog.spec.displayName == evil
+    assert objects.core.list_namespaced_secret(unique_user).items == []
