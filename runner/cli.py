@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", action="append", help="only these steps (comma-separated)")
     run.add_argument("--skip", action="append", help="skip these steps (comma-separated)")
     run.add_argument("--from", dest="start", metavar="STEP", help="start at this step")
+    run.add_argument(
+        "--timeout",
+        action="append",
+        metavar="STEP=SECONDS",
+        help="override a step's deadline (repeatable, comma-separated)",
+    )
     run.add_argument("--dry-run", action="store_true", help="server-side dry run; no waits")
     run.add_argument("--serial", action="store_true", help="run the steps one at a time")
     run.add_argument("--templates", type=Path, help="directory overriding/adding templates")
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
             config.split_names(args.skip),
             args.start,
         )
+        timeouts = config.parse_timeouts(args.timeout, [s.NAME for s in STEPS])
         params = config.load_params(args.params, user, project_request=args.project_request)
         loaded = templates.load_templates(args.templates)
         rendered = {name: templates.render(t, params) for name, t in loaded.items()}
@@ -125,7 +132,13 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
             step.NAME, user, params, rendered, kube, step_log, deadline, cancel, args.dry_run
         )
 
-    engine = Engine(STEPS, make_context, log=log, on_progress=pod_annotator(cluster, env, log))
+    engine = Engine(
+        STEPS,
+        make_context,
+        log=log,
+        on_progress=pod_annotator(cluster, env, log),
+        timeouts=timeouts,
+    )
     result = engine.run(user.name, selected, serial=args.serial)
     log.info(
         "run finished",

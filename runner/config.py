@@ -144,6 +144,23 @@ def select_steps(
     return chosen
 
 
+def parse_timeouts(values: Sequence[str] | None, names: Sequence[str]) -> dict[str, float]:
+    """`--timeout csv=900 --timeout smcp=60,kiali=30` -> {"csv": 900.0, ...}."""
+    timeouts: dict[str, float] = {}
+    for item in split_names(values):
+        name, sep, seconds = item.partition("=")
+        try:
+            value = float(seconds) if sep else -1.0
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            raise InvalidInput(f"--timeout {item!r}: expected STEP=SECONDS with SECONDS > 0")
+        if name not in names:
+            raise InvalidInput(f"--timeout: unknown step {name}; known steps: {', '.join(names)}")
+        timeouts[name] = value
+    return timeouts
+
+
 def split_names(values: Sequence[str] | None) -> list[str]:
     """`--steps a,b --steps c` -> [a, b, c]."""
     return [n.strip() for v in values or () for n in v.split(",") if n.strip()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +51,7 @@ class Engine:
         log: Logger,
         clock: Clock = time.monotonic,
         on_progress: ProgressCallback | None = None,
+        timeouts: Mapping[str, float] | None = None,
     ) -> None:
         check_declaration(steps)
         self.steps = list(steps)
@@ -59,6 +60,7 @@ class Engine:
         self.clock = clock
         self.on_progress = on_progress
         self._last_progress: list[str] = []
+        self.timeouts = dict(timeouts or {})
 
     def run(self, user: str | None, selected: Sequence[str], *, serial: bool = False) -> RunResult:
         chosen = [s for s in self.steps if s.NAME in selected]
@@ -106,8 +108,9 @@ class Engine:
     def _execute(self, step: Step, cancel: CancelToken) -> _Outcome:
         log = self.log.bind(step=step.NAME)
         started = self.clock()
-        deadline = Deadline(self.clock, started + step.TIMEOUT)
-        log.info("step started", timeout=step.TIMEOUT)
+        timeout = self.timeouts.get(step.NAME, step.TIMEOUT)
+        deadline = Deadline(self.clock, started + timeout)
+        log.info("step started", timeout=timeout)
         error: RunnerError | None = None
         try:
             result = step.run(self.make_context(step, deadline, cancel, log))

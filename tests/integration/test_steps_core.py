@@ -157,3 +157,20 @@ def test_free_text_param_with_yaml_stays_a_string(
     catalog = objects.catalogs.get(name="rhsso-catalog", namespace=unique_user)
     assert catalog.spec.displayName == evil
     assert objects.core.list_namespaced_secret(unique_user).items == []
+
+
+def test_catalog_never_ready_times_out_and_stops_the_run(
+    runner: Any, objects: Objects, unique_user: str
+) -> None:
+    # No simulators here: nothing ever makes the CatalogSource READY.
+    out = runner("--user", unique_user, "--steps", CORE_ARG, "--timeout", "catalog-source=2")
+    assert out.code == 5, out.stderr
+    assert out.result["failed_step"] == "catalog-source"
+    assert out.result["reason"] == (
+        f"wait CatalogSource {unique_user}/rhsso-catalog READY: timed out; "
+        "last observed: connectionState.lastObservedState=(none)"
+    )
+    assert out.statuses["catalog-source"] == "failed"
+    assert out.stderr.splitlines() == [
+        f"workshop-runner: error: step catalog-source: {out.result['reason']}"
+    ]

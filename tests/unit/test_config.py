@@ -161,3 +161,18 @@ def test_bad_params(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_params_file(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="No such file"):
         config.load_params(tmp_path / "absent.yaml", USER, project_request=False)
+
+
+def test_parse_timeouts() -> None:
+    assert config.parse_timeouts(["rbac=5", "namespace=1.5,limit-ranges=60"], NAMES) == {
+        "rbac": 5.0,
+        "namespace": 1.5,
+        "limit-ranges": 60.0,
+    }
+    assert config.parse_timeouts(None, NAMES) == {}
+
+
+@pytest.mark.parametrize("value", ["rbac", "rbac=", "rbac=0", "rbac=-3", "rbac=soon", "nope=5"])
+def test_bad_timeouts(value: str) -> None:
+    with pytest.raises(InvalidInput, match="timeout"):
+        config.parse_timeouts([value], NAMES)

@@ -197,3 +197,17 @@ def test_declaration_must_list_needs_first() -> None:
         engine([FakeStep("a", ("b",)), FakeStep("b")])
     with pytest.raises(errors.InternalError, match="declared twice"):
         engine([FakeStep("a"), FakeStep("a")])
+
+
+def test_timeout_override() -> None:
+    seen: list[float] = []
+
+    def remember(ctx: Any) -> StepResult:
+        seen.append(ctx.deadline.remaining())
+        return StepResult.noop("ok")
+
+    steps = [FakeStep("a", (), remember, TIMEOUT=600)]
+    Engine(
+        steps, lambda s, d, c, log: FakeContext(s.NAME, d, c), log=get_logger(), timeouts={"a": 2}
+    ).run("u1", ["a"])
+    assert 0 < seen[0] <= 2
