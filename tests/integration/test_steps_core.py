@@ -174,3 +174,33 @@ def test_catalog_never_ready_times_out_and_stops_the_run(
     assert out.stderr.splitlines() == [
         f"workshop-runner: error: step catalog-source: {out.result['reason']}"
     ]
+
+
+def test_failure_in_one_step_cancels_a_running_wait(
+    runner: Any, objects: Objects, unique_user: str, tmp_path: Path
+) -> None:
+    # rbac fails at the server (422: roleRef kind must be Role or ClusterRole) while
+    # catalog-source is inside its watch; the run must stop at once, not at the 300 s deadline.
+    directory = tmp_path / "templates"
+    directory.mkdir()
+    (directory / "rbac.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n"
+        "metadata:\n  name: broken\n  namespace: ${user_namespace}\n"
+        "subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: '${user}'}]\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Bogus, name: admin}\n"
+    )
+    out = runner(
+        "--user",
+        unique_user,
+        "--templates",
+        str(directory),
+        "--steps",
+        "namespace,catalog-source,rbac",
+    )
+    assert out.code == 3, out.stderr
+    assert out.result["failed_step"] == "rbac"
+    assert "apply RoleBinding" in out.result["reason"]
+    assert out.statuses["catalog-source"] == "skipped"
+    assert out.detail("catalog-source") == "cancelled: step rbac failed"
+    step_ms = {s["name"]: s["ms"] for s in out.result["steps"]}
+    assert step_ms["catalog-source"] < 10_000

@@ -1,0 +1,101 @@
+"""runner.kube against the real API server: discovery count, SSA change detection, and a
+wait whose open watch is woken by cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner import errors
+from runner.kube import Cluster, Kube, load_configuration
+from runner.logs import get_logger
+from runner.waits import CancelToken, Deadline, Target, pending, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def shared(kubeconfig: Path) -> Cluster:
+    cfg, _ = load_configuration(kubeconfig, None, {})
+    return Cluster(cfg)
+
+
+def view(cluster: Cluster, seconds: float = 30, cancel: CancelToken | None = None) -> Kube:
+    return Kube(
+        cluster, log=get_logger(), deadline=Deadline.after(seconds), cancel=cancel or CancelToken()
+    )
+
+
+def test_discovery_is_two_requests_at_most(shared: Cluster) -> None:
+    kube = view(shared)
+    for api_version, kind in [
+        ("v1", "Namespace"),
+        ("v1", "LimitRange"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("operators.coreos.com/v1alpha1", "CatalogSource"),
+        ("maistra.io/v2", "ServiceMeshControlPlane"),
+        ("kiali.io/v1alpha1", "Kiali"),
+        ("v1", "Pod"),
+    ]:
+        kube.resource(api_version, kind)
+    assert shared.discovery.requests == 2
+    with pytest.raises(errors.ApiMissing, match="Widget"):
+        kube.resource("example.com/v1", "Widget")
+
+
+def test_apply_observes_then_acts(shared: Cluster, unique_user: str) -> None:
+    kube = view(shared)
+    desired: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": unique_user,
+            "labels": {"app.kubernetes.io/managed-by": "workshop-runner"},
+        },
+    }
+    first = kube.apply(desired)
+    assert (first.changed, first.detail) == (True, f"created Namespace {unique_user}")
+    second = kube.apply(desired)
+    assert (second.changed, second.detail) == (False, f"Namespace {unique_user} exists and matches")
+    desired["metadata"]["labels"]["extra"] = "1"
+    third = kube.apply(desired)
+    assert (third.changed, third.detail) == (True, f"updated Namespace {unique_user}")
+    assert third.obj["metadata"]["resourceVersion"] != first.obj["metadata"]["resourceVersion"]
+    managers = {m["manager"] for m in third.obj["metadata"]["managedFields"]}
+    assert "workshop-runner" in managers
+    assert kube.delete("v1", "Namespace", unique_user, None) is True
+
+
+def test_cancel_wakes_an_open_watch(shared: Cluster, unique_user: str) -> None:
+    cancel = CancelToken()
+    kube = view(shared, seconds=120, cancel=cancel)
+    target = Target("v1", "ConfigMap", "default", f"never-{unique_user}")
+    raised: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            wait_for(
+                kube,
+                target,
+                lambda obj: pending("absent"),
+                deadline=kube.deadline,
+                cancel=cancel,
+                what="exists",
+            )
+        except BaseException as e:
+            raised.append(e)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.5)  # let the waiter reach its watch (held open by the server up to 60 s)
+    started = time.monotonic()
+    cancel.cancel("step x failed")
+    thread.join(10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 2
+    assert len(raised) == 1
+    assert isinstance(raised[0], errors.Cancelled)
