@@ -263,8 +263,9 @@ def test_rendered_output_passes_server_side_dry_run(kubeconfig: Path) -> None:
 @pytest.mark.parametrize("mode", sorted(JOBS))
 def test_job_pod_is_admitted_under_pod_security_restricted(kubeconfig: Path, mode: str) -> None:
     """The Jobs namespace enforces Pod Security `restricted`; a Job is only warned about, so
-    dry-run the Pod its template makes, which admission enforces."""
-    kubectl_apply(kubeconfig, by_kind(kustomize(DEPLOY), "Namespace"))
+    dry-run the Pod its template makes, which admission enforces (the ServiceAccount must
+    exist for that, so the deploy base is applied for real first, as an admin would)."""
+    kubectl_apply(kubeconfig, kustomize(DEPLOY))
     (job,) = kustomize(JOBS[mode])
     pod = {
         "apiVersion": "v1",
