@@ -10,6 +10,7 @@ Namespace.
 from __future__ import annotations
 
 from runner.context import StepContext
+from runner.errors import WaitTimeout
 from runner.result import StepResult
 
 PROJECT_API = ("project.openshift.io/v1", "ProjectRequest")
@@ -22,6 +23,12 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
     if ctx.params["namespace_mode"] == "project-request":
         made_by_project = _request_project(ctx, name, desired)
     applied = ctx.kube.apply(desired)
+    deleted_at = applied.obj.get("metadata", {}).get("deletionTimestamp")
+    if deleted_at:
+        # Writing into it would fail with 403 "being terminated"; exit 5 lets the Job retry.
+        raise WaitTimeout(
+            f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
+        )
     if made_by_project:
         return StepResult.done(f"created project {name} via ProjectRequest")
     return StepResult(applied.changed, applied.detail)

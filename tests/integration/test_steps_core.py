@@ -204,3 +204,20 @@ def test_failure_in_one_step_cancels_a_running_wait(
     assert out.detail("catalog-source") == "cancelled: step rbac failed"
     step_ms = {s["name"]: s["ms"] for s in out.result["steps"]}
     assert step_ms["catalog-source"] < 10_000
+
+
+def test_terminating_namespace_is_a_retryable_failure(
+    runner: Any, objects: Objects, unique_user: str
+) -> None:
+    assert runner("--user", unique_user, "--steps", "namespace").code == 0
+    # A pod-less namespace with a finalizer of ours stays Terminating until we remove it.
+    objects.core.patch_namespace(unique_user, {"metadata": {"finalizers": ["example.com/hold"]}})
+    objects.core.delete_namespace(unique_user)
+    try:
+        out = runner("--user", unique_user, "--steps", "namespace,rbac")
+        assert out.code == 5, out.stderr
+        assert out.result["failed_step"] == "namespace"
+        assert f"Namespace {unique_user} is being deleted" in out.result["reason"]
+        assert out.statuses["rbac"] == "skipped"
+    finally:
+        objects.core.patch_namespace(unique_user, {"metadata": {"finalizers": None}})
