@@ -49,14 +49,23 @@ class StepContext:
             raise TemplateError(f"template {template}: expected one document, found {len(docs)}")
         return docs[0]
 
-    def wait(self, target: Target, predicate: Predicate, what: str) -> Obj | None:
-        """Wait for one object; in dry-run nothing is waited for (None)."""
+    def wait(
+        self, target: Target, predicate: Predicate, what: str, known: Obj | None = None
+    ) -> Obj | None:
+        """Wait for one object; in dry-run nothing is waited for (None). `known`: the object
+        as just applied/read, to watch from its resourceVersion without a first list."""
         if self.dry_run:
             self.log.info("wait skipped in dry-run", object=target.describe(), until=what)
             return None
         self.log.info("waiting", object=target.describe(), until=what)
         return wait_for(
-            self.kube, target, predicate, deadline=self.deadline, cancel=self.cancel, what=what
+            self.kube,
+            target,
+            predicate,
+            deadline=self.deadline,
+            cancel=self.cancel,
+            what=what,
+            known=known,
         )
 
     def wait_collection(

@@ -37,14 +37,26 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+class _CurrentStdout:
+    """sys.stdout as it is at write time (not at configure time), so a replaced stdout (a test
+    harness capturing output) never leaves the loggers writing to a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
-    out = stream or sys.stdout
+    out: Any = stream or _CurrentStdout()
+    tty = (stream or sys.stdout).isatty()
     if fmt == "auto":
-        fmt = "console" if out.isatty() else "json"
+        fmt = "console" if tty else "json"
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(colors=tty)
     )
     structlog.configure(
         processors=[

@@ -147,8 +147,12 @@ def wait_for(
     cancel: CancelToken,
     what: str,
     sleep: Callable[[float], None] | None = None,
+    known: Obj | None = None,
 ) -> Obj:
-    """Wait until `predicate(object)` is done; the object is None while it does not exist."""
+    """Wait until `predicate(object)` is done; the object is None while it does not exist.
+
+    `known` is the object as just written or read (e.g. the answer of an apply): the wait
+    then starts watching from its resourceVersion instead of listing first."""
     if target.name is None:
         raise ValueError("wait_for needs a named target; use wait_for_collection")
     name = target.name
@@ -168,6 +172,7 @@ def wait_for(
         cancel=cancel,
         what=what,
         sleep=sleep,
+        known=[known] if known is not None else None,
     )
     if verdict.obj is None:
         raise ValueError(f"{what}: the predicate said done for a missing object")
@@ -199,6 +204,7 @@ def _wait(
     cancel: CancelToken,
     what: str,
     sleep: Callable[[float], None] | None,
+    known: list[Obj] | None = None,
 ) -> Verdict:
     pause = sleep or cancel.sleep
     label = f"wait {target.describe()} {what}"
@@ -206,6 +212,12 @@ def _wait(
     resource_version: str | None = None
     verdict = pending("not observed yet")
     broken_streams = 0
+    if known:
+        objects = {_name(o): o for o in known}
+        resource_version = max((_rv(o) for o in known), key=_rv_order) or None
+        verdict = _decide(evaluate, objects, label)
+        if verdict.state == "done":
+            return verdict
     while True:
         cancel.check()
         if deadline.expired():
@@ -256,6 +268,15 @@ def _decide(evaluate: CollectionPredicate, objects: dict[str, Obj], label: str) 
     if verdict.state == "failed":
         raise OperatorFailed(f"{label}: {verdict.summary}")
     return verdict
+
+
+def _rv(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+def _rv_order(rv: str) -> tuple[int, str]:
+    # resourceVersions are opaque; etcd's are integers, compare those numerically.
+    return (int(rv), rv) if rv.isdigit() else (0, rv)
 
 
 def _name(obj: Obj) -> str:

@@ -31,6 +31,6 @@ def run(ctx: StepContext) -> StepResult:
     target = Target(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
     if ready(applied.obj).state == "done":
         return StepResult(applied.changed, f"{applied.detail}; READY")
-    if ctx.wait(target, ready, "READY") is None:
+    if ctx.wait(target, ready, "READY", known=applied.obj) is None:
         return StepResult(applied.changed, f"{applied.detail}; dry-run: not waiting for READY")
     return StepResult(applied.changed, f"{applied.detail}; READY")

@@ -225,3 +225,19 @@ def test_cancel_token_callbacks() -> None:
     assert token.reason == "why"
     with pytest.raises(errors.Cancelled):
         token.sleep(5)
+
+
+def test_known_object_skips_the_first_list() -> None:
+    clock = FakeClock()
+    source = FakeSource(clock, [], [[ev("MODIFIED", obj("READY", "31"))]])
+    got = waits.wait_for(
+        source,
+        TARGET,
+        ready,
+        deadline=Deadline(clock, clock.now + 30),
+        cancel=CancelToken(),
+        what="READY",
+        known=obj("CONNECTING", "30"),
+    )
+    assert got["metadata"]["resourceVersion"] == "31"
+    assert source.calls == [("watch", ("30", 30))]
