@@ -1,0 +1,114 @@
+"""Put a launch into the cluster: deploy base, per-launch ConfigMap, Jobs.
+
+Everything goes through the runner's cluster layer (`Kube.apply`: observe, then server-side
+apply with field manager `workshop-runner` only when the live object differs), so launching
+again changes nothing that is already as desired. Jobs are immutable records of one launch:
+a new launch id makes new Jobs; the same launch id (`--launch-id`) finds them unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runner.errors import InvalidInput
+from runner.kube import Kube
+from runner.launcher.progress import job_finished
+from runner.launcher.render import (
+    APP,
+    LAUNCH_LABEL,
+    NAME_LABEL,
+    DeployBase,
+    LaunchPlan,
+    apply_order,
+    owned_by,
+    render_config_map,
+    render_jobs,
+    users_of_job,
+)
+from runner.waits import Obj
+
+
+@dataclass(frozen=True)
+class Launched:
+    jobs: tuple[Obj, ...]
+    changed: tuple[str, ...]  # what was created or updated ("Job workshop-runner/wr-…")
+    unchanged: int
+
+
+def launch(
+    kube: Kube,
+    base: DeployBase,
+    plan: LaunchPlan,
+    files: dict[str, str],
+    *,
+    apply_deploy: bool = True,
+) -> Launched:
+    changed: list[str] = []
+    unchanged = 0
+
+    def apply(obj: Obj) -> Obj:
+        nonlocal unchanged
+        result = kube.apply(obj)
+        if result.changed:
+            changed.append(_what(obj))
+        else:
+            unchanged += 1
+        return result.obj
+
+    if apply_deploy:
+        for obj in apply_order(base.objects):
+            apply(obj)
+    else:
+        _require_service_account(kube, base, plan.namespace)
+    check_no_overlap(kube, plan)
+    config_map = render_config_map(plan, files)
+    apply(config_map)
+    jobs = [apply(job) for job in render_jobs(base, plan)]
+    # Owned by the Jobs: gone with them (ttlSecondsAfterFinished), nothing left to clean up.
+    apply(owned_by(config_map, jobs))
+    return Launched(tuple(jobs), tuple(changed), unchanged)
+
+
+def check_no_overlap(kube: Kube, plan: LaunchPlan) -> None:
+    """Refuse to start a second, concurrent provisioning of a user another launch is still
+    running (both would be correct, being idempotent, but would race and double the load)."""
+    items, _ = kube.list_items(
+        "batch/v1", "Job", plan.namespace, label_selector=f"{NAME_LABEL}={APP}"
+    )
+    wanted = set(plan.users)
+    busy: dict[str, list[str]] = {}
+    for job in items:
+        launch_id = (job["metadata"].get("labels") or {}).get(LAUNCH_LABEL, "")
+        if launch_id == plan.launch_id or job_finished(job):
+            continue
+        overlap = sorted(wanted.intersection(users_of_job(job)))
+        if overlap:
+            busy.setdefault(launch_id, []).extend(overlap)
+    if busy:
+        launch_id, users = next(iter(busy.items()))
+        shown = ", ".join(users[:5]) + (f" (+{len(users) - 5})" if len(users) > 5 else "")
+        raise InvalidInput(
+            f"launch {launch_id} is still provisioning {shown}; follow it with "
+            f"`workshop-runner status --launch {launch_id} --namespace {plan.namespace}` "
+            "and launch again when it has finished"
+        )
+
+
+def _require_service_account(kube: Kube, base: DeployBase, namespace: str) -> None:
+    name = base.per_user_job["spec"]["template"]["spec"].get("serviceAccountName", "default")
+    if kube.get("v1", "ServiceAccount", name, namespace) is None:
+        raise InvalidInput(
+            f"--skip-deploy: ServiceAccount {namespace}/{name} does not exist; apply the "
+            "deploy base first (kubectl apply --server-side -k manifests)"
+        )
+
+
+def _what(obj: Obj) -> str:
+    meta = obj["metadata"]
+    where = "/".join(p for p in (meta.get("namespace"), meta["name"]) if p)
+    return f"{obj['kind']} {where}"
+
+
+def job_names(jobs: Sequence[Obj]) -> list[str]:
+    return [str(j["metadata"]["name"]) for j in jobs]
