@@ -12,8 +12,18 @@ from __future__ import annotations
 from runner.context import StepContext
 from runner.errors import WaitTimeout
 from runner.result import StepResult
+from runner.waits import Obj, Target, Verdict, done, pending
 
 PROJECT_API = ("project.openshift.io/v1", "ProjectRequest")
+PROJECT = ("project.openshift.io/v1", "Project")
+
+
+def project_active(obj: Obj | None) -> Verdict:
+    """A Project is usable once its phase is Active (the template's objects exist by then)."""
+    if obj is None:
+        return pending("Project not found yet")
+    phase = (obj.get("status") or {}).get("phase")
+    return done("Active") if phase == "Active" else pending(f"phase={phase or '(none)'}")
 
 
 def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
@@ -30,7 +40,8 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
             f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
         )
     if made_by_project:
-        return StepResult.done(f"created project {name} via ProjectRequest")
+        verb = "would create" if ctx.dry_run else "created"
+        return StepResult.done(f"{verb} project {name} via ProjectRequest")
     return StepResult(applied.changed, applied.detail)
 
 
@@ -54,4 +65,10 @@ def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) ->
             "description": annotations.get("openshift.io/description", ""),
         }
     )
-    return created is not None
+    if created is None:
+        return False
+    # openshift-apiserver answers once the template's objects exist; wait on the Project all
+    # the same where it is served, so the LimitRanges are there before limit-ranges looks.
+    if ctx.kube.has_api(*PROJECT):
+        ctx.wait(Target(*PROJECT, None, name), project_active, "Active")
+    return True

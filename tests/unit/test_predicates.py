@@ -35,3 +35,13 @@ def test_catalog_source_ready(fixture: str, state: str, summary: str) -> None:
 
 def test_catalog_source_missing_is_pending() -> None:
     assert catalog_source.ready(None).state == "pending"
+
+
+def test_project_active() -> None:
+    from steps._namespaces import project_active
+
+    assert project_active(load("project-active.yaml")).state == "done"
+    verdict = project_active(load("project-terminating.yaml"))
+    assert (verdict.state, verdict.summary) == ("pending", "phase=Terminating")
+    assert project_active({"metadata": {"name": "p"}}).summary == "phase=(none)"
+    assert project_active(None).state == "pending"
