@@ -1,0 +1,259 @@
+"""`workshop-runner launch | status | teardown`: argument parsing and the three commands.
+
+Registered into runner/cli.py (the composition root), which hands over the step list, so
+nothing here imports `steps`. Errors known to the runner end as one line and their exit code;
+the launch's own codes are in runner.launcher.summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import string
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from runner import config
+from runner.errors import InvalidInput, RunnerError
+from runner.kube import Cluster, Kube, load_configuration
+from runner.launcher import summary as summaries
+from runner.launcher.apply import launch as apply_launch
+from runner.launcher.display import Display, JsonLines, LiveTable
+from runner.launcher.follow import follow, snapshot, utcnow
+from runner.launcher.progress import Fleet
+from runner.launcher.render import (
+    APP,
+    LAUNCH_LABEL,
+    NAME_LABEL,
+    LaunchPlan,
+    is_indexed,
+    load_deploy,
+    pod_files,
+    users_of_job,
+)
+from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
+from runner.launcher.users import select_users, validate_users
+from runner.logs import configure, get_logger
+from runner.result import Step
+from runner.waits import CancelToken, Deadline
+
+COMMANDS = ("launch", "status", "teardown")
+DEFAULT_TIMEOUT = 3600.0
+DEFAULT_PARALLELISM = 20
+SETUP_SECONDS = 120.0
+LAUNCH_ID = config.DNS1123_LABEL
+
+
+def register(sub: Any) -> None:
+    """Add the launcher's subcommands to runner/cli.py's subparsers."""
+    launch = sub.add_parser("launch", help="provision many users in parallel through Jobs")
+    who = launch.add_argument_group("users (exactly one of)")
+    who.add_argument("--users", action="append", help="comma-separated user names")
+    who.add_argument("--users-file", type=Path, help="file with user names (lines or commas)")
+    who.add_argument("--count", type=int, help="N users named <prefix><start>…")
+    launch.add_argument("--prefix", default="user", help="name prefix for --count (user)")
+    launch.add_argument("--start", type=int, default=1, help="first number for --count (1)")
+    launch.add_argument("--image", help="runner image (default: the deploy base's)")
+    launch.add_argument("--mode", choices=("indexed", "jobs"), default="indexed")
+    launch.add_argument(
+        "--parallelism",
+        type=int,
+        help=f"pods at once, --mode indexed (default {DEFAULT_PARALLELISM})",
+    )
+    launch.add_argument("--templates", type=Path, help="directory overriding/adding templates")
+    launch.add_argument("--params", type=Path, help="YAML file overriding template parameters")
+    launch.add_argument("--launch-id", help="reuse/choose the launch id (default: new)")
+    launch.add_argument(
+        "--skip-deploy",
+        action="store_true",
+        help="do not apply the deploy base (namespace, ServiceAccount, RBAC, guard)",
+    )
+    _common(launch)
+    status = sub.add_parser("status", help="re-attach to a launch and summarize it")
+    status.add_argument("--launch", help="launch id (default: the newest in the namespace)")
+    _common(status)
+    add_teardown_parser(sub)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--namespace", "-n", help="the Jobs namespace (default: workshop-runner)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait")
+    parser.add_argument("--no-wait", action="store_true", help="do not follow the Jobs")
+    parser.add_argument("--summary-json", type=Path, help="also write the summary here")
+    parser.add_argument("--progress", choices=("auto", "table", "json"), default="auto")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: $KUBECONFIG)")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning"), default="warning")
+
+
+def main(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Step]) -> int:
+    configure("auto", args.log_level, stream=sys.stderr)
+    try:
+        if args.command == "launch":
+            return launch(args, env)
+        if args.command == "status":
+            return status(args, env)
+        return run_teardown(args, env, steps)
+    except RunnerError as e:
+        print(f"workshop-runner {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"workshop-runner {args.command}: interrupted", file=sys.stderr)
+        return summaries.EXIT_INTERRUPTED
+
+
+def connect(args: argparse.Namespace, env: Mapping[str, str], seconds: float) -> Kube:
+    cfg, _ = load_configuration(args.kubeconfig, args.context, dict(env))
+    return Kube(
+        Cluster(cfg),
+        log=get_logger(user=None, step=None),
+        deadline=Deadline.after(seconds),
+        cancel=CancelToken(),
+    )
+
+
+def new_launch_id() -> str:
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(3))
+    return f"{datetime.now(UTC):%m%d-%H%M%S}-{suffix}"
+
+
+def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    started = utcnow()
+    base = load_deploy()
+    namespace = args.namespace or base.namespace
+    if namespace != base.namespace and not args.skip_deploy:
+        raise InvalidInput(
+            f"the deploy base is written for namespace {base.namespace} (its bindings and "
+            f"admission guard name it); for Jobs in {namespace}, apply an adapted base and "
+            "pass --skip-deploy"
+        )
+    users = select_users(args.users, args.users_file, args.count, args.prefix, args.start)
+    validate_users(users, namespace)
+    if args.mode == "jobs" and args.parallelism is not None:
+        raise InvalidInput("--parallelism is for --mode indexed; --mode jobs starts every Job")
+    parallelism = args.parallelism or DEFAULT_PARALLELISM
+    if parallelism < 1:
+        raise InvalidInput(f"--parallelism must be at least 1, not {parallelism}")
+    launch_id = args.launch_id or new_launch_id()
+    if not LAUNCH_ID.match(launch_id) or len(launch_id) > 24:
+        raise InvalidInput(f"--launch-id {launch_id!r}: a DNS-1123 label of at most 24 characters")
+    files = pod_files(users, args.templates, args.params)
+    image = args.image or base.per_user_job["spec"]["template"]["spec"]["containers"][0]["image"]
+    plan = LaunchPlan(
+        launch_id, namespace, tuple(users), image, args.mode, parallelism, args.params is not None
+    )
+    kube = connect(args, env, args.timeout + SETUP_SECONDS)
+    launched = apply_launch(kube, base, plan, files, apply_deploy=not args.skip_deploy)
+    made = ", ".join(launched.changed) or "nothing new"
+    print(
+        f"launch {launch_id}: {len(users)} user(s), --mode {args.mode}, image {image}, "
+        f"namespace {namespace}; applied: {made} ({launched.unchanged} unchanged)",
+        file=sys.stderr,
+    )
+    info = summaries.LaunchInfo(launch_id, namespace, args.mode, image, tuple(users))
+    if args.no_wait:
+        print(
+            f"follow it: workshop-runner status --launch {launch_id} -n {namespace}",
+            file=sys.stderr,
+        )
+        print(launch_id)
+        return summaries.EXIT_OK
+    return watch_and_summarize(args, kube, info, started)
+
+
+def status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    namespace = args.namespace or load_deploy().namespace
+    kube = connect(args, env, args.timeout + SETUP_SECONDS)
+    selector = f"{LAUNCH_LABEL}={args.launch}" if args.launch else f"{NAME_LABEL}={APP}"
+    jobs, _ = kube.list_items("batch/v1", "Job", namespace, label_selector=selector)
+    if not jobs:
+        what = f"launch {args.launch}" if args.launch else "any launch"
+        raise InvalidInput(
+            f"no Jobs of {what} in namespace {namespace} (finished Jobs are removed after "
+            "their ttlSecondsAfterFinished)"
+        )
+    newest = max(jobs, key=lambda j: str(j["metadata"].get("creationTimestamp", "")))
+    launch_id = args.launch or newest["metadata"]["labels"][LAUNCH_LABEL]
+    jobs = [j for j in jobs if j["metadata"]["labels"].get(LAUNCH_LABEL) == launch_id]
+    users = [u for j in sorted(jobs, key=_created) for u in users_of_job(j)]
+    indexed = any(is_indexed(j) for j in jobs)
+    image = newest["spec"]["template"]["spec"]["containers"][0]["image"]
+    info = summaries.LaunchInfo(
+        launch_id, namespace, "indexed" if indexed else "jobs", image, tuple(users)
+    )
+    started = min(datetime.fromisoformat(_created(j).replace("Z", "+00:00")) for j in jobs)
+    if args.no_wait:
+        fleet = Fleet(users, indexed=indexed)
+        snapshot(kube, fleet, namespace, f"{LAUNCH_LABEL}={launch_id}")
+        return report(args, kube, info, fleet, started, waited=False)
+    return watch_and_summarize(args, kube, info, started)
+
+
+def watch_and_summarize(
+    args: argparse.Namespace, kube: Kube, info: summaries.LaunchInfo, started: datetime
+) -> int:
+    fleet = Fleet(info.users, indexed=info.mode == "indexed")
+    followed = follow(
+        kube,
+        fleet,
+        info.namespace,
+        f"{LAUNCH_LABEL}={info.launch_id}",
+        display=make_display(args.progress, info.launch_id),
+        deadline=Deadline.after(args.timeout),
+    )
+    return report(
+        args,
+        kube,
+        info,
+        fleet,
+        started,
+        timed_out=followed.timed_out,
+        interrupted=followed.interrupted,
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    kube: Kube,
+    info: summaries.LaunchInfo,
+    fleet: Fleet,
+    started: datetime,
+    *,
+    waited: bool = True,
+    timed_out: bool = False,
+    interrupted: bool = False,
+) -> int:
+    result = summaries.build(
+        info,
+        fleet.views(),
+        started=started,
+        now=utcnow(),
+        timed_out=timed_out,
+        interrupted=interrupted,
+        waited=waited,
+        requests=kube.cluster.requests,
+    )
+    summaries.print_summary(result, Console(file=sys.stdout, width=_width()))
+    if args.summary_json:
+        summaries.write_json(args.summary_json, result)
+    code: int = result["exit_code"]
+    return code
+
+
+def make_display(choice: str, launch_id: str) -> Display:
+    if choice == "table" or (choice == "auto" and sys.stdout.isatty()):
+        return LiveTable(launch_id, Console(file=sys.stdout))
+    return JsonLines(launch_id, sys.stdout)
+
+
+def _created(job: dict[str, Any]) -> str:
+    return str(job["metadata"].get("creationTimestamp", ""))
+
+
+def _width() -> int | None:
+    return None if sys.stdout.isatty() else 160
