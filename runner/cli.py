@@ -16,6 +16,7 @@ from runner.context import StepContext
 from runner.engine import Engine
 from runner.errors import InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
+from runner.launcher import cli as launcher
 from runner.logs import Logger, configure, get_logger
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"result file (default {DEFAULT_TERMINATION_LOG} when it exists)",
     )
+    launcher.register(sub)  # launch, status, teardown
     return parser
 
 
@@ -82,6 +84,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         for step in STEPS:
             print(f"{step.NAME:<{width}}  {step.DESCRIPTION}")
         return 0
+    if args.command in launcher.COMMANDS:
+        return launcher.main(args, environ, STEPS)
     return run(args, environ)
 
 
