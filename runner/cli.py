@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -143,7 +145,12 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         on_progress=pod_annotator(cluster, env, log),
         timeouts=timeouts,
     )
-    result = engine.run(user.name, selected, serial=args.serial)
+    previous = _on_sigterm(lambda: engine.stop("terminated by SIGTERM"))
+    try:
+        result = engine.run(user.name, selected, serial=args.serial)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     log.info(
         "run finished",
         outcome=result.outcome,
@@ -199,6 +206,14 @@ def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Any:
             log.warning("could not annotate own pod", object=f"Pod {namespace}/{pod}", error=str(e))
 
     return annotate
+
+
+def _on_sigterm(stop: Callable[[], None]) -> Any:
+    """On SIGTERM (pod deletion, Job deadline) stop the run cleanly so the termination message
+    still says which step was interrupted. Only possible from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, lambda _sig, _frame: stop())
 
 
 def termination_path(flag: Path | None, env: Mapping[str, str]) -> Path | None:

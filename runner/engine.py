@@ -61,12 +61,20 @@ class Engine:
         self.on_progress = on_progress
         self._last_progress: list[str] = []
         self.timeouts = dict(timeouts or {})
+        self._cancel = CancelToken()
+        self._stopped: str | None = None
+
+    def stop(self, reason: str) -> None:
+        """Stop the run from outside (SIGTERM): running steps stop at their next boundary,
+        and the result is a failure naming the step that was interrupted."""
+        self._stopped = reason
+        self._cancel.cancel(reason)
 
     def run(self, user: str | None, selected: Sequence[str], *, serial: bool = False) -> RunResult:
         chosen = [s for s in self.steps if s.NAME in selected]
         names = {s.NAME for s in chosen}
         needs = {s.NAME: [n for n in s.NEEDS if n in names] for s in chosen}
-        cancel = CancelToken()
+        cancel = self._cancel
         records: dict[str, StepRecord] = {}
         failure: tuple[str, RunnerError] | None = None
         waiting = list(chosen)
@@ -94,16 +102,20 @@ class Engine:
                     elif failure is None and not isinstance(outcome.error, Cancelled):
                         failure = (step.NAME, outcome.error)
                         cancel.cancel(f"step {step.NAME} failed")
+                    elif failure is None and self._stopped:
+                        failure = (step.NAME, outcome.error)
         for step in waiting:
             why = f"not run: step {failure[0]} failed" if failure else "not run"
             records[step.NAME] = StepRecord(step.NAME, "skipped", why)
         ordered = tuple(
             records.get(s.NAME) or StepRecord(s.NAME, "skipped", "not selected") for s in self.steps
         )
+        if failure is None and self._stopped:
+            failure = (waiting[0].NAME if waiting else "", Cancelled(self._stopped))
         if failure is None:
             return RunResult(user, 0, steps=ordered)
         name, error = failure
-        return RunResult(user, error.exit_code, name, str(error), ordered)
+        return RunResult(user, error.exit_code, name or None, str(error), ordered)
 
     def _execute(self, step: Step, cancel: CancelToken) -> _Outcome:
         log = self.log.bind(step=step.NAME)

@@ -251,3 +251,41 @@ def test_progress_annotation_failure_is_not_fatal(runner: Any, unique_user: str)
     )
     assert out.code == 0, out.stderr
     assert "could not annotate own pod" in out.stdout
+
+
+def test_sigterm_stops_the_run_and_names_the_step(
+    cluster: Any, unique_user: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    term = tmp_path / "termination"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "run",
+            "--user",
+            unique_user,
+            "--steps",
+            ISSUE4,
+            "--termination-log",
+            str(term),
+        ],
+        env={"PATH": os.environ.get("PATH", ""), "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # no simulators: the CatalogSource wait never ends by itself
+        if json.loads(line)["event"] == "waiting":
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 1
+    result = json.loads(term.read_text())
+    assert result["failed_step"] == "catalog-source"
+    assert result["reason"] == "cancelled: terminated by SIGTERM"

@@ -211,3 +211,24 @@ def test_timeout_override() -> None:
         steps, lambda s, d, c, log: FakeContext(s.NAME, d, c), log=get_logger(), timeouts={"a": 2}
     ).run("u1", ["a"])
     assert 0 < seen[0] <= 2
+
+
+def test_stop_from_outside_names_the_interrupted_step() -> None:
+    started = threading.Event()
+
+    def long_wait(ctx: Any) -> StepResult:
+        started.set()
+        ctx.cancel.sleep(30)
+        return StepResult.noop("not reached")
+
+    eng = engine([FakeStep("a"), FakeStep("b", ("a",), long_wait), FakeStep("c", ("b",))])
+
+    def terminate() -> None:
+        started.wait(10)
+        eng.stop("terminated by SIGTERM")
+
+    threading.Thread(target=terminate).start()
+    result = eng.run("u1", ["a", "b", "c"])
+    assert (result.exit_code, result.failed_step) == (1, "b")
+    assert result.reason == "cancelled: terminated by SIGTERM"
+    assert [s.status for s in result.steps] == ["unchanged", "skipped", "skipped"]
