@@ -1,0 +1,248 @@
+"""Table-driven step tests: given objects and parameters, the actions taken or the no-op reason.
+The cluster is an in-memory fake with the runner.kube surface the steps use."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from runner import config, templates
+from runner.context import StepContext
+from runner.kube import Applied, Kube, describe, is_subset
+from runner.logs import get_logger
+from runner.result import StepResult
+from runner.waits import CancelToken, Deadline, Target
+from steps import catalog_source, istio_namespace, limit_ranges, namespace, rbac
+
+Key = tuple[str, str | None, str]
+ALL_APIS = {
+    ("v1", "Namespace"),
+    ("v1", "LimitRange"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("operators.coreos.com/v1alpha1", "CatalogSource"),
+    ("project.openshift.io/v1", "ProjectRequest"),
+    ("project.openshift.io/v1", "Project"),
+}
+NO_OPENSHIFT = {a for a in ALL_APIS if not a[0].startswith("project.")}
+
+
+class FakeKube:
+    def __init__(
+        self, objects: list[dict[str, Any]], apis: set[tuple[str, str]], dry_run: bool
+    ) -> None:
+        self.objects: dict[Key, dict[str, Any]] = {self.key(o): o for o in objects}
+        self.apis, self.dry_run = apis, dry_run
+        self.actions: list[str] = []
+
+    @staticmethod
+    def key(obj: dict[str, Any]) -> Key:
+        meta = obj["metadata"]
+        return obj["kind"], meta.get("namespace"), meta["name"]
+
+    def has_api(self, api_version: str, kind: str) -> bool:
+        return (api_version, kind) in self.apis
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        return copy.deepcopy(self.objects.get((kind, namespace, name)))
+
+    def apply(self, desired: dict[str, Any]) -> Applied:
+        key = self.key(desired)
+        what = describe(key[0], key[2], key[1])
+        before = self.objects.get(key)
+        if before is not None and is_subset(desired, before):
+            return Applied(before, False, f"{what} exists and matches")
+        self.actions.append(f"apply {what}")
+        if self.dry_run:
+            return Applied(desired, True, f"would create {what}")
+        merged = {**(before or {}), **desired}
+        if before and "status" in before:
+            merged["status"] = before["status"]
+        self.objects[key] = merged
+        return Applied(merged, True, f"{'updated' if before else 'created'} {what}")
+
+    def create(self, body: dict[str, Any]) -> Any:
+        kind, namespace, name = self.key(body)
+        self.actions.append(f"create {describe(kind, name, namespace)}")
+        if self.key(body) in self.objects:
+            return None
+        if body["kind"] == "ProjectRequest" and not self.dry_run:
+            name = body["metadata"]["name"]
+            self.objects[("Namespace", None, name)] = {
+                "kind": "Namespace",
+                "metadata": {"name": name},
+            }
+            self.objects[("Project", None, name)] = {
+                "kind": "Project",
+                "metadata": {"name": name, "resourceVersion": "5"},
+                "status": {"phase": "Active"},
+            }
+            lr = f"{name}-core-resource-limits"
+            self.objects[("LimitRange", name, lr)] = {
+                "kind": "LimitRange",
+                "metadata": {"name": lr, "namespace": name},
+            }
+        return body
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
+        self.actions.append(f"delete {describe(kind, name, namespace)}")
+        if self.dry_run:
+            return (kind, namespace, name) in self.objects
+        return self.objects.pop((kind, namespace, name), None) is not None
+
+    def list_items(
+        self, api_version: str, kind: str, namespace: str | None = None
+    ) -> tuple[list[Any], str]:
+        items = [o for (k, ns, _), o in self.objects.items() if k == kind and ns == namespace]
+        return items, "10"
+
+    def list_objects(self, target: Target) -> tuple[list[Any], str]:
+        items, rv = self.list_items(target.api_version, target.kind, target.namespace)
+        return [o for o in items if o["metadata"]["name"] == target.name], rv
+
+    def watch_objects(self, target: Target, rv: str, timeout: int) -> Iterator[Any]:
+        raise AssertionError("the fake never needs to watch")
+
+
+def run_step(
+    step: Any,
+    objects: list[dict[str, Any]] | None = None,
+    *,
+    mode: str = "namespace",
+    apis: set[tuple[str, str]] = ALL_APIS,
+    dry_run: bool = False,
+) -> tuple[StepResult, FakeKube]:
+    user = config.User("user1")
+    params = config.load_params(None, user, project_request=mode == "project-request")
+    rendered = {n: templates.render(t, params) for n, t in templates.load_templates(None).items()}
+    kube = FakeKube(objects or [], apis, dry_run)
+    cancel = CancelToken()
+    ctx = StepContext(
+        step.NAME,
+        user,
+        params,
+        rendered,
+        cast(Kube, kube),
+        get_logger(),
+        Deadline.after(5),
+        cancel,
+        dry_run,
+    )
+    return step.run(ctx), kube
+
+
+def ns(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def test_namespace_created() -> None:
+    result, kube = run_step(namespace)
+    assert result == StepResult(True, "created Namespace user1")
+    assert kube.actions == ["apply Namespace user1"]
+
+
+def test_namespace_already_there() -> None:
+    existing = run_step(namespace)[1].objects[("Namespace", None, "user1")]
+    result, kube = run_step(namespace, [existing])
+    assert result == StepResult(False, "Namespace user1 exists and matches")
+    assert kube.actions == []
+
+
+def test_namespace_labels_repaired() -> None:
+    result, _ = run_step(namespace, [ns("user1", **{"app.kubernetes.io/managed-by": "someone"})])
+    assert result == StepResult(True, "updated Namespace user1")
+
+
+def test_project_request_then_labels() -> None:
+    result, kube = run_step(namespace, mode="project-request")
+    assert result == StepResult(True, "created project user1 via ProjectRequest")
+    assert kube.actions == ["create ProjectRequest user1", "apply Namespace user1"]
+
+
+def test_project_request_not_served_falls_back_to_namespace() -> None:
+    result, kube = run_step(namespace, mode="project-request", apis=NO_OPENSHIFT)
+    assert result == StepResult(True, "created Namespace user1")
+    assert kube.actions == ["apply Namespace user1"]
+
+
+def test_project_request_skipped_when_namespace_exists() -> None:
+    result, kube = run_step(namespace, [ns("user1")], mode="project-request")
+    assert kube.actions == ["apply Namespace user1"]
+    assert result == StepResult(True, "updated Namespace user1")
+
+
+def test_project_request_dry_run() -> None:
+    result, kube = run_step(namespace, mode="project-request", dry_run=True)
+    assert result == StepResult(True, "would create project user1 via ProjectRequest")
+    assert kube.objects == {}
+
+
+def test_istio_namespace_and_binding() -> None:
+    result, kube = run_step(istio_namespace)
+    assert kube.actions == [
+        "apply Namespace user1-istio",
+        "apply RoleBinding user1-istio/workshop-user-admin",
+    ]
+    assert result.changed
+
+
+def test_rbac() -> None:
+    result, _ = run_step(rbac)
+    assert result == StepResult(True, "created RoleBinding user1/workshop-user-admin")
+
+
+def lr(name: str, namespace: str = "user1-istio") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+
+
+@pytest.mark.parametrize(
+    ("objects", "detail", "actions"),
+    [
+        ([], "no LimitRange in user1-istio", []),
+        ([lr("x", "user1")], "no LimitRange in user1-istio", []),
+        (
+            [lr("user1-istio-core-resource-limits"), lr("another")],
+            "deleted LimitRange another, user1-istio-core-resource-limits in user1-istio",
+            [
+                "delete LimitRange user1-istio/another",
+                "delete LimitRange user1-istio/user1-istio-core-resource-limits",
+            ],
+        ),
+    ],
+)
+def test_limit_ranges(objects: list[dict[str, Any]], detail: str, actions: list[str]) -> None:
+    result, kube = run_step(limit_ranges, objects)
+    assert result.detail == detail
+    assert result.changed == bool(actions)
+    assert kube.actions == actions
+
+
+def test_limit_ranges_after_a_project_request() -> None:
+    _, kube = run_step(istio_namespace, mode="project-request")
+    leftovers = list(kube.objects.values())
+    result, _ = run_step(limit_ranges, leftovers)
+    assert result.detail == "deleted LimitRange user1-istio-core-resource-limits in user1-istio"
+
+
+def test_catalog_source_ready_without_waiting() -> None:
+    ready = {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "CatalogSource",
+        "metadata": {"name": "rhsso-catalog", "namespace": "user1"},
+        "status": {"connectionState": {"lastObservedState": "READY"}},
+    }
+    result, _ = run_step(catalog_source, [ready])
+    assert result == StepResult(True, "updated CatalogSource user1/rhsso-catalog; READY")
+
+
+def test_catalog_source_dry_run_does_not_wait() -> None:
+    result, _ = run_step(catalog_source, dry_run=True)
+    assert result == StepResult(
+        True, "would create CatalogSource user1/rhsso-catalog; dry-run: not waiting for READY"
+    )
