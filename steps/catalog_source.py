@@ -34,3 +34,10 @@ def run(ctx: StepContext) -> StepResult:
     if ctx.wait(target, ready, "READY", known=applied.obj) is None:
         return StepResult(applied.changed, f"{applied.detail}; dry-run: not waiting for READY")
     return StepResult(applied.changed, f"{applied.detail}; READY")
+
+
+def undo(ctx: StepContext) -> StepResult:
+    """Teardown: delete the CatalogSource."""
+    from runner.teardown import remove
+
+    return remove(ctx, "catalog-source.yaml")

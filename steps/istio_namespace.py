@@ -17,3 +17,10 @@ def run(ctx: StepContext) -> StepResult:
     namespace = ensure_namespace(ctx, "istio-namespace.yaml")
     binding = ctx.kube.apply(ctx.object("istio-rbac.yaml"))
     return StepResult(namespace.changed or binding.changed, f"{namespace.detail}; {binding.detail}")
+
+
+def undo(ctx: StepContext) -> StepResult:
+    """Teardown: delete the RoleBinding, then the namespace; wait until it is gone."""
+    from runner.teardown import remove
+
+    return remove(ctx, "istio-rbac.yaml", "istio-namespace.yaml")

@@ -15,3 +15,10 @@ TEMPLATES = ("namespace.yaml",)
 
 def run(ctx: StepContext) -> StepResult:
     return ensure_namespace(ctx, "namespace.yaml")
+
+
+def undo(ctx: StepContext) -> StepResult:
+    """Teardown: delete the namespace (and whatever is left in it); wait until it is gone."""
+    from runner.teardown import remove
+
+    return remove(ctx, "namespace.yaml")

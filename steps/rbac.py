@@ -15,3 +15,10 @@ TEMPLATES = ("rbac.yaml",)
 def run(ctx: StepContext) -> StepResult:
     applied = ctx.kube.apply(ctx.object("rbac.yaml"))
     return StepResult(applied.changed, applied.detail)
+
+
+def undo(ctx: StepContext) -> StepResult:
+    """Teardown: delete the user's admin RoleBinding."""
+    from runner.teardown import remove
+
+    return remove(ctx, "rbac.yaml")
