@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from runner import config, templates
 from runner.context import StepContext
 from runner.engine import Engine
-from runner.errors import InvalidInput, RunnerError
+from runner.errors import ApiMissing, InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import cli as launcher
 from runner.logs import Logger, configure, get_logger
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         preflight(cluster, chosen, rendered, log)
     except _StepPreflightError as e:
         return finish(
-            RunResult(user.name, e.error.exit_code, e.step, str(e.error)), log, termination
+            RunResult(user.name, e.error.exit_code, e.step or None, str(e.error)), log, termination
         )
 
     def make_context(
@@ -183,8 +183,10 @@ def preflight(
         try:
             for api_version, kind in dict.fromkeys(apis):
                 kube.resource(api_version, kind)
-        except RunnerError as e:
+        except ApiMissing as e:
             raise _StepPreflightError(step.NAME, e) from None
+        except RunnerError as e:  # unreachable, rejected credentials ...: no step to blame
+            raise _StepPreflightError("", e) from None
 
 
 def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Any:
@@ -234,5 +236,6 @@ def finish(result: RunResult, log: Logger, termination: Path | None) -> int:
             )
     if result.exit_code != 0:
         where = f"step {result.failed_step}: " if result.failed_step else ""
-        print(f"{PROG}: error: {where}{result.reason}", file=sys.stderr)
+        reason = " ".join((result.reason or "").split())
+        print(f"{PROG}: error: {where}{reason}", file=sys.stderr)
     return result.exit_code

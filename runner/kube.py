@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -337,11 +338,10 @@ class Kube:
             try:
                 return fn()
             except ApiException as e:
-                error = translate(e, action, what)
+                # The client turns urllib3's SSLError into an ApiException with status 0.
+                error = _tls_error(e, action, what) if not e.status else translate(e, action, what)
             except urllib3.exceptions.SSLError as e:
-                raise InvalidInput(
-                    f"{action} {what}: TLS error talking to the API server: {e}"
-                ) from None
+                error = _tls_error(e, action, what)
             except (urllib3.exceptions.HTTPError, OSError) as e:
                 error = TransientError(f"{action} {what}: connection error: {_reason(e)}")
             if not isinstance(error, TransientError):
@@ -367,7 +367,7 @@ def translate(e: ApiException, action: str, what: str) -> RunnerError:
         body = parsed if isinstance(parsed, dict) else {}
     except (ValueError, TypeError):
         pass
-    message = str(body.get("message") or e.reason or f"HTTP {status}")
+    message = _one_line(str(body.get("message") or e.reason or f"HTTP {status}"))
     reason = str(body.get("reason") or "")
     text = f"{action} {what}: {message}"
     if status == 401:
@@ -391,6 +391,32 @@ def _retry_after(e: ApiException) -> float | None:
         return min(float(value), RETRY_AFTER_CAP) if value is not None else None
     except ValueError:
         return None
+
+
+def _tls_error(e: Exception, action: str, what: str) -> RunnerError:
+    if _certificate_rejected(e):
+        cause = _one_line(str(e.__context__ or e))
+        return InvalidInput(f"{action} {what}: the API server's certificate was rejected: {cause}")
+    # A handshake cut short (EOF) is what a load balancer in front of a down apiserver does:
+    # a connection error like any other.
+    return TransientError(f"{action} {what}: TLS error: {_one_line(str(e))}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _certificate_rejected(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        if any(isinstance(a, ssl.SSLCertVerificationError) for a in seen.args):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _reason(e: Exception) -> str:

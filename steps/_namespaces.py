@@ -56,7 +56,7 @@ def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) ->
         return True
     meta = desired.get("metadata")
     annotations = meta.get("annotations", {}) if isinstance(meta, dict) else {}
-    created = ctx.kube.create(
+    ctx.kube.create(
         {
             "apiVersion": PROJECT_API[0],
             "kind": PROJECT_API[1],
@@ -65,8 +65,7 @@ def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) ->
             "description": annotations.get("openshift.io/description", ""),
         }
     )
-    if created is None:
-        return False
+    # AlreadyExists (None) too: a retried create whose first answer was lost lands here.
     # openshift-apiserver answers once the template's objects exist; wait on the Project all
     # the same where it is served, so the LimitRanges are there before limit-ranges looks.
     if ctx.kube.has_api(*PROJECT):

@@ -289,3 +289,17 @@ def test_sigterm_stops_the_run_and_names_the_step(
     result = json.loads(term.read_text())
     assert result["failed_step"] == "catalog-source"
     assert result["reason"] == "cancelled: terminated by SIGTERM"
+
+
+def test_untrusted_server_certificate_is_exit_2(
+    runner: Any, kubeconfig: Path, unique_user: str, tmp_path: Path
+) -> None:
+    import yaml
+
+    config = yaml.safe_load(kubeconfig.read_text())
+    for entry in config["clusters"]:
+        entry["cluster"]["certificate-authority"] = "/etc/ssl/certs/ca-certificates.crt"
+    wrong = tmp_path / "wrong-ca.kubeconfig"
+    wrong.write_text(yaml.safe_dump(config))
+    out = runner("--user", unique_user, "--kubeconfig", str(wrong))
+    _assert_refused(out, 2, "certificate was rejected")
