@@ -47,8 +47,9 @@ exceeds it (only kinds that apply to the request count). Faults scheduled with `
 before the draw. Whatever the plan, a key never gets more than `plan.max_consecutive` faults in
 a row: the next request of that key is forwarded cleanly, so a client that retries converges.
 
-Counts: `stats()` -> requests seen, forwarded, faults by kind. A `python -m devcluster.faultproxy`
-entry point runs one in the foreground for manual experiments.
+Counts: `stats()` -> connections and requests seen, requests forwarded (by method; how many
+were writes, and how many of those the apiserver accepted with a 2xx), faults by kind.
+`python -m devcluster.faultproxy` runs one in the foreground for manual experiments.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ KINDS = (
     "drop_watch",
     "handshake_eof",
 )
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 STATUS_REASONS = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}
 _PHRASES = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
 _HEAD_LIMIT = 1 << 20
@@ -207,6 +209,8 @@ class FaultProxy:
         self._requests = 0
         self._forwarded = 0
         self._connections = 0
+        self._writes_ok = 0
+        self._methods: Counter[str] = Counter()
         self._upstream_errors = 0
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -240,6 +244,9 @@ class FaultProxy:
                 "connections": self._connections,
                 "requests": self._requests,
                 "forwarded": self._forwarded,
+                "writes": sum(n for m, n in self._methods.items() if m in WRITE_METHODS),
+                "writes_ok": self._writes_ok,
+                "methods": dict(self._methods),
                 "upstream_errors": self._upstream_errors,
                 "faults": dict(self._faults),
                 "injected": sum(self._faults.values()),
@@ -456,7 +463,13 @@ class FaultProxy:
             await up_writer.drain()
             with self._lock:
                 self._forwarded += 1
+                self._methods[request.method] += 1
             status_head = await up_reader.readuntil(b"\r\n\r\n")
+            resp_line, resp_headers = _parse_head(status_head)
+            status = int(resp_line.split(" ", 2)[1])
+            if request.method in WRITE_METHODS and 200 <= status < 300:
+                with self._lock:
+                    self._writes_ok += 1
             if kind == "lost_response":
                 _reset(writer)
                 return False
@@ -469,8 +482,6 @@ class FaultProxy:
                 timer = loop.call_later(delay, self._drop, writer, up_writer)
             try:
                 writer.write(status_head)
-                resp_line, resp_headers = _parse_head(status_head)
-                status = int(resp_line.split(" ", 2)[1])
                 ended = await _relay_body(request.method, status, resp_headers, up_reader, writer)
             finally:
                 if timer is not None:
