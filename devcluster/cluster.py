@@ -264,6 +264,26 @@ class Cluster:
         }
 
     # -- lifecycle -----------------------------------------------------------------------
+    def restart_apiserver(
+        self, *, sig: int = signal.SIGTERM, down_seconds: float = 0.0, grace: float = 15.0
+    ) -> None:
+        """Stop kube-apiserver with `sig` (SIGKILL after `grace`), keep it down `down_seconds`,
+        start it again on the same port with the same flags; blocks until it is ready.
+        For fault tests: clients see their connections and watches break, then reconnect."""
+        pid = self.pids["kube-apiserver"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
+        time.sleep(down_seconds)
+        _start_apiserver(self, build.build(log=lambda _msg: None))
+
     def stop(self, *, remove: bool = True, grace: float = 10.0) -> None:
         """SIGTERM every process we started (by pid), SIGKILL after `grace`, remove state."""
         for pid in self.pids.values():
