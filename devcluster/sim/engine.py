@@ -1,0 +1,294 @@
+"""Delayed, level-triggered transitions: how every simulated operator moves objects along.
+
+A controller looks at the cache and lists the transitions that are due for one key (say, "write
+phase RequiresApproval on InstallPlan u1/install-abc"), each a list of API writes. The engine
+waits the knob delay for that transition, then asks the controller again with the cache as it is
+*then*, and performs the transition only if it is still wanted - so a transition never acts on a
+stale view, and a world that changed in the meantime simply produces different transitions.
+Each performed transition is one step; the resulting watch event schedules the next.
+
+Reaction latency is measured per transition: from the watch event that made it due to the
+moment its last write returned, minus the deliberate knob delay.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from devcluster.sim.informer import Store
+from devcluster.sim.knobs import Knobs
+from devcluster.sim.kube import MERGE, Kube, KubeError, Obj, Resource
+
+log = logging.getLogger(__name__)
+
+Key = Hashable
+
+
+@dataclass(frozen=True)
+class Action:
+    """One API write. `verb`: create | patch | status | delete."""
+
+    verb: str
+    res: Resource
+    namespace: str | None
+    name: str | None = None
+    body: Any = None
+    content_type: str = MERGE
+    tolerate: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        name = self.name or (self.body or {}).get("metadata", {}).get("name") or "(generated)"
+        return f"{self.verb} {self.res.kind} {where}{name}"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A named step of one object's state machine, with the writes that perform it."""
+
+    id: str
+    kind: str
+    namespace: str
+    name: str
+    step: str
+    actions: tuple[Action, ...]
+    delayed: bool = True
+
+
+class Controller(Protocol):
+    name: str
+
+    def watches(self) -> Iterable[Resource]: ...
+
+    def keys_for(self, res: Resource, event: str, obj: Obj) -> Iterable[Key]: ...
+
+    def transitions(self, key: Key, store: Store, knobs: Knobs) -> list[Transition]: ...
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    seq: int
+    tid: str = field(compare=False)
+    controller: Controller = field(compare=False)
+    key: Key = field(compare=False)
+    observed: float = field(compare=False)
+    delay: float = field(compare=False)
+
+
+class Stats:
+    """Reaction latencies (seconds, knob delay excluded) per kind."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.samples: dict[str, list[float]] = {}
+        self.errors = 0
+
+    def add(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            bucket = self.samples.setdefault(kind, [])
+            bucket.append(seconds)
+            if len(bucket) > 5000:
+                del bucket[:1000]
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            every = [s for b in self.samples.values() for s in b]
+            out: dict[str, Any] = {"all": percentiles(every), "errors": self.errors}
+            for kind, bucket in sorted(self.samples.items()):
+                out[kind] = percentiles(bucket)
+            return out
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    return {"n": len(ordered), "p50_ms": pick(0.50), "p95_ms": pick(0.95), "max_ms": pick(1.0)}
+
+
+class Engine:
+    """Schedules transitions after their knob delay and performs them on worker threads."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        store: Store,
+        knobs: Callable[[], Knobs],
+        workers: int = 4,
+    ) -> None:
+        self.kube = kube
+        self.store = store
+        self.knobs = knobs
+        self.stats = Stats()
+        self._lock = threading.Condition()
+        self._heap: list[_Due] = []
+        self._pending: dict[str, _Due] = {}
+        self._seq = itertools.count()
+        self._queues = [_Queue() for _ in range(workers)]
+        self._stopped = threading.Event()
+        self._threads = [threading.Thread(target=self._schedule, name="sim-sched", daemon=True)]
+        for i, q in enumerate(self._queues):
+            self._threads.append(
+                threading.Thread(target=self._work, args=(q,), name=f"sim-w{i}", daemon=True)
+            )
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            self._lock.notify_all()
+        for q in self._queues:
+            q.put(None)
+
+    # -- triggering ----------------------------------------------------------------------
+    def handler(self, controller: Controller) -> Callable[[Resource, str, Obj, float], None]:
+        def on_event(res: Resource, event: str, obj: Obj, at: float) -> None:
+            for key in controller.keys_for(res, event, obj):
+                self.trigger(controller, key, at)
+
+        return on_event
+
+    def trigger(self, controller: Controller, key: Key, observed: float | None = None) -> None:
+        observed = time.monotonic() if observed is None else observed
+        knobs = self.knobs()
+        try:
+            wanted = controller.transitions(key, self.store, knobs)
+        except Exception:
+            log.exception("%s: computing transitions for %s failed", controller.name, key)
+            return
+        for t in wanted:
+            tid = f"{controller.name}|{t.id}"
+            with self._lock:
+                if tid in self._pending:
+                    continue
+                delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+                due = _Due(observed + delay, next(self._seq), tid, controller, key, observed, delay)
+                self._pending[tid] = due
+                heapq.heappush(self._heap, due)
+                self._lock.notify()
+
+    # -- scheduling ----------------------------------------------------------------------
+    def _schedule(self) -> None:
+        while not self._stopped.is_set():
+            with self._lock:
+                now = time.monotonic()
+                while self._heap and self._heap[0].at <= now:
+                    due = heapq.heappop(self._heap)
+                    self._queues[hash(due.key) % len(self._queues)].put(due)
+                timeout = (self._heap[0].at - now) if self._heap else 1.0
+                self._lock.wait(timeout=max(0.0, min(timeout, 1.0)))
+
+    def _work(self, queue: _Queue) -> None:
+        while True:
+            due = queue.get()
+            if due is None:
+                return
+            failed = False
+            try:
+                self._fire(due)
+            except Exception as exc:
+                failed = True
+                self.stats.errors += 1
+                log.warning("%s failed: %s", due.tid, exc)
+            finally:
+                with self._lock:
+                    self._pending.pop(due.tid, None)
+            if failed:
+                # Retry from scratch a little later (API hiccup, conflict, webhook refusal).
+                timer = threading.Timer(1.0, self.trigger, args=(due.controller, due.key))
+                timer.daemon = True
+                timer.start()
+            else:
+                # Whatever we wrote is in the cache already: schedule what comes next now.
+                self.trigger(due.controller, due.key)
+
+    def _fire(self, due: _Due) -> None:
+        wanted = due.controller.transitions(due.key, self.store, self.knobs())
+        prefix = f"{due.controller.name}|"
+        match = next((t for t in wanted if prefix + t.id == due.tid), None)
+        if match is None:
+            return
+        for action in match.actions:
+            self.perform(action)
+        reaction = time.monotonic() - due.observed - due.delay
+        self.stats.add(match.kind, max(0.0, reaction))
+        log.info(
+            "%s %s/%s -> %s (delay %.2fs, reaction %.1fms)",
+            match.kind,
+            match.namespace,
+            match.name,
+            match.step,
+            due.delay,
+            reaction * 1000,
+        )
+
+    def perform(self, action: Action) -> Obj | None:
+        kube = self.kube
+        try:
+            if action.verb == "create":
+                obj = kube.create(action.res, action.namespace, dict(action.body))
+            elif action.verb == "patch":
+                assert action.name is not None
+                obj = kube.patch(
+                    action.res,
+                    action.namespace,
+                    action.name,
+                    action.body,
+                    content_type=action.content_type,
+                )
+            elif action.verb == "status":
+                assert action.name is not None
+                obj = kube.patch(
+                    action.res,
+                    action.namespace,
+                    action.name,
+                    {"status": action.body},
+                    sub="status",
+                    content_type=action.content_type,
+                )
+            elif action.verb == "delete":
+                assert action.name is not None
+                kube.delete(action.res, action.namespace, action.name)
+                return None
+            else:
+                raise ValueError(f"unknown verb {action.verb}")
+        except KubeError as exc:
+            if exc.status in action.tolerate:
+                return None
+            raise KubeError(exc.status, exc.reason, exc.message, action.describe()) from None
+        obj.setdefault("apiVersion", action.res.api_version)
+        obj.setdefault("kind", action.res.kind)
+        self.store.update(action.res, obj)
+        return obj
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._items: list[_Due | None] = []
+
+    def put(self, item: _Due | None) -> None:
+        with self._cv:
+            self._items.append(item)
+            self._cv.notify()
+
+    def get(self) -> _Due | None:
+        with self._cv:
+            while not self._items:
+                self._cv.wait()
+            return self._items.pop(0)

@@ -1,0 +1,604 @@
+"""Simulated OLM catalog operator + OLM operator for one namespace at a time.
+
+What it reproduces (see shared/DOMAIN.md, "OLM pitfalls"):
+- One InstallPlan per namespace resolution, covering every Subscription not yet covered;
+  `Manual` (that exact string) on any Subscription in the namespace makes the plan Manual.
+- A new plan is created without status; its phase is written in a second step.
+- Approving (`spec.approved: true`) a Manual plan while its phase is still empty makes the
+  simulator supersede it with a second plan listing the same CSVs (the Subscription's
+  installPlanRef moves on); the first plan stays phase-less forever.
+- After approval: Installing -> Complete, the CSVs are created and go
+  Pending -> InstallReady -> Installing -> Succeeded (or Failed by knob).
+- CSV Failed with TooManyOperatorGroups / NoOperatorGroup / UnsupportedOperatorGroup, the real
+  OLM messages; it recovers to Pending once the namespace has exactly one fitting group.
+- Subscription status follows: installPlanRef, installplan, currentCSV, installedCSV, state
+  (UpgradePending -> AtLatestKnown), InstallPlanPending condition.
+A Subscription without spec.startingCSV resolves to `<spec.name>.v1.0.0` (no real catalog).
+Copied CSVs and CatalogSources live in catalog.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from devcluster.sim.engine import Action, Key, Transition
+from devcluster.sim.informer import Store
+from devcluster.sim.knobs import Knobs
+from devcluster.sim.kube import CSVS, INSTALLPLANS, OLM, OPERATORGROUPS, SUBSCRIPTIONS, Resource
+from devcluster.sim.objects import (
+    Obj,
+    annotations_of,
+    condition,
+    created_key,
+    deleting,
+    labels,
+    name_of,
+    now_iso,
+    owner_ref,
+    set_condition,
+    spec,
+    status,
+    strip_times,
+)
+
+V1ALPHA1 = f"{OLM}/v1alpha1"
+SUPERSEDED = "devcluster.sim/superseded-by"
+COPIED_FROM = "olm.copiedFrom"
+CLUSTER_WIDE_LABEL = "devcluster.sim/cluster-wide"
+OG_FAILURES = ("NoOperatorGroup", "TooManyOperatorGroups", "UnsupportedOperatorGroup")
+# RH-SSO 7.x supports watching its own namespace or one other, never all namespaces.
+DEFAULT_INSTALL_MODES = [
+    {"type": "OwnNamespace", "supported": True},
+    {"type": "SingleNamespace", "supported": True},
+    {"type": "MultiNamespace", "supported": False},
+    {"type": "AllNamespaces", "supported": False},
+]
+CSV_STEPS = {
+    "": ("Pending", "RequirementsUnknown", "requirements not yet checked"),
+    "Pending": ("InstallReady", "AllRequirementsMet", "all requirements found, attempting install"),
+    "InstallReady": (
+        "Installing",
+        "InstallSucceeded",
+        "waiting for install components to report healthy",
+    ),
+    "Installing": ("Succeeded", "InstallSucceeded", "install strategy completed with no errors"),
+}
+
+
+def sub_csv(sub: Obj) -> str:
+    s = spec(sub)
+    return str(s.get("startingCSV") or f"{s.get('name', name_of(sub))}.v1.0.0")
+
+
+def is_manual(sub: Obj) -> bool:
+    # OLM does not validate installPlanApproval; only this exact string means manual.
+    return spec(sub).get("installPlanApproval") == "Manual"
+
+
+def phase(obj: Obj) -> str:
+    return str(status(obj).get("phase") or "")
+
+
+def active_plans(plans: Iterable[Obj]) -> list[Obj]:
+    alive = [p for p in plans if SUPERSEDED not in annotations_of(p) and not deleting(p)]
+    return sorted(alive, key=created_key)
+
+
+def plan_for(plans: list[Obj], csv_name: str) -> Obj | None:
+    """The newest active plan listing `csv_name`."""
+    found = None
+    for plan in plans:
+        if csv_name in (spec(plan).get("clusterServiceVersionNames") or []):
+            found = plan
+    return found
+
+
+def version_of(csv_name: str) -> str:
+    tail = csv_name.split(".", 1)[1] if "." in csv_name else "1.0.0"
+    return tail[1:] if tail.startswith("v") else tail
+
+
+class NamespaceView:
+    """Everything OLM looks at in one namespace, read once from the cache."""
+
+    def __init__(self, namespace: str, store: Store) -> None:
+        self.namespace = namespace
+        self.subs = sorted(store.list(SUBSCRIPTIONS, namespace), key=created_key)
+        self.plans = sorted(store.list(INSTALLPLANS, namespace), key=created_key)
+        self.csvs = {name_of(c): c for c in store.list(CSVS, namespace)}
+        self.ogs = [o for o in store.list(OPERATORGROUPS, namespace) if not deleting(o)]
+
+    @classmethod
+    def of(
+        cls, namespace: str, subs: list[Obj], plans: list[Obj], csvs: list[Obj], ogs: list[Obj]
+    ) -> NamespaceView:
+        view = cls.__new__(cls)
+        view.namespace = namespace
+        view.subs = sorted(subs, key=created_key)
+        view.plans = sorted(plans, key=created_key)
+        view.csvs = {name_of(c): c for c in csvs}
+        view.ogs = [o for o in ogs if not deleting(o)]
+        return view
+
+
+def _t(
+    view: NamespaceView, kind: str, name: str, step: str, *actions: Action, delayed: bool = True
+) -> Transition:
+    return Transition(
+        id=f"{kind}/{view.namespace}/{name}:{step}",
+        kind=kind,
+        namespace=view.namespace,
+        name=name,
+        step=step,
+        actions=tuple(actions),
+        delayed=delayed,
+    )
+
+
+def transitions(view: NamespaceView, knobs: Knobs, now: str | None = None) -> list[Transition]:
+    now = now or now_iso()
+    ns = view.namespace
+    out: list[Transition] = []
+    failing = {name_of(s) for s in view.subs if knobs.failure("Subscription", ns, name_of(s))}
+    out += _resolution_failures(view, knobs, now)
+    plans = active_plans(view.plans)
+    out += _early_approvals(view, plans)
+    subs = [s for s in view.subs if name_of(s) not in failing and not deleting(s)]
+    out += _new_plan(view, subs, plans)
+    for sub in subs:
+        out += _subscription_status(view, sub, plans, now)
+    for plan in plans:
+        out += _plan_phase(view, plan, knobs, now)
+    for csv in view.csvs.values():
+        foreign = COPIED_FROM in labels(csv) or CLUSTER_WIDE_LABEL in labels(csv)
+        if not foreign and not deleting(csv):
+            out += _csv_phase(view, csv, knobs, now)
+    for og in view.ogs:
+        out += _operator_group_status(view, og, now)
+    return out
+
+
+def _resolution_failures(view: NamespaceView, knobs: Knobs, now: str) -> list[Transition]:
+    out = []
+    for sub in view.subs:
+        failure = knobs.failure("Subscription", view.namespace, name_of(sub))
+        cond = condition(status(sub), "ResolutionFailed")
+        if failure and (cond is None or cond.get("status") != "True"):
+            conds = set_condition(
+                status(sub).get("conditions") or [],
+                {
+                    "type": "ResolutionFailed",
+                    "status": "True",
+                    "reason": failure.reason,
+                    "message": failure.message,
+                },
+                now,
+            )
+            body = {"conditions": conds, "lastUpdated": now}
+            out.append(
+                _t(
+                    view,
+                    "Subscription",
+                    name_of(sub),
+                    "ResolutionFailed",
+                    _status(SUBSCRIPTIONS, view.namespace, sub, body),
+                )
+            )
+    return out
+
+
+def _early_approvals(view: NamespaceView, plans: list[Obj]) -> list[Transition]:
+    """The duplicate-plan trap: a Manual plan approved before its phase was written."""
+    out = []
+    for plan in plans:
+        s = spec(plan)
+        if s.get("approval") == "Manual" and s.get("approved") is True and not phase(plan):
+            name = name_of(plan)
+            mark = Action(
+                "patch",
+                INSTALLPLANS,
+                view.namespace,
+                name,
+                {"metadata": {"annotations": {SUPERSEDED: "resolution-retried"}}},
+            )
+            dup = Action(
+                "create",
+                INSTALLPLANS,
+                view.namespace,
+                body=_plan_body(
+                    view,
+                    plan_csvs(plan),
+                    "Manual",
+                    owners=plan.get("metadata", {}).get("ownerReferences") or [],
+                ),
+            )
+            out.append(_t(view, "InstallPlan", name, "duplicate", mark, dup))
+    return out
+
+
+def plan_csvs(plan: Obj) -> list[str]:
+    return list(spec(plan).get("clusterServiceVersionNames") or [])
+
+
+def _plan_body(view: NamespaceView, csv_names: list[str], approval: str, owners: list[Obj]) -> Obj:
+    return {
+        "apiVersion": V1ALPHA1,
+        "kind": "InstallPlan",
+        "metadata": {
+            "generateName": "install-",
+            "namespace": view.namespace,
+            "ownerReferences": owners,
+        },
+        "spec": {
+            "approval": approval,
+            "approved": approval != "Manual",
+            "clusterServiceVersionNames": csv_names,
+            "generation": 1,
+        },
+    }
+
+
+def _new_plan(view: NamespaceView, subs: list[Obj], plans: list[Obj]) -> list[Transition]:
+    covered = {c for p in plans for c in plan_csvs(p)}
+    uncovered = [s for s in subs if sub_csv(s) not in covered and sub_csv(s) not in view.csvs]
+    if not uncovered:
+        return []
+    manual = any(is_manual(s) for s in view.subs)
+    csv_names = list(dict.fromkeys(sub_csv(s) for s in uncovered))
+    owners = [owner_ref(s, V1ALPHA1, "Subscription") for s in uncovered]
+    body = _plan_body(view, csv_names, "Manual" if manual else "Automatic", owners)
+    first = name_of(uncovered[0])
+    step = "plan:" + ",".join(sorted(csv_names))
+    return [
+        _t(
+            view,
+            "Subscription",
+            first,
+            step,
+            Action("create", INSTALLPLANS, view.namespace, body=body),
+        )
+    ]
+
+
+def desired_subscription_status(
+    sub: Obj, plans: list[Obj], csvs: dict[str, Obj], now: str
+) -> Obj | None:
+    csv_name = sub_csv(sub)
+    plan = plan_for(plans, csv_name)
+    if plan is None:
+        return None
+    csv = csvs.get(csv_name)
+    p = phase(plan)
+    current = status(sub)
+    conds = [
+        c
+        for c in current.get("conditions") or []
+        if c.get("type") not in ("InstallPlanPending", "InstallPlanFailed")
+    ]
+    if p in ("RequiresApproval", "Installing"):
+        conds = set_condition(
+            conds, {"type": "InstallPlanPending", "status": "True", "reason": p}, now
+        )
+    elif p == "Failed":
+        conds = set_condition(
+            conds,
+            {"type": "InstallPlanFailed", "status": "True", "reason": "InstallComponentFailed"},
+            now,
+        )
+    for old in current.get("conditions") or []:
+        for new in conds:
+            if new["type"] == old.get("type") and new.get("status") == old.get("status"):
+                new["lastTransitionTime"] = old.get("lastTransitionTime", now)
+    if csv is not None and phase(csv) == "Succeeded":
+        state = "AtLatestKnown"
+    elif p == "Failed":
+        state = "UpgradeFailed"
+    else:
+        state = "UpgradePending"
+    ref = {
+        "apiVersion": V1ALPHA1,
+        "kind": "InstallPlan",
+        "name": name_of(plan),
+        "namespace": plan["metadata"].get("namespace", ""),
+        "uid": plan["metadata"].get("uid", ""),
+    }
+    desired: Obj = {
+        "installPlanRef": ref,
+        "installplan": {
+            "apiVersion": V1ALPHA1,
+            "kind": "InstallPlan",
+            "name": name_of(plan),
+            "uuid": ref["uid"],
+        },
+        "installPlanGeneration": 1,
+        "currentCSV": csv_name,
+        "state": state,
+        "conditions": conds,
+        "lastUpdated": now,
+    }
+    if csv is not None:
+        desired["installedCSV"] = csv_name
+    return desired
+
+
+def _subscription_status(
+    view: NamespaceView, sub: Obj, plans: list[Obj], now: str
+) -> list[Transition]:
+    desired = desired_subscription_status(sub, plans, view.csvs, now)
+    if desired is None:
+        return []
+    current = status(sub)
+    if all(
+        strip_times(current.get(k)) == strip_times(v)
+        for k, v in desired.items()
+        if k != "lastUpdated"
+    ):
+        return []
+    installed = "installed" if "installedCSV" in desired else ""
+    step = f"status:{desired['state']}:{desired['installplan']['name']}:{installed}"
+    for c in desired["conditions"]:
+        step += f":{c['type']}={c.get('reason', '')}"
+    return [
+        _t(
+            view,
+            "Subscription",
+            name_of(sub),
+            step,
+            _status(SUBSCRIPTIONS, view.namespace, sub, desired),
+        )
+    ]
+
+
+def _plan_status(
+    view: NamespaceView, plan: Obj, new_phase: str, now: str, conditions: list[Obj] | None = None
+) -> Obj:
+    by_csv = {sub_csv(s): s for s in view.subs}
+    steps, sources = [], []
+    done = "Created" if new_phase == "Complete" else "Unknown"
+    for csv_name in plan_csvs(plan):
+        sub_spec = spec(by_csv.get(csv_name) or {})
+        src, src_ns = str(sub_spec.get("source", "")), str(sub_spec.get("sourceNamespace", ""))
+        if src:
+            sources.append(src)
+        steps.append(
+            {
+                "resolving": csv_name,
+                "resource": {
+                    "group": OLM,
+                    "version": "v1alpha1",
+                    "kind": "ClusterServiceVersion",
+                    "name": csv_name,
+                    "sourceName": src,
+                    "sourceNamespace": src_ns,
+                },
+                "status": done,
+            }
+        )
+    body: Obj = {"phase": new_phase, "catalogSources": sorted(set(sources)), "plan": steps}
+    if conditions is not None:
+        body["conditions"] = conditions
+    if new_phase == "Installing":
+        body["startTime"] = now
+    return body
+
+
+def _plan_phase(view: NamespaceView, plan: Obj, knobs: Knobs, now: str) -> list[Transition]:
+    s, p, name = spec(plan), phase(plan), name_of(plan)
+    manual = s.get("approval") == "Manual"
+    ns = view.namespace
+    if not p:
+        if manual and s.get("approved") is True:
+            return []  # the early-approval trap handles it
+        new = "RequiresApproval" if manual else "Installing"
+        return [
+            _t(
+                view,
+                "InstallPlan",
+                name,
+                new,
+                _status(INSTALLPLANS, ns, plan, _plan_status(view, plan, new, now)),
+            )
+        ]
+    if p == "RequiresApproval" and s.get("approved") is True:
+        return [
+            _t(
+                view,
+                "InstallPlan",
+                name,
+                "Installing",
+                _status(INSTALLPLANS, ns, plan, _plan_status(view, plan, "Installing", now)),
+            )
+        ]
+    if p != "Installing":
+        return []
+    failure = knobs.failure("InstallPlan", ns, name)
+    if failure:
+        cond = [
+            {
+                "type": "Installed",
+                "status": "False",
+                "reason": failure.reason,
+                "message": failure.message,
+                "lastTransitionTime": now,
+                "lastUpdateTime": now,
+            }
+        ]
+        body = _plan_status(view, plan, "Failed", now, cond)
+        body["message"] = failure.message
+        return [_t(view, "InstallPlan", name, "Failed", _status(INSTALLPLANS, ns, plan, body))]
+    cond = [
+        {"type": "Installed", "status": "True", "lastTransitionTime": now, "lastUpdateTime": now}
+    ]
+    creates = [
+        Action("create", CSVS, ns, body=new_csv(c, ns, _sub_for(view, c)), tolerate=(409,))
+        for c in plan_csvs(plan)
+        if c not in view.csvs
+    ]
+    complete = _status(INSTALLPLANS, ns, plan, _plan_status(view, plan, "Complete", now, cond))
+    return [_t(view, "InstallPlan", name, "Complete", *creates, complete)]
+
+
+def _sub_for(view: NamespaceView, csv_name: str) -> Obj | None:
+    return next((s for s in view.subs if sub_csv(s) == csv_name), None)
+
+
+def new_csv(csv_name: str, namespace: str, sub: Obj | None) -> Obj:
+    package = str(spec(sub or {}).get("name") or csv_name.split(".", 1)[0])
+    label = f"{package}.{namespace}"
+    meta: Obj = {"name": csv_name, "namespace": namespace}
+    if len(label) <= 63:
+        meta["labels"] = {f"operators.coreos.com/{label}": ""}
+    return {
+        "apiVersion": V1ALPHA1,
+        "kind": "ClusterServiceVersion",
+        "metadata": meta,
+        "spec": {
+            "displayName": package,
+            "version": version_of(csv_name),
+            "provider": {"name": "devcluster simulator"},
+            "installModes": DEFAULT_INSTALL_MODES,
+            "install": {"strategy": "deployment", "spec": {"deployments": []}},
+        },
+    }
+
+
+def og_targets(og: Obj) -> list[str] | None:
+    st = status(og)
+    if "namespaces" not in st:
+        return None
+    return list(st.get("namespaces") or [])
+
+
+_NOT_SUPPORTED = "{} InstallModeType not supported, cannot configure to watch {}"
+
+
+def install_mode_error(csv: Obj, namespace: str, targets: list[str]) -> str | None:
+    """OLM's InstallModeSet.Supports, with its messages."""
+    modes = {m.get("type"): bool(m.get("supported")) for m in spec(csv).get("installModes") or []}
+    if not targets:
+        return (
+            "operatorgroup has invalid selected namespaces, "
+            "cannot configure to watch zero namespaces"
+        )
+    if len(targets) == 1:
+        target = targets[0]
+        if target == namespace and not modes.get("OwnNamespace"):
+            return _NOT_SUPPORTED.format("OwnNamespace", "own namespace")
+        if target == "" and not modes.get("AllNamespaces"):
+            return _NOT_SUPPORTED.format("AllNamespaces", "all namespaces")
+        if target not in ("", namespace) and not modes.get("SingleNamespace"):
+            return _NOT_SUPPORTED.format("SingleNamespace", "one namespace")
+        return None
+    if not modes.get("MultiNamespace"):
+        return _NOT_SUPPORTED.format("MultiNamespace", f"{len(targets)} namespaces")
+    return None
+
+
+def _csv_status(csv: Obj, new_phase: str, reason: str, message: str, now: str) -> Obj:
+    history = list(status(csv).get("conditions") or [])[-19:]
+    history.append(
+        {
+            "phase": new_phase,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+            "lastUpdateTime": now,
+        }
+    )
+    return {
+        "phase": new_phase,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+        "lastUpdateTime": now,
+        "conditions": history,
+    }
+
+
+def _csv_phase(view: NamespaceView, csv: Obj, knobs: Knobs, now: str) -> list[Transition]:
+    ns, name = view.namespace, name_of(csv)
+    p, reason = phase(csv), str(status(csv).get("reason") or "")
+
+    def go(new_phase: str, new_reason: str, message: str, *extra: Action) -> list[Transition]:
+        body = _csv_status(csv, new_phase, new_reason, message, now)
+        step = f"{new_phase}:{new_reason}"
+        return [_t(view, "ClusterServiceVersion", name, step, *extra, _status(CSVS, ns, csv, body))]
+
+    if len(view.ogs) == 0:
+        if reason != "NoOperatorGroup":
+            return go("Failed", "NoOperatorGroup", "csv in namespace with no operatorgroups")
+        return []
+    if len(view.ogs) > 1:
+        if reason != "TooManyOperatorGroups":
+            return go(
+                "Failed",
+                "TooManyOperatorGroups",
+                "csv created in namespace with multiple operatorgroups, "
+                "can't pick one automatically",
+            )
+        return []
+    og = view.ogs[0]
+    targets = og_targets(og)
+    if targets is None:
+        return []  # the OperatorGroup's status is not written yet
+    error = install_mode_error(csv, ns, targets)
+    if error:
+        if reason != "UnsupportedOperatorGroup":
+            return go("Failed", "UnsupportedOperatorGroup", error)
+        return []
+    if p == "Failed" and reason in OG_FAILURES:
+        return go("Pending", "RequirementsUnknown", "requirements not yet checked")
+    if p not in CSV_STEPS:
+        return []
+    new_phase, new_reason, message = CSV_STEPS[p]
+    if p == "InstallReady" and (failure := knobs.failure("ClusterServiceVersion", ns, name)):
+        return go("Failed", failure.reason, failure.message)
+    extra: list[Action] = []
+    if p == "":
+        og_annotations = {
+            "olm.operatorGroup": name_of(og),
+            "olm.operatorNamespace": ns,
+            "olm.targetNamespaces": ",".join(targets),
+        }
+        extra.append(Action("patch", CSVS, ns, name, {"metadata": {"annotations": og_annotations}}))
+    return go(new_phase, new_reason, message, *extra)
+
+
+def _operator_group_status(view: NamespaceView, og: Obj, now: str) -> list[Transition]:
+    s = spec(og)
+    targets = list(s.get("targetNamespaces") or [])
+    # A label selector is not evaluated here: treated like "all namespaces".
+    wanted = sorted(targets) if targets else [""]
+    if og_targets(og) == wanted:
+        return []
+    body = {"namespaces": wanted, "lastUpdated": now}
+    return [
+        _t(
+            view,
+            "OperatorGroup",
+            name_of(og),
+            "namespaces:" + ",".join(wanted),
+            _status(OPERATORGROUPS, view.namespace, og, body),
+        )
+    ]
+
+
+def _status(res: Resource, namespace: str, obj: Obj, body: Obj) -> Action:
+    return Action("status", res, namespace, name_of(obj), body)
+
+
+class OlmController:
+    """Keys are namespaces: OLM resolves and installs per namespace."""
+
+    name = "olm"
+
+    def watches(self) -> Iterable[Resource]:
+        return (SUBSCRIPTIONS, INSTALLPLANS, CSVS, OPERATORGROUPS)
+
+    def keys_for(self, res: Resource, event: str, obj: Obj) -> Iterable[Key]:
+        ns = obj.get("metadata", {}).get("namespace")
+        return [ns] if ns else []
+
+    def transitions(self, key: Any, store: Store, knobs: Knobs) -> list[Transition]:
+        return transitions(NamespaceView(str(key), store), knobs)

@@ -1,0 +1,316 @@
+"""Real admission webhooks on loopback: the Maistra SMCP validator and the ProjectRequest hooks.
+
+The API server calls them over TLS (our own CA, its caBundle in the webhook configurations,
+failurePolicy Fail), exactly as it calls the real ones:
+- smcp.validation.maistra.io (CREATE/UPDATE ServiceMeshControlPlane): during a refusal window
+  (the first seconds after start, or a per-user knob) it fails the request the way a freshly
+  installed mesh operator does - mode `deny` answers 500 InternalError with the message the API
+  server gives while the operator's webhook service has no endpoints; mode `unavailable` drops
+  the connection so the API server itself reports "failed calling webhook". Outside a window it
+  enforces "only one service mesh may be installed per project/namespace".
+- ProjectRequest: a mutating hook stamps openshift.io/requester from the request's userInfo; a
+  validating hook refuses existing namespaces (409 AlreadyExists) and openshift-/kube- names.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import ipaddress
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from devcluster.sim import openshift
+from devcluster.sim.informer import Store
+from devcluster.sim.knobs import Knobs
+from devcluster.sim.kube import (
+    MUTATING_WEBHOOKS,
+    NAMESPACES,
+    SMCPS,
+    VALIDATING_WEBHOOKS,
+    Kube,
+    KubeError,
+    Resource,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "devcluster-sim"
+SMCP_WEBHOOK = "smcp.validation.maistra.io"
+NOT_READY_MESSAGE = (
+    'failed to call webhook: Post "https://maistra-admission-controller.openshift-operators.svc'
+    ':443/validate-smcp?timeout=10s": no endpoints available for service '
+    '"maistra-admission-controller"'
+)
+ONE_MESH_MESSAGE = "only one service mesh may be installed per project/namespace"
+SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5", "v2.6")
+
+
+def make_certs(directory: Path) -> tuple[bytes, Path, Path]:
+    """A throwaway CA and a serving certificate for 127.0.0.1: (CA PEM, cert file, key file)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devcluster-sim-webhook-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    cert_file, key_file = directory / "webhook.crt", directory / "webhook.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_pem)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return ca_pem, cert_file, key_file
+
+
+def _response(
+    uid: str, allowed: bool, code: int = 200, reason: str = "", message: str = ""
+) -> dict[str, Any]:
+    resp: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed:
+        resp["status"] = {"code": code, "reason": reason, "message": message, "status": "Failure"}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp}
+
+
+class Admission:
+    """The decisions, separate from HTTP so they can be tested as plain functions."""
+
+    def __init__(self, store: Store, knobs: Callable[[], Knobs]) -> None:
+        self.store = store
+        self.knobs = knobs
+
+    def smcp_refusing(self, namespace: str) -> bool:
+        return self.knobs().refusing(namespace)
+
+    def validate_smcp(self, request: dict[str, Any]) -> dict[str, Any]:
+        uid = request.get("uid", "")
+        ns = request.get("namespace", "")
+        if self.smcp_refusing(ns):
+            return _response(uid, False, 500, "InternalError", NOT_READY_MESSAGE)
+        obj = request.get("object") or {}
+        name = (obj.get("metadata") or {}).get("name", "")
+        version = (obj.get("spec") or {}).get("version")
+        if version and version not in SUPPORTED_VERSIONS:
+            return _response(uid, False, 400, "BadRequest", f"invalid version: {version}")
+        if request.get("operation") == "CREATE":
+            others = [s for s in self.store.list(SMCPS, ns) if s["metadata"]["name"] != name]
+            if others:
+                return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
+        return _response(uid, True)
+
+    def validate_project_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        uid = request.get("uid", "")
+        name = request.get("name") or ((request.get("object") or {}).get("metadata") or {}).get(
+            "name", ""
+        )
+        exists = self.store.get(NAMESPACES, None, name) is not None
+        refusal = openshift.admission_refusal(name, exists)
+        if refusal:
+            return _response(uid, False, *refusal)
+        return _response(uid, True)
+
+    def mutate_project_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        uid = request.get("uid", "")
+        user = (request.get("userInfo") or {}).get("username", "")
+        meta = (request.get("object") or {}).get("metadata") or {}
+        if meta.get("annotations") is None:
+            patch = [
+                {"op": "add", "path": "/metadata/annotations", "value": {openshift.REQUESTER: user}}
+            ]
+        else:
+            key = openshift.REQUESTER.replace("~", "~0").replace("/", "~1")
+            patch = [{"op": "add", "path": f"/metadata/annotations/{key}", "value": user}]
+        review = _response(uid, True)
+        review["response"]["patchType"] = "JSONPatch"
+        review["response"]["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+        return review
+
+
+class WebhookServer:
+    """HTTPS on 127.0.0.1:<free port>; `register` points the API server at it."""
+
+    PATHS = ("/validate-smcp", "/validate-projectrequest", "/mutate-projectrequest")
+
+    def __init__(self, admission: Admission, cert_dir: Path) -> None:
+        self.admission = admission
+        self.ca_pem, cert, key = make_certs(cert_dir)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self.httpd.daemon_threads = True
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = int(self.httpd.server_address[1])
+        self.calls = 0
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="webhook", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("webhook: " + format, *args)
+
+            def do_POST(self) -> None:
+                server.calls += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                review = json.loads(self.rfile.read(length) or b"{}")
+                request = review.get("request") or {}
+                adm = server.admission
+                path = self.path.split("?", 1)[0]
+                if path == "/validate-smcp":
+                    ns = request.get("namespace", "")
+                    if adm.smcp_refusing(ns) and adm.knobs().webhook_mode == "unavailable":
+                        # No answer at all: the API server reports the failed call itself.
+                        self.close_connection = True
+                        return
+                    answer = adm.validate_smcp(request)
+                elif path == "/validate-projectrequest":
+                    answer = adm.validate_project_request(request)
+                elif path == "/mutate-projectrequest":
+                    answer = adm.mutate_project_request(request)
+                else:
+                    self.send_error(404)
+                    return
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+    def _hook(self, name: str, path: str, res: Resource, operations: list[str]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "clientConfig": {
+                "url": f"https://127.0.0.1:{self.port}{path}",
+                "caBundle": base64.b64encode(self.ca_pem).decode(),
+            },
+            "rules": [
+                {
+                    "apiGroups": [res.group],
+                    "apiVersions": ["*"],
+                    "operations": operations,
+                    "resources": [res.plural],
+                    "scope": "Namespaced" if res.namespaced else "Cluster",
+                }
+            ],
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }
+
+    def configurations(self, with_projects: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        from devcluster.sim.kube import PROJECTREQUESTS
+
+        validating = [self._hook(SMCP_WEBHOOK, "/validate-smcp", SMCPS, ["CREATE", "UPDATE"])]
+        mutating = []
+        if with_projects:
+            validating.append(
+                self._hook(
+                    "projectrequest.validation.devcluster.io",
+                    "/validate-projectrequest",
+                    PROJECTREQUESTS,
+                    ["CREATE"],
+                )
+            )
+            mutating.append(
+                self._hook(
+                    "projectrequest.mutation.devcluster.io",
+                    "/mutate-projectrequest",
+                    PROJECTREQUESTS,
+                    ["CREATE"],
+                )
+            )
+        meta = {"name": CONFIG_NAME, "labels": {"app.kubernetes.io/managed-by": "devcluster-sim"}}
+        return (
+            {"metadata": meta, "webhooks": validating},
+            {"metadata": dict(meta), "webhooks": mutating},
+        )
+
+    def register(self, kube: Kube, with_smcp: bool, with_projects: bool) -> None:
+        validating, mutating = self.configurations(with_projects)
+        if not with_smcp:
+            validating["webhooks"] = validating["webhooks"][1:]
+        for res, body in ((VALIDATING_WEBHOOKS, validating), (MUTATING_WEBHOOKS, mutating)):
+            kube.delete(res, None, CONFIG_NAME)
+            if body["webhooks"]:
+                kube.create(res, None, body)
+
+    def unregister(self, kube: Kube) -> None:
+        for res in (VALIDATING_WEBHOOKS, MUTATING_WEBHOOKS):
+            try:
+                kube.delete(res, None, CONFIG_NAME)
+            except KubeError as exc:
+                log.warning("removing webhook configuration: %s", exc)
