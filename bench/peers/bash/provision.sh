@@ -80,13 +80,19 @@ smmr_ready() {
 
 kiali_exists() { k get kiali.kiali.io kiali -n "$1-istio" -o name >/dev/null; }
 
+# The Kiali operator (ansible-operator) writes no observedGeneration: a reconciliation that
+# ran after our change is one whose Running condition (reason Successful) carries an
+# ansibleResult.completion other than the one seen before the patch.
+kiali_completion() {
+  k get kiali.kiali.io kiali -n "$1-istio" \
+    -o jsonpath='{.status.conditions[?(@.type=="Running")].reason}|{.status.conditions[?(@.type=="Running")].ansibleResult.completion}|{.status.conditions[?(@.type=="Failure")].status}'
+}
+
 kiali_reconciled() {
-  local out failure ok gen observed
-  out=$(k get kiali.kiali.io kiali -n "$1-istio" \
-    -o jsonpath='{.status.conditions[?(@.type=="Failure")].status}|{.status.conditions[?(@.type=="Successful")].status}|{.metadata.generation}|{.status.observedGeneration}')
-  IFS='|' read -r failure ok gen observed <<<"$out"
+  local reason completion failure
+  IFS='|' read -r reason completion failure <<<"$(kiali_completion "$1")"
   [[ $failure == True ]] && { echo "FAILED kiali"; return 1; }
-  [[ $ok == True && ( -z $observed || $observed == "$gen" ) ]]
+  [[ $reason == Successful && -n $completion && $completion != "$2" ]]
 }
 
 apply_smcp() {
@@ -172,9 +178,11 @@ YAML
   poll "$u" "SMMR Ready" smmr_ready "$u"
   mark "$u" member-roll
   poll "$u" "Kiali CR" kiali_exists "$u"
+  local before
+  IFS='|' read -r _ before _ <<<"$(kiali_completion "$u")"
   k patch kiali.kiali.io kiali -n "$u-istio" --type merge \
     -p '{"spec":{"kubernetes_config":{"excluded_workloads":["CronJob","Job","ReplicationController"]}}}' >/dev/null
-  poll "$u" "Kiali reconciled" kiali_reconciled "$u"
+  poll "$u" "Kiali reconciled" kiali_reconciled "$u" "$before"
   mark "$u" kiali
 }
 

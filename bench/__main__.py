@@ -1,0 +1,275 @@
+"""`make bench`: workshop-runner against its peers on devcluster, then bench/REPORT.md and the
+plot. `python -m bench --help` for the knobs; `--report-only` re-renders from results.json.
+
+Phases, each on fresh control planes with the simulated operators (see stage.py):
+  zero       one user per contender, no operator delay: overhead; process start to first
+             API connection (strace)
+  realistic  one user per contender with the realistic delay profile: per-user wall time,
+             reaction latency, API requests per user
+  fleet      N users at once (workshop-runner through the launcher, bash --parallel) for each
+             N; the sequential peers (Ansible, bash) measured at N = 2 and extrapolated
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import contenders as c
+from bench import env, report
+from bench.observe import RssSampler
+from bench.profiles import PROFILES, REALISTIC, ZERO, Profile
+from bench.stage import Stage, stage
+
+HERE = Path(__file__).resolve().parent
+FLEET_SIZES = [1, 10, 50, 100]
+RUNNER_NS = "workshop-runner"
+RSS_PATTERNS = {
+    "runner": r"workshop-runner run",
+    "kubectl": r"/kubectl ",
+    "ansible": r"ansible-playbook|AnsiballZ",
+}
+METHOD = [
+    "Each contender run gets a fresh control plane and a fresh simulator process; the "
+    "simulators run as the admin, every contender as its own ServiceAccount (cluster-admin). "
+    "Runner pods run as the launcher's ServiceAccount.",
+    "Wall time: from spawning the contender's command to its exit (monotonic clock). For the "
+    "launcher, from `workshop-runner launch` to its exit after every Job finished.",
+    "Reaction latency: a cluster-wide watch in the bench (as the admin) records when each "
+    "object first reached the state a step waits for (CatalogSource READY, the InstallPlan's "
+    "phase, CSV Succeeded, SMCP Ready at its generation, SMMR Ready with the member, Kiali "
+    "reconciled after the change); the contender's own step-end time (runner: its JSON "
+    "'step finished' line; Ansible: a callback plugin at task end; bash: a line it writes) "
+    "minus that. Watch delivery lag makes it a slight under-estimate for every contender.",
+    "API requests: the apiserver's apiserver_flowcontrol_dispatched_requests_total, per "
+    "FlowSchema: the bench routes the contender's identity (and the runner pods' namespace) "
+    "to FlowSchemas of its own on the workload-low priority level, so counts exclude the "
+    "simulators, the controller-manager and the process kubelet. Discovery requests = "
+    "requests to /api, /api/*, /apis, /apis/* that are not resource requests (a FlowSchema "
+    "matching only those non-resource URLs). Watches count once, when opened.",
+    "Peak RSS: ru_maxrss from wait4 for processes the bench starts (the largest process of "
+    "the tree: for Ansible the controller or a module process, for bash usually kubectl); "
+    "for runner pods started by the process kubelet, VmHWM polled from /proc every 50 ms.",
+    "Process start to first API connection: the command under `strace -f --seccomp-bpf -e "
+    "trace=execve,connect`, from the first execve to the first connect() to the API port "
+    "(median of 3 for workshop-runner and bash, 1 for Ansible); the process is stopped "
+    "there. For bash that is the first kubectl; for Ansible the first module process.",
+    "Sequential peers (Ansible, bash one user after the other) provision users strictly one "
+    "after another, so their fleet wall time is linear in N: measured at N = 1 and 2, "
+    "extrapolated for larger N from the N = 2 per-user time (marked as such).",
+    "The peers poll every 5 s, as the public workshop role (`retries`/`delay: 5`, "
+    "kubernetes.core's default `wait_sleep: 5`) and the seed's `sleep 5` loop do.",
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=HERE / "out", help="work and results directory")
+    p.add_argument("--report", type=Path, default=HERE / "REPORT.md")
+    p.add_argument("--plot", type=Path, default=HERE / "fleet.png")
+    p.add_argument(
+        "--fleet", default=",".join(map(str, FLEET_SIZES)), help="fleet sizes (1,10,50,100)"
+    )
+    p.add_argument("--quick", action="store_true", help="one repetition, fleet 1,10 (smoke)")
+    p.add_argument("--skip", default="", help="comma-separated: ansible,bash,fleet,startup")
+    p.add_argument("--report-only", action="store_true", help="re-render from results.json")
+    return p.parse_args(argv)
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", flush=True)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, run_dir: Path) -> None:
+        self.args = args
+        self.run_dir = run_dir
+        self.skip = set(filter(None, args.skip.split(",")))
+        self.reps = 1 if args.quick else 3
+        self.fleet_sizes = [int(x) for x in args.fleet.split(",")]
+        if args.quick:
+            self.fleet_sizes = [n for n in self.fleet_sizes if n <= 10]
+        self.runs: list[dict[str, Any]] = []
+        self.startup: dict[str, float] = {}
+        self.caveats: list[str] = []
+
+    def record(self, rec: c.RunRecord, kind: str) -> None:
+        data = rec.to_json()
+        data["kind"] = kind
+        self.runs.append(data)
+        failed = f", {rec.failures} users unfinished" if rec.failures else ""
+        say(
+            f"  {rec.contender:<28} {kind:<9} N={len(rec.users):<3} "
+            f"{rec.wall_s:7.2f} s exit {rec.exit_code}{failed}"
+        )
+
+    def launcher_available(self) -> bool:
+        helps = [
+            [str(env.RUNNER), "launch", "--help"],
+            [sys.executable, "-m", "devcluster.sim", "--help"],
+        ]
+        outs = [subprocess.run(h, capture_output=True, text=True).stdout for h in helps]
+        return "--mode" in outs[0] and "--kubelet" in outs[1]
+
+    # -- phases ---------------------------------------------------------------------------
+    def per_user(self, profile: Profile, reps: int) -> None:
+        kind = profile.name
+        with stage(kind, self.run_dir, profile) as st:
+            for i in range(reps):
+                self.record(c.run_runner_local(st, [f"r{i}"], f"r{i}", profile=kind), kind)
+            rec = c.run_runner_local(st, ["s0"], "s0", serial=True, profile=kind)
+            self.record(rec, kind)
+            if "ansible" not in self.skip:
+                for i in range(max(1, reps - 1)):
+                    self.record(c.run_ansible(st, [f"a{i}"], f"a{i}", profile=kind), kind)
+            if "bash" not in self.skip:
+                for i in range(reps):
+                    rec = c.run_bash(st, [f"b{i}"], f"b{i}", parallel=False, profile=kind)
+                    self.record(rec, kind)
+            if kind == "zero" and "startup" not in self.skip:
+                self.measure_startup(st)
+
+    def measure_startup(self, st: Stage) -> None:
+        def median_of(n: int, make: Callable[[int], float | None]) -> float | None:
+            vals = sorted(v for v in (make(i) for i in range(n)) if v is not None)
+            return vals[len(vals) // 2] if vals else None
+
+        def runner(i: int) -> float | None:
+            work = st.dir / f"startup-runner-{i}"
+            argv = c.runner_argv(f"t{i}", st.contender_kubeconfig, work, serial=False)
+            return c.time_to_first_request(st, argv, {}, work)
+
+        def bash(i: int) -> float | None:
+            work = st.dir / f"startup-bash-{i}"
+            work.mkdir(parents=True, exist_ok=True)
+            argv = ["bash", str(c.BASH_PEER), f"tb{i}"]
+            return c.time_to_first_request(st, argv, c.bash_env(st, work, work / "m"), work)
+
+        def ansible(i: int) -> float | None:
+            work = st.dir / f"startup-ansible-{i}"
+            argv = [str(env.bench_bin("ansible-playbook")), "provision.yml", "-e"]
+            argv.append(json.dumps({"users": [f"ta{i}"]}))
+            return c.time_to_first_request(
+                st, argv, c.ansible_env(st, work, work / "m"), work, cwd=c.ANSIBLE_DIR
+            )
+
+        found = {report.OURS: median_of(3, runner)}
+        if "bash" not in self.skip:
+            found[report.BASH] = median_of(3, bash)
+        if "ansible" not in self.skip:
+            found[report.ANSIBLE] = median_of(1, ansible)
+        self.startup = {k: v for k, v in found.items() if v is not None}
+        say("  process start to first API connection: " + ", ".join(
+            f"{k} {v * 1000:.0f} ms" for k, v in self.startup.items()))  # fmt: skip
+
+    def fleet(self) -> None:
+        via_launcher = self.launcher_available()
+        if not via_launcher:
+            self.caveats.append(
+                "The launcher or the process kubelet was not available: workshop-runner's "
+                "fleet ran as N local processes started by the bench, not through Jobs."
+            )
+        for n in self.fleet_sizes:
+            self.fleet_run(n, "ours", via_launcher)
+            if "bash" not in self.skip:
+                self.fleet_run(n, "bash")
+        if not self.args.quick:
+            with stage("sequential-2", self.run_dir, REALISTIC) as st:
+                users = ["q1", "q2"]
+                if "ansible" not in self.skip:
+                    self.record(c.run_ansible(st, users, "ansible-2", profile="realistic"), "fleet")
+                if "bash" not in self.skip:
+                    rec = c.run_bash(st, users, "bash-2", parallel=False, profile="realistic")
+                    self.record(rec, "fleet")
+
+    def fleet_run(self, n: int, who: str, via_launcher: bool = False) -> None:
+        name = f"fleet-{who}-{n}"
+        kubelet = who == "ours" and via_launcher
+        ns = [RUNNER_NS]
+        with stage(name, self.run_dir, REALISTIC, runner_namespaces=ns, kubelet=kubelet) as st:
+            sampler = RssSampler(RSS_PATTERNS)
+            sampler.start()
+            try:
+                users = [f"user{i}" for i in range(1, n + 1)]
+                if who == "bash":
+                    rec = c.run_bash(st, users, name, parallel=True, profile="realistic")
+                    rec.rss_mib = sampler.peaks_mib("kubectl") or rec.rss_mib
+                elif kubelet:
+                    rec = c.run_runner_launcher(st, n, name, profile="realistic")
+                else:
+                    rec = c.run_runner_local(st, users, name, profile="realistic")
+                    rec = dataclasses.replace(rec, contender=report.LOCAL_OURS)
+            finally:
+                sampler.stop()
+            if kubelet:
+                rec.rss_mib = sampler.peaks_mib("runner")
+            self.record(rec, "fleet")
+
+    # -- results ----------------------------------------------------------------------------
+    def results(self, started: dt.datetime, seconds: float) -> dict[str, Any]:
+        return {
+            "meta": {
+                "started": started.strftime("%Y-%m-%d %H:%M UTC"),
+                "duration_min": seconds / 60,
+                "machine": env.machine(),
+                "versions": env.versions(),
+                "profiles": {p.name: p.describe() for p in PROFILES.values()},
+                "fleet_sizes": self.fleet_sizes,
+                "method": METHOD,
+                "caveats": self.caveats,
+            },
+            "runs": self.runs,
+            "startup": self.startup,
+        }
+
+
+def write_outputs(results: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    fleet_points = {
+        report.LABELS.get(name, name): [[n, p["wall_s"], p["measured"]] for n, p in pts.items()]
+        for name, pts in report.fleets(results).items()
+    }
+    (out / "fleet.json").write_text(json.dumps(fleet_points))
+    plot = [str(env.bench_bin("python")), str(HERE / "plot.py"), str(out / "fleet.json")]
+    plotted = subprocess.run([*plot, str(args.plot)])
+    if plotted.returncode != 0:
+        say("plot failed (see above); the report links a missing image")
+    args.report.write_text(report.render(results, args.plot.name))
+    say(f"wrote {args.report} and {args.plot}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        write_outputs(results, args, args.out)
+        return 0
+    env.ensure_bench_venv(say)
+    started, t0 = dt.datetime.now(dt.UTC), time.monotonic()
+    run_dir = args.out / started.strftime("run-%Y%m%d-%H%M%S")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    bench = Bench(args, run_dir)
+    say(f"logs and objects under {run_dir}")
+    say("zero operator delay, one user per contender")
+    bench.per_user(ZERO, bench.reps)
+    say(f"realistic delays ({REALISTIC.describe()}), one user per contender")
+    bench.per_user(REALISTIC, 1 if args.quick else 2)
+    if "fleet" not in bench.skip:
+        say(f"fleets of {bench.fleet_sizes} users, realistic delays")
+        bench.fleet()
+    write_outputs(bench.results(started, time.monotonic() - t0), args, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

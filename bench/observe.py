@@ -1,0 +1,279 @@
+"""What the bench watches while a contender runs, without touching the contender.
+
+- `StatusWatch`: watches the operator-driven kinds cluster-wide (as the admin, not counted
+  against any contender) and records when each object *first* reached the state a step waits
+  for. A contender's step-finish time minus that moment is its reaction latency.
+- `RssSampler`: polls /proc for processes whose command line matches, keeping each one's peak
+  resident set size (VmHWM, which the kernel keeps as a high-water mark).
+- `flow_counts`: per-FlowSchema dispatched request counters from the apiserver's /metrics; the
+  stage routes each contender's identity to its own FlowSchemas, so deltas are attributable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Obj = dict[str, Any]
+# The watch sees an event a little after the write; a completion stamped by the simulator
+# just before we saw the change still counts as after it.
+CLOCK_SLACK = 0.05
+
+
+def _conditions(obj: Obj) -> dict[str, Obj]:
+    return {c.get("type", ""): c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _true(obj: Obj, ctype: str) -> bool:
+    return _conditions(obj).get(ctype, {}).get("status") == "True"
+
+
+def _generation_observed(obj: Obj) -> bool:
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    return observed is None or observed == (obj.get("metadata") or {}).get("generation")
+
+
+def catalog_ready(obj: Obj) -> bool:
+    state = ((obj.get("status") or {}).get("connectionState") or {}).get("lastObservedState")
+    return bool(state == "READY")
+
+
+def plan_decided(obj: Obj) -> bool:
+    # The install-plan step ends once the plan has a phase (then approves it if it asks).
+    return bool((obj.get("status") or {}).get("phase"))
+
+
+def csv_succeeded(obj: Obj) -> bool:
+    return bool((obj.get("status") or {}).get("phase") == "Succeeded")
+
+
+def smcp_ready(obj: Obj) -> bool:
+    return _true(obj, "Ready") and _generation_observed(obj)
+
+
+def smmr_ready(obj: Obj) -> bool:
+    ns = (obj.get("metadata") or {}).get("namespace", "")
+    member = ns.removesuffix("-istio")
+    configured = (obj.get("status") or {}).get("configuredMembers") or []
+    return _true(obj, "Ready") and member in configured
+
+
+def kiali_changed(obj: Obj) -> bool:
+    """The contender's change is in: DeploymentConfig no longer excluded."""
+    excluded = ((obj.get("spec") or {}).get("kubernetes_config") or {}).get("excluded_workloads")
+    return excluded is not None and "DeploymentConfig" not in excluded
+
+
+def kiali_completion(obj: Obj) -> float | None:
+    """When the last successful reconciliation ended (ansible-operator's Running condition,
+    reason Successful, carries ansibleResult.completion); the Kiali operator writes no
+    observedGeneration."""
+    conds = _conditions(obj)
+    if conds.get("Failure", {}).get("status") == "True":
+        return None
+    running = conds.get("Running", {})
+    completion = (running.get("ansibleResult") or {}).get("completion")
+    if running.get("reason") != "Successful" or not completion:
+        return None
+    try:
+        return dt.datetime.fromisoformat(completion.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Watched:
+    step: str
+    group: str
+    version: str
+    plural: str
+    ready: Callable[[Obj], bool] | None  # None: special-cased (Kiali)
+
+
+WATCHED = (
+    Watched("catalog-source", "operators.coreos.com", "v1alpha1", "catalogsources", catalog_ready),
+    Watched("install-plan", "operators.coreos.com", "v1alpha1", "installplans", plan_decided),
+    Watched("csv", "operators.coreos.com", "v1alpha1", "clusterserviceversions", csv_succeeded),
+    Watched("smcp", "maistra.io", "v2", "servicemeshcontrolplanes", smcp_ready),
+    Watched("member-roll", "maistra.io", "v1", "servicemeshmemberrolls", smmr_ready),
+    Watched("kiali", "kiali.io", "v1alpha1", "kialis", None),
+)
+
+
+def user_of(namespace: str) -> str:
+    return namespace.removesuffix("-istio")
+
+
+class StatusWatch:
+    """First wall-clock time each (step, user) became ready, as seen by a cluster-wide watch.
+
+    Times are `time.time()` when the watch event arrived: a few milliseconds after the
+    operator's write, so reaction latencies computed from them are slight *under*-estimates.
+    """
+
+    def __init__(self, api_client: Any) -> None:
+        self.api_client = api_client
+        self.ready_at: dict[tuple[str, str], float] = {}
+        self.created_at: dict[tuple[str, str], float] = {}
+        self.changed_at: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(w,), name=f"watch-{w.step}", daemon=True)
+            for w in WATCHED
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _record(self, w: Watched, obj: Obj, now: float) -> None:
+        meta = obj.get("metadata") or {}
+        key = (w.step, user_of(meta.get("namespace", "")))
+        with self._lock:
+            self.created_at.setdefault(key, now)
+            if key in self.ready_at:
+                return
+            if w.ready is not None:
+                if w.ready(obj):
+                    self.ready_at[key] = now
+                return
+            # Kiali: the first successful reconciliation that ended after the change was seen.
+            if kiali_changed(obj):
+                changed = self.changed_at.setdefault(key, now)
+                completion = kiali_completion(obj)
+                if completion is not None and completion >= changed - CLOCK_SLACK:
+                    self.ready_at[key] = now
+
+    def _run(self, w: Watched) -> None:
+        from kubernetes import client, watch
+
+        api = client.CustomObjectsApi(self.api_client)
+        while not self._stop.is_set():
+            try:
+                listed: Any = api.list_cluster_custom_object(w.group, w.version, w.plural)
+                now = time.time()
+                for obj in listed.get("items", []):
+                    self._record(w, obj, now)
+                rv = listed["metadata"]["resourceVersion"]
+                stream = watch.Watch().stream(
+                    api.list_cluster_custom_object,
+                    w.group,
+                    w.version,
+                    w.plural,
+                    resource_version=rv,
+                    timeout_seconds=30,
+                    _request_timeout=40,
+                )
+                for event in stream:
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        self._record(w, event["object"], time.time())
+                    if self._stop.is_set():
+                        break
+            except Exception:  # the bench must outlive API hiccups; re-list and go on
+                if self._stop.wait(0.5):
+                    return
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class ProcPeak:
+    pid: int
+    label: str
+    cmd: str
+    first_seen: float
+    last_seen: float
+    hwm_kib: int = 0
+
+
+class RssSampler:
+    """Peak RSS of every process whose command line matches one of `patterns` (label -> regex)."""
+
+    def __init__(self, patterns: dict[str, str], interval: float = 0.05) -> None:
+        self.patterns = {label: re.compile(rx) for label, rx in patterns.items()}
+        self.interval = interval
+        self.procs: dict[int, ProcPeak] = {}
+        self._ignored: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _classify(self, pid: int) -> ProcPeak | None:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            return None
+        if not cmd:
+            return None  # a zombie or a kernel thread: look again next time
+        for label, rx in self.patterns.items():
+            if rx.search(cmd):
+                now = time.time()
+                return ProcPeak(pid, label, cmd.strip()[:200], now, now)
+        self._ignored.add(pid)
+        return None
+
+    def sample(self) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid in self._ignored:
+                continue
+            peak = self.procs.get(pid) or self._classify(pid)
+            if peak is None:
+                continue
+            self.procs[pid] = peak
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak.hwm_kib = max(peak.hwm_kib, int(line.split()[1]))
+                        peak.last_seen = time.time()
+                        break
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError):
+                self.sample()
+            self._stop.wait(self.interval)
+
+    def peaks_mib(self, label: str) -> list[float]:
+        return [p.hwm_kib / 1024 for p in self.procs.values() if p.label == label and p.hwm_kib]
+
+
+_FLOW = re.compile(
+    r'^apiserver_flowcontrol_dispatched_requests_total\{flow_schema="([^"]+)",'
+    r'priority_level="[^"]+"\} (\S+)$'
+)
+
+
+def flow_counts(metrics_text: str) -> dict[str, int]:
+    """Requests dispatched per FlowSchema so far (a counter: take deltas)."""
+    out: dict[str, int] = {}
+    for line in metrics_text.splitlines():
+        m = _FLOW.match(line)
+        if m:
+            out[m.group(1)] = out.get(m.group(1), 0) + int(float(m.group(2)))
+    return out
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}

@@ -1,0 +1,49 @@
+"""Fleet wall time vs N per contender, as a PNG. Runs in the bench's own virtualenv (which has
+matplotlib): `python plot.py fleet.json out.png`, fleet.json = {label: [[n, seconds,
+measured], ...]}. Standalone on purpose: it imports nothing from the project."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main(src: str, dst: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(Path(src).read_text())
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for label, points in data.items():
+        points.sort()
+        measured = [p for p in points if p[2]]
+        extrapolated = [p for p in points if not p[2]]
+        shown = measured or points
+        (line,) = ax.plot([p[0] for p in shown], [p[1] for p in shown], marker="o", label=label)
+        if extrapolated and measured:
+            # Extrapolated points hollow, on a dashed continuation of the measured line.
+            tail = [measured[-1], *extrapolated]
+            ax.plot(
+                [p[0] for p in tail],
+                [p[1] for p in tail],
+                linestyle="--",
+                marker="o",
+                markerfacecolor="white",
+                color=line.get_color(),
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("users (N)")
+    ax.set_ylabel("fleet wall time (s)")
+    ax.set_title("Provisioning N workshop users (realistic operator delays)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, title="hollow / dashed = extrapolated", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dst)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,273 @@
+"""bench/REPORT.md from results.json: tables, goals met or missed, machine, versions, method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import measures as m
+
+OURS = "workshop-runner"
+SERIAL = "workshop-runner --serial"
+FLEET_OURS = "workshop-runner (launcher)"
+LOCAL_OURS = "workshop-runner (local processes)"
+ANSIBLE = "ansible"
+BASH = "bash"
+BASH_PAR = "bash --parallel"
+LABELS = {
+    FLEET_OURS: "workshop-runner: launcher, Indexed Job, process kubelet",
+    LOCAL_OURS: "workshop-runner: N processes started by the bench",
+    ANSIBLE: "Ansible kubernetes.core, users one after the other",
+    BASH: "bash + kubectl sleep loops, users one after the other",
+    BASH_PAR: "bash + kubectl sleep loops, every user at once",
+}
+
+
+def fleet_ours(runs: list[m.Run]) -> str:
+    return FLEET_OURS if any(r["contender"] == FLEET_OURS for r in runs) else LOCAL_OURS
+
+
+def fleets(results: dict[str, Any]) -> dict[str, dict[int, dict[str, Any]]]:
+    runs = results["runs"]
+    ns = results["meta"]["fleet_sizes"]
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    for name in (FLEET_OURS, LOCAL_OURS, ANSIBLE, BASH, BASH_PAR):
+        measured = m.fleet(runs, name)
+        if name in (ANSIBLE, BASH):
+            m.extrapolate_sequential(measured, ns)
+        if measured:
+            out[name] = measured
+    return out
+
+
+def _fleet_cell(point: dict[str, Any] | None) -> str:
+    if point is None:
+        return "-"
+    cell = m.fmt_s(point["wall_s"], 1)
+    if not point["measured"]:
+        return f"≈ {cell} (extrapolated)"
+    if point["failures"]:
+        cell += f" ({point['failures']} failed)"
+    return cell
+
+
+def fleet_table(results: dict[str, Any]) -> list[str]:
+    data = fleets(results)
+    ours = fleet_ours(results["runs"])
+    peers = [p for p in (ANSIBLE, BASH, BASH_PAR) if p in data]
+    head = ["N", ours, *peers, *[f"{p} ÷ ours" for p in peers]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in results["meta"]["fleet_sizes"]:
+        mine = data.get(ours, {}).get(n)
+        row = [str(n), _fleet_cell(mine)]
+        row += [_fleet_cell(data[p].get(n)) for p in peers]
+        for p in peers:
+            theirs = data[p].get(n)
+            row.append(
+                m.ratio(theirs["wall_s"] if theirs else None, mine["wall_s"] if mine else None)
+            )
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _reaction(runs: list[m.Run], contender: str, kind: str) -> list[float]:
+    return [s for r in runs if r["contender"] == contender and r["kind"] == kind
+            for s in m.reaction_samples(r)]  # fmt: skip
+
+
+def _one(runs: list[m.Run], contender: str, kind: str) -> m.Run | None:
+    found = m.select(runs, contender=contender, kind=kind, n=1)
+    return found[-1] if found else None
+
+
+def _largest_fleet(runs: list[m.Run], contender: str) -> m.Run | None:
+    found = [r for r in runs if r["contender"] == contender and r["kind"] == "fleet"]
+    return max(found, key=lambda r: len(r["users"])) if found else None
+
+
+def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per contender: the headline figures (None when not measured)."""
+    runs = results["runs"]
+    startup = results.get("startup", {})
+    out: dict[str, dict[str, Any]] = {}
+    for name in (OURS, SERIAL, ANSIBLE, BASH):
+        real = _one(runs, name, "realistic")
+        reaction = _reaction(runs, name, "realistic")
+        reqs = m.requests(real) if real else None
+        rss = m.rss([r for r in runs if r["kind"] in ("zero", "realistic")], name)
+        out[name] = {
+            "zero": m.per_user_wall(runs, name, "zero"),
+            "realistic": m.per_user_wall(runs, name, "realistic"),
+            "reaction_p50": m.pct(reaction, 0.5),
+            "reaction_p95": m.pct(reaction, 0.95),
+            "reaction_n": len(reaction),
+            "requests_per_user": reqs["per_user"] if reqs else None,
+            "discovery_per_process": reqs["discovery_per_process"] if reqs else None,
+            "rss_max": max(rss) if rss else None,
+            "startup": startup.get(name),
+        }
+    fleet_name = fleet_ours(runs)
+    big = _largest_fleet(runs, fleet_name)
+    if big:
+        reqs = m.requests(big)
+        rss = big["rss_mib"]
+        reaction = m.reaction_samples(big)
+        out[fleet_name] = {
+            "n": len(big["users"]),
+            "wall": big["wall_s"],
+            "failures": big["failures"],
+            "requests_total": reqs["total"],
+            "requests_per_user": reqs["per_user"],
+            "discovery_per_process": reqs["discovery_per_process"],
+            "launcher_requests": reqs["launcher"],
+            "rss_max": max(rss) if rss else None,
+            "rss_median": m.median(rss),
+            "reaction_p50": m.pct(reaction, 0.5),
+            "reaction_p95": m.pct(reaction, 0.95),
+        }
+    return out
+
+
+def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def main_table(fig: dict[str, dict[str, Any]]) -> list[str]:
+    o, a, b = fig[OURS], fig[ANSIBLE], fig[BASH]
+    rows = [
+        ("per-user wall time, zero operator delay (our overhead)", "zero", m.fmt_s),
+        ("per-user wall time, realistic delays", "realistic", m.fmt_s),
+        ("reaction latency p50 (status change → step done)", "reaction_p50", m.fmt_ms),
+        ("reaction latency p95", "reaction_p95", m.fmt_ms),
+        ("API requests per user (N = 1, realistic)", "requests_per_user", _num),
+        ("discovery requests per process", "discovery_per_process", _num),
+        ("peak RSS of the largest process (MiB)", "rss_max", _num),
+        ("process start → first API connection", "startup", m.fmt_ms),
+    ]
+    head = "| measure | workshop-runner | Ansible peer | bash peer | Ansible ÷ ours | bash ÷ ours |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for label, key, fmt in rows:
+        cells = [fmt(x[key]) for x in (o, a, b)]
+        lines.append(
+            f"| {label} | {' | '.join(cells)} | {m.ratio(a[key], o[key])} | "
+            f"{m.ratio(b[key], o[key])} |"
+        )
+    return lines
+
+
+def goals(results: dict[str, Any], fig: dict[str, dict[str, Any]]) -> list[str]:
+    o, a = fig[OURS], fig[ANSIBLE]
+    fleet_name = fleet_ours(results["runs"])
+    big = fig.get(fleet_name, {})
+    lines = ["| goal | measured | met? |", "|---|---|---|"]
+
+    def row(goal: str, measured: str, ok: bool | None) -> None:
+        verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
+        lines.append(f"| {goal} | {measured} | {verdict} |")
+
+    z, az = o["zero"], a["zero"]
+    row(
+        "overhead per user ≤ 1 s",
+        m.fmt_s(z),
+        None if z is None else z <= 1.0,
+    )
+    row(
+        "overhead ≥ 10x below the Ansible peer's",
+        f"{m.ratio(az, z)} (Ansible {m.fmt_s(az)})",
+        None if not (z and az) else az / z >= 10,
+    )
+    p50 = o["reaction_p50"]
+    row("reaction latency p50 ≤ 50 ms", m.fmt_ms(p50), None if p50 is None else p50 <= 0.05)
+    single = o["realistic"]
+    if big and single:
+        factor = big["wall"] / single
+        row(
+            f"fleet of {big['n']} users ≤ 1.2x one user's wall time, zero failures",
+            f"{m.fmt_s(big['wall'], 1)} = {factor:.2f}x one user ({m.fmt_s(single, 1)}); "
+            f"{big['failures']} failed",
+            factor <= 1.2 and big["failures"] == 0 and big["n"] >= 100,
+        )
+    else:
+        row("fleet of 100 users ≤ 1.2x one user's wall time, zero failures", "-", None)
+    per_user = o["requests_per_user"]
+    if big:
+        per_user = max(x for x in (per_user, big.get("requests_per_user")) if x is not None)
+    row("≤ 40 API requests per user", _num(per_user), None if per_user is None else per_user <= 40)
+    disc = o["discovery_per_process"]
+    row(
+        "≤ 2 discovery requests per runner process",
+        _num(disc),
+        None if disc is None else disc <= 2,
+    )
+    rss = max((x for x in (o["rss_max"], big.get("rss_max")) if x is not None), default=None)
+    row(
+        "peak RSS ≤ 80 MB per runner process",
+        _num(rss, " MiB"),
+        None if rss is None else rss <= 76.3,
+    )
+    return lines
+
+
+def render(results: dict[str, Any], plot_name: str) -> str:
+    meta = results["meta"]
+    fig = figures(results)
+    o, s = fig[OURS], fig[SERIAL]
+    fleet_name = fleet_ours(results["runs"])
+    big = fig.get(fleet_name)
+    out = [
+        "# Benchmark: workshop-runner against the Ansible and bash peers",
+        "",
+        f"Generated by `make bench` ({meta['started']}, {meta['duration_min']:.1f} min). "
+        "Every figure below comes from that one run, on the local control plane "
+        "(devcluster: real etcd, kube-apiserver, kube-controller-manager) with the simulated "
+        "operators driving the real objects through their status transitions, the same delay "
+        "profile for every contender. Raw data: `bench/out/results.json` (not committed).",
+        "",
+        "## Goals",
+        "",
+        *goals(results, fig),
+        "",
+        "## Per user",
+        "",
+        *main_table(fig),
+        "",
+        "Concurrent chains vs `--serial` (one user, realistic delays): "
+        f"{m.fmt_s(o['realistic'])} concurrent, {m.fmt_s(s['realistic'])} serial "
+        f"({m.ratio(s['realistic'], o['realistic'])}); zero delay: {m.fmt_s(o['zero'])} vs "
+        f"{m.fmt_s(s['zero'])}.",
+        "",
+        "## Fleet wall time (realistic delays)",
+        "",
+        *fleet_table(results),
+        "",
+        f"![fleet wall time vs N]({plot_name})",
+        "",
+    ]
+    if big:
+        out += [
+            f"Largest fleet ({fleet_name}, N = {big['n']}): {big['requests_total']} API "
+            f"requests by the runners ({_num(big['requests_per_user'])} per user, "
+            f"{_num(big['discovery_per_process'])} discovery requests per process), "
+            f"{big['launcher_requests']} by the launcher; runner peak RSS median "
+            f"{_num(big['rss_median'])} MiB, max {_num(big['rss_max'])} MiB; reaction latency "
+            f"p50 {m.fmt_ms(big['reaction_p50'])}, p95 {m.fmt_ms(big['reaction_p95'])} "
+            "(2 cores shared by the control plane, the simulators and every runner).",
+            "",
+        ]
+    out += notes(results)
+    return "\n".join(out) + "\n"
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    lines = ["## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in meta["machine"].items()]
+    lines += ["", "## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in meta["versions"].items()]
+    lines += ["", "## Operator delay profiles", ""]
+    lines += [f"- `{k}`: {v}" for k, v in meta["profiles"].items()]
+    lines += ["", "## How each figure is measured", ""]
+    lines += [f"- {line}" for line in meta["method"]]
+    if meta.get("caveats"):
+        lines += ["", "## Caveats", ""]
+        lines += [f"- {line}" for line in meta["caveats"]]
+    return lines
