@@ -8,6 +8,7 @@ the launch's own codes are in runner.launcher.summary.
 from __future__ import annotations
 
 import argparse
+import json
 import secrets
 import string
 import sys
@@ -238,6 +239,9 @@ def report(
         waited=waited,
         requests=kube.cluster.requests,
     )
+    if not _table_progress(args.progress):
+        brief = {k: result[k] for k in ("launch", "counts", "exit_code", "seconds")}
+        print(json.dumps({"event": "summary", **brief}), flush=True)
     summaries.print_summary(result, Console(file=sys.stdout, width=_width()))
     if args.summary_json:
         summaries.write_json(args.summary_json, result)
@@ -245,8 +249,12 @@ def report(
     return code
 
 
+def _table_progress(choice: str) -> bool:
+    return choice == "table" or (choice == "auto" and sys.stdout.isatty())
+
+
 def make_display(choice: str, launch_id: str) -> Display:
-    if choice == "table" or (choice == "auto" and sys.stdout.isatty()):
+    if _table_progress(choice):
         return LiveTable(launch_id, Console(file=sys.stdout))
     return JsonLines(launch_id, sys.stdout)
 

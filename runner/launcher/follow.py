@@ -59,15 +59,22 @@ def follow(
             try:
                 event = watch.events.get(timeout=wait)
             except queue.Empty:
-                display.update(fleet.views(), set(), now())
+                if synced == set(KINDS):
+                    display.update(fleet.views(), set(), now())
                 continue
             if event.type == "ERROR" and event.error is not None:
                 raise event.error
             touched = apply_event(fleet, event)
-            if event.type == "SYNC":
-                synced.add(event.kind)
+            if synced != set(KINDS):
+                # Show nothing until both first lists are in: a Job without its Pods is a
+                # half-known state, not a change worth a line.
+                if event.type == "SYNC":
+                    synced.add(event.kind)
+                if synced != set(KINDS):
+                    continue
+                touched = set(fleet.users)
             display.update(fleet.views(), touched, now())
-            if synced == set(KINDS) and fleet.done():
+            if fleet.done():
                 return Followed()
     except KeyboardInterrupt:
         return Followed(interrupted=True)
