@@ -19,7 +19,9 @@ from devcluster.cluster import Cluster
 
 METER = "workshop-launcher-meter"
 NAMESPACE = "devcluster-meter"
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)")
+_SAMPLE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})? (?P<value>\S+)"
+)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -110,9 +112,7 @@ def metered_kubeconfig(cluster: Cluster, path: Path) -> Path:
                                         "namespaces": ["*"],
                                     }
                                 ],
-                                "nonResourceRules": [
-                                    {"verbs": ["*"], "nonResourceURLs": ["*"]}
-                                ],
+                                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                             }
                         ],
                     },
