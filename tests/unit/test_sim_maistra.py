@@ -1,0 +1,377 @@
+"""Maistra, Kiali and OpenShift project simulators, and the admission decisions, in memory."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from devcluster.sim import knobs
+from devcluster.sim.fakeworld import FakeWorld
+from devcluster.sim.kiali import RECONCILED, KialiController
+from devcluster.sim.kube import (
+    KIALIS,
+    LIMITRANGES,
+    NAMESPACES,
+    PROJECTREQUESTS,
+    PROJECTS,
+    ROLEBINDINGS,
+    SMCPS,
+    SMMRS,
+    SMMS,
+)
+from devcluster.sim.maistra import (
+    MEMBER_OF,
+    SmcpController,
+    SmmController,
+    SmmrController,
+    components,
+)
+from devcluster.sim.objects import condition
+from devcluster.sim.openshift import ProjectRequestController, admission_refusal
+from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE, Admission
+
+CP = "user1-istio"
+FAST = knobs.build([])
+SPEC = {
+    "version": "v2.4",
+    "tracing": {"type": "Jaeger", "sampling": 10000},
+    "addons": {
+        "grafana": {"enabled": True},
+        "kiali": {"enabled": True},
+        "prometheus": {"enabled": True},
+    },
+}
+
+
+def smcp(world: FakeWorld, name: str = "workshop-install") -> dict[str, Any]:
+    return world.add(SMCPS, {"metadata": {"name": name, "namespace": CP}, "spec": dict(SPEC)})
+
+
+def ns(world: FakeWorld, name: str) -> None:
+    world.add(NAMESPACES, {"metadata": {"name": name}, "status": {"phase": "Active"}})
+
+
+def run_all(world: FakeWorld, k: knobs.Knobs = FAST) -> list[str]:
+    controllers: list[Any] = [
+        SmcpController(),
+        SmmrController(),
+        SmmController(),
+        KialiController(),
+    ]
+    for c in controllers:
+        if hasattr(c, "bind"):
+            c.bind(world.store)
+
+    def due() -> list[Any]:
+        out: list[Any] = []
+        for obj in world.list(SMCPS):
+            out += controllers[0].transitions((CP, obj["metadata"]["name"]), world.store, k)
+        for obj in world.list(SMMRS):
+            out += controllers[1].transitions(
+                (obj["metadata"]["namespace"], obj["metadata"]["name"]), world.store, k
+            )
+        for obj in world.list(SMMS):
+            out += controllers[2].transitions(
+                (obj["metadata"]["namespace"], obj["metadata"]["name"]), world.store, k
+            )
+        for obj in world.list(KIALIS):
+            out += controllers[3].transitions(
+                (obj["metadata"]["namespace"], obj["metadata"]["name"]), world.store, k
+            )
+        return out
+
+    return world.settle(due)
+
+
+def test_smcp_goes_installed_reconciled_ready_and_creates_kiali() -> None:
+    w = FakeWorld()
+    smcp(w)
+    steps = run_all(w)
+    assert [s for s in steps if s.startswith("ServiceMeshControlPlane")] == [
+        "ServiceMeshControlPlane:begin",
+        "ServiceMeshControlPlane:installed",
+        "ServiceMeshControlPlane:ready",
+    ]
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    st = obj["status"]
+    assert st["observedGeneration"] == 1
+    for ctype, reason in (
+        ("Installed", "InstallSuccessful"),
+        ("Reconciled", "InstallSuccessful"),
+        ("Ready", "ComponentsReady"),
+    ):
+        cond = condition(st, ctype)
+        assert cond is not None
+        assert (cond["status"], cond["reason"]) == ("True", reason)
+    assert st["readiness"]["components"]["ready"] == components(SPEC)
+    assert "jaeger" in st["readiness"]["components"]["ready"]
+    assert (
+        st["annotations"]["readyComponentCount"]
+        == f"{len(components(SPEC))}/{len(components(SPEC))}"
+    )
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    assert kiali["metadata"]["ownerReferences"][0]["kind"] == "ServiceMeshControlPlane"
+    assert kiali["status"]["conditions"][-1]["type"] == "Successful"
+
+
+def test_smcp_spec_change_is_a_new_generation_to_reconcile() -> None:
+    w = FakeWorld()
+    smcp(w)
+    run_all(w)
+    from devcluster.sim.engine import Action
+
+    w.perform(
+        Action("patch", SMCPS, CP, "workshop-install", {"spec": {"tracing": {"sampling": 100}}})
+    )
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    assert obj["metadata"]["generation"] == 2
+    steps = run_all(w)
+    assert "ServiceMeshControlPlane:begin" in steps
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    assert obj["status"]["observedGeneration"] == 2
+    rec = condition(obj["status"], "Reconciled")
+    assert rec is not None
+    assert rec["reason"] == "UpdateSuccessful"
+
+
+def test_smcp_failure_knob_stops_at_reconcile_error() -> None:
+    k = knobs.build([("t", {"rules": [{"user": "user1", "kind": "SMCP", "fail": True}]})])
+    w = FakeWorld()
+    smcp(w)
+    run_all(w, k)
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    rec = condition(obj["status"], "Reconciled")
+    assert rec is not None
+    assert (rec["status"], rec["reason"]) == ("False", "ReconcileError")
+    assert not obj["status"].get("observedGeneration")
+    assert w.get(KIALIS, CP, "kiali") is None
+
+
+def test_member_roll_waits_for_the_mesh_and_for_missing_namespaces() -> None:
+    w = FakeWorld()
+    ns(w, CP)
+    ns(w, "user1")
+    w.add(
+        SMMRS,
+        {
+            "metadata": {"name": "default", "namespace": CP},
+            "spec": {"members": ["user1", "user1-apps"]},
+        },
+    )
+    run_all(w)
+    roll = w.get(SMMRS, CP, "default")
+    assert roll is not None
+    ready = condition(roll["status"], "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "ErrSMCPMissing")
+
+    smcp(w)
+    run_all(w)
+    roll = w.get(SMMRS, CP, "default")
+    assert roll is not None
+    ready = condition(roll["status"], "Ready")
+    assert ready is not None
+    assert ready["reason"] == "ErrNamespaceMissing"
+    assert roll["status"]["configuredMembers"] == ["user1"]
+    assert roll["status"]["pendingMembers"] == ["user1-apps"]
+    member = w.get(NAMESPACES, None, "user1")
+    assert member is not None
+    assert member["metadata"]["labels"][MEMBER_OF] == CP
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    assert kiali["spec"]["deployment"]["accessible_namespaces"] == ["user1"]
+
+    ns(w, "user1-apps")
+    run_all(w)
+    roll = w.get(SMMRS, CP, "default")
+    assert roll is not None
+    ready = condition(roll["status"], "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("True", "Configured")
+    assert roll["status"]["configuredMembers"] == ["user1", "user1-apps"]
+    assert roll["status"]["pendingMembers"] == []
+    assert roll["status"]["annotations"]["configuredMemberCount"] == "2/2"
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    assert kiali["spec"]["deployment"]["accessible_namespaces"] == ["user1", "user1-apps"]
+
+
+def test_member_roll_says_smcp_reconciling_before_the_first_install() -> None:
+    w = FakeWorld()
+    ns(w, "user1")
+    smcp(w)
+    w.add(SMMRS, {"metadata": {"name": "default", "namespace": CP}, "spec": {"members": ["user1"]}})
+    ctl = SmmrController()
+    ctl.bind(w.store)
+    (t,) = [
+        x for x in ctl.transitions((CP, "default"), w.store, FAST) if "SMCPReconciling" in x.step
+    ]
+    w.apply(t)
+    roll = w.get(SMMRS, CP, "default")
+    assert roll is not None
+    ready = condition(roll["status"], "Ready")
+    assert ready is not None
+    assert ready["reason"] == "SMCPReconciling"
+    assert ready["message"] == "Initial service mesh installation has not completed"
+
+
+def test_service_mesh_member_joins_the_roll() -> None:
+    w = FakeWorld()
+    ns(w, CP)
+    ns(w, "user1")
+    smcp(w)
+    w.add(
+        SMMS,
+        {
+            "metadata": {"name": "default", "namespace": "user1"},
+            "spec": {"controlPlaneRef": {"name": "workshop-install", "namespace": CP}},
+        },
+    )
+    run_all(w)
+    roll = w.get(SMMRS, CP, "default")
+    assert roll is not None
+    assert roll["spec"]["members"] == ["user1"]
+    assert roll["status"]["configuredMembers"] == ["user1"]
+    member = w.get(SMMS, "user1", "default")
+    assert member is not None
+    ready = condition(member["status"], "Ready")
+    assert ready is not None
+    assert ready["status"] == "True"
+
+
+def test_kiali_reconciles_each_generation_like_an_ansible_operator() -> None:
+    w = FakeWorld()
+    w.add(
+        KIALIS,
+        {
+            "metadata": {"name": "kiali", "namespace": CP},
+            "spec": {"deployment": {"accessible_namespaces": [CP]}},
+        },
+    )
+    assert run_all(w) == ["Kiali:running", "Kiali:successful"]
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    running = condition(kiali["status"], "Running")
+    assert running is not None
+    assert (running["reason"], running["message"]) == ("Successful", "Awaiting next reconciliation")
+    first = running["ansibleResult"]["completion"]
+    assert "observedGeneration" not in kiali["status"]
+    from devcluster.sim.engine import Action
+
+    change = {"spec": {"kubernetes_config": {"excluded_workloads": ["CronJob"]}}}
+    w.perform(Action("patch", KIALIS, CP, "kiali", change))
+    assert run_all(w) == ["Kiali:running", "Kiali:successful"]
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    assert kiali["metadata"]["annotations"][RECONCILED] == "2"
+    running = condition(kiali["status"], "Running")
+    assert running is not None
+    assert running["ansibleResult"]["completion"] >= first
+
+
+def test_kiali_failure_knob() -> None:
+    k = knobs.build(
+        [("t", {"rules": [{"user": "user1", "kind": "Kiali", "fail": "Failed: bad spec"}]})]
+    )
+    w = FakeWorld()
+    w.add(KIALIS, {"metadata": {"name": "kiali", "namespace": CP}, "spec": {}})
+    run_all(w, k)
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    failure = condition(kiali["status"], "Failure")
+    assert failure is not None
+    assert (failure["status"], failure["reason"], failure["message"]) == (
+        "True",
+        "Failed",
+        "bad spec",
+    )
+
+
+def test_project_request_materialises_the_template_then_goes_away() -> None:
+    w = FakeWorld()
+    w.add(
+        PROJECTREQUESTS,
+        {
+            "metadata": {"name": "user1", "annotations": {"openshift.io/requester": "alice"}},
+            "displayName": "User 1",
+        },
+    )
+    ctl = ProjectRequestController(with_projects=True)
+    steps = w.settle(lambda: ctl.transitions("user1", w.store, FAST))
+    assert steps == ["ProjectRequest:materialize"]
+    namespace = w.get(NAMESPACES, None, "user1")
+    assert namespace is not None
+    assert namespace["metadata"]["annotations"]["openshift.io/requester"] == "alice"
+    assert namespace["metadata"]["annotations"]["openshift.io/display-name"] == "User 1"
+    binding = w.get(ROLEBINDINGS, "user1", "admin")
+    assert binding is not None
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}
+    ]
+    assert w.get(LIMITRANGES, "user1", "user1-core-resource-limits") is not None
+    project = w.get(PROJECTS, None, "user1")
+    assert project is not None
+    assert project["status"]["phase"] == "Active"
+    assert w.get(PROJECTREQUESTS, None, "user1") is None
+
+
+def test_project_request_admission() -> None:
+    assert admission_refusal("user1", namespace_exists=False) is None
+    assert admission_refusal("user1", namespace_exists=True) == (
+        409,
+        "AlreadyExists",
+        'project.project.openshift.io "user1" already exists',
+    )
+    refusal = admission_refusal("openshift-foo", namespace_exists=False)
+    assert refusal is not None
+    assert refusal[0] == 403
+
+
+def test_smcp_admission_refuses_in_the_window_then_enforces_one_mesh() -> None:
+    w = FakeWorld()
+    k = knobs.build([], started_at=0.0)
+    k.refuse_seconds = 1e12  # the start-up window, forever
+    adm = Admission(w.store, lambda: k)
+    req = {
+        "uid": "1",
+        "namespace": CP,
+        "operation": "CREATE",
+        "object": {"metadata": {"name": "basic"}, "spec": {"version": "v2.4"}},
+    }
+    answer = adm.validate_smcp(req)["response"]
+    assert answer["allowed"] is False
+    assert (answer["status"]["code"], answer["status"]["message"]) == (500, NOT_READY_MESSAGE)
+    k.refuse_seconds = 0
+    assert adm.validate_smcp(req)["response"]["allowed"] is True
+    smcp(w, "other")
+    answer = adm.validate_smcp(req)["response"]
+    assert (answer["allowed"], answer["status"]["message"]) == (False, ONE_MESH_MESSAGE)
+    bad = {**req, "object": {"metadata": {"name": "other"}, "spec": {"version": "v1.1"}}}
+    assert adm.validate_smcp(bad)["response"]["status"]["code"] == 400
+
+
+def test_project_request_mutation_stamps_the_requester() -> None:
+    adm = Admission(FakeWorld().store, lambda: FAST)
+    req = {
+        "uid": "9",
+        "userInfo": {"username": "system:serviceaccount:ns:sa"},
+        "object": {"metadata": {"name": "p"}},
+    }
+    answer = adm.mutate_project_request(req)["response"]
+    patch = json.loads(base64.b64decode(answer["patch"]))
+    assert patch == [
+        {
+            "op": "add",
+            "path": "/metadata/annotations",
+            "value": {"openshift.io/requester": "system:serviceaccount:ns:sa"},
+        }
+    ]
+    req["object"] = {"metadata": {"name": "p", "annotations": {"a": "b"}}}
+    patch = json.loads(base64.b64decode(adm.mutate_project_request(req)["response"]["patch"]))
+    assert patch[0]["path"] == "/metadata/annotations/openshift.io~1requester"
