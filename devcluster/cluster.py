@@ -282,7 +282,16 @@ class Cluster:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, 0)
         time.sleep(down_seconds)
-        _start_apiserver(self, build.build(log=lambda _msg: None))
+        bins = build.build(log=lambda _msg: None)
+        for attempt in range(5):
+            try:
+                _start_apiserver(self, bins)
+                return
+            except ClusterError as e:
+                # The port is in the ephemeral range: for a moment another socket may hold it.
+                if "address already in use" not in str(e) or attempt == 4:
+                    raise
+                time.sleep(1.0)
 
     def stop(self, *, remove: bool = True, grace: float = 10.0) -> None:
         """SIGTERM every process we started (by pid), SIGKILL after `grace`, remove state."""
