@@ -72,7 +72,8 @@ class LiveTable:
     def __init__(self, launch_id: str, console: Console) -> None:
         self.launch_id = launch_id
         self.console = console
-        self._live = Live(console=console, auto_refresh=False, transient=False)
+        # Transient: the summary table replaces it at the end.
+        self._live = Live(console=console, auto_refresh=False, transient=True)
         self._live.start()
 
     def update(self, views: Sequence[UserView], touched: set[str], now: datetime) -> None:
@@ -92,7 +93,8 @@ class LiveTable:
         table = Table(expand=False, box=None, pad_edge=False)
         for column in ("user", "state", "step", "elapsed", "attempt"):
             table.add_column(column, no_wrap=True)
-        rows = sorted(views, key=lambda v: (_ORDER[v.state], v.user))
+        position = {v.user: i for i, v in enumerate(views)}
+        rows = sorted(views, key=lambda v: (_ORDER[v.state], position[v.user]))
         room = max(3, self.console.size.height - 4)
         for view in rows[:room]:
             seconds = view.seconds(now)

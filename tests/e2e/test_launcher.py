@@ -20,7 +20,6 @@ from tests.e2e.support import (
     clean_env,
     command,
     namespace_exists,
-    set_knob,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -106,15 +105,13 @@ def test_a_user_refused_by_the_guard_fails_alone(
 
 @pytest.mark.skipif("csv" not in STEP_NAMES, reason="the csv step is not in STEPS yet")
 def test_an_injected_csv_failure_fails_that_user_only(
-    fleet_cluster: Cluster, wr: Any, prefix: str
+    fleet_cluster: Cluster, wr: Any, prefix: str, sim_knobs: Any
 ) -> None:
     victim = f"{prefix}2"
-    rule = {"user": victim, "kind": "CSV", "fail": "InstallComponentFailed: injected by e2e"}
-    set_knob(fleet_cluster, victim, {"rules": [rule]})
-    try:
-        ran = wr(fleet_cluster.kubeconfig, *launch_args(prefix, 3))
-    finally:
-        set_knob(fleet_cluster, victim, None)
+    sim_knobs.set(
+        {"user": victim, "kind": "CSV", "fail": "InstallComponentFailed: injected by e2e"}
+    )
+    ran = wr(fleet_cluster.kubeconfig, *launch_args(prefix, 3))
     assert ran.rc == 10, ran.stdout + ran.stderr
     assert ran.summary["counts"] == {"succeeded": 2, "failed": 1, "unfinished": 0}
     failed = ran.users()[victim]
