@@ -34,6 +34,7 @@ from devcluster.sim.service import (
     KUBELET_STATUS_CM,
     SIM_LEASE,
     SIM_STATUS_CM,
+    STARTUP,
     SYSTEM_NS,
     digest,
     ensure_namespace,
@@ -121,6 +122,19 @@ class SimProcess:
         data: dict[str, Any] = json.loads(self.status().get("stats.json") or "{}")
         return data
 
+    def wait_webhook_open(self, key: str = STARTUP, timeout: float = 60) -> None:
+        """Until a webhook refusal window is over: `startup` (after the simulators started,
+        see knobs webhook.refuse_seconds) or the one a knobs key opened."""
+        wait_for(
+            self.kube,
+            CONFIGMAPS,
+            SYSTEM_NS,
+            self.status_cm,
+            lambda cm: (cm.get("data") or {}).get(f"webhook.{key}") == "open",
+            timeout=timeout,
+            what=f"the webhook refusal window {key} to close",
+        )
+
     def stop(self, timeout: float = 30.0) -> None:
         proc = self.proc
         if proc is None or proc.poll() is not None:
@@ -170,16 +184,7 @@ class KnobSetter:
 
     def wait_webhook_open(self, key: str | None = None, timeout: float = 60) -> None:
         """Until the refusal window this key opened has closed (a real API event)."""
-        key = key or self.user
-        wait_for(
-            self.kube,
-            CONFIGMAPS,
-            SYSTEM_NS,
-            SIM_STATUS_CM,
-            lambda cm: (cm.get("data") or {}).get(f"webhook.{key}") == "open",
-            timeout=timeout,
-            what=f"the webhook refusal window of {key} to close",
-        )
+        self.sims.wait_webhook_open(key or self.user, timeout)
 
     def clear(self) -> None:
         if not self.keys:

@@ -60,6 +60,7 @@ KNOBS_CM = "devcluster-sim-knobs"
 SIM_STATUS_CM = "devcluster-sim-status"
 KUBELET_STATUS_CM = "devcluster-kubelet-status"
 SIM_LEASE = "devcluster-sim"
+STARTUP = "startup"
 
 
 def digest(text: str) -> str:
@@ -175,7 +176,10 @@ class KnobsSource:
         return built
 
     def window_ends(self, key: str) -> float | None:
-        """When the last refusal window set by ConfigMap key `key` closes (monotonic)."""
+        """When the last refusal window set by ConfigMap key `key` closes (monotonic);
+        key `startup` is the window after the simulators started."""
+        if key == STARTUP:
+            return self.started_at + self._knobs.refuse_seconds
         ends = [
             self.window_starts[r.window_id] + (r.refuse_for or 0)
             for r in self._knobs.rules
@@ -268,6 +272,7 @@ class Simulators:
         self._start_webhooks(apis)
         threading.Thread(target=self._background, name="sim-background", daemon=True).start()
         self.renew_lease()
+        self.board.update(self._window_state(STARTUP))
         self.board.set(
             ready=self.instance,
             controllers=",".join(c.name for c in self.controllers),
@@ -313,23 +318,26 @@ class Simulators:
         for gone in previous - set(data):
             update[f"knobs.{gone}"] = None
             update[f"webhook.{gone}"] = None
-        now = time.monotonic()
-        for key in data:
-            end = self.source.window_ends(key)
-            if end is None:
-                continue
-            if end > now:
-                update[f"webhook.{key}"] = "refusing"
-                timer = threading.Timer(end - now + 0.05, self._window_closed, args=(key, end))
-                timer.daemon = True
-                timer.start()
-                self._timers.append(timer)
-            else:
-                update[f"webhook.{key}"] = "open"
+        for key in [*data, STARTUP]:
+            update.update(self._window_state(key))
         for key, ack in acks.items():
             if ack.startswith("error"):
                 log.error("knobs key %s: %s", key, ack)
         self.board.update(update)
+
+    def _window_state(self, key: str) -> dict[str, str | None]:
+        """`refusing` (and a timer that will say `open`) or `open`, for one window key."""
+        end = self.source.window_ends(key)
+        if end is None:
+            return {}
+        now = time.monotonic()
+        if end <= now:
+            return {f"webhook.{key}": "open"}
+        timer = threading.Timer(end - now + 0.05, self._window_closed, args=(key, end))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+        return {f"webhook.{key}": "refusing"}
 
     def _window_closed(self, key: str, end: float) -> None:
         if self.source.window_ends(key) == end and not self.stopped.is_set():

@@ -1,0 +1,263 @@
+"""Simulated Maistra, Kiali and OpenShift projects against the real API server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from devcluster.sim.kube import (
+    KIALIS,
+    LIMITRANGES,
+    NAMESPACES,
+    PROJECTREQUESTS,
+    PROJECTS,
+    ROLEBINDINGS,
+    SMCPS,
+    SMMRS,
+    SMMS,
+    Kube,
+    KubeError,
+)
+from devcluster.sim.maistra import MEMBER_OF
+from devcluster.sim.objects import condition
+from devcluster.sim.testkit import cond_is, namespaces, smcp
+from devcluster.sim.waiting import wait_for, wait_list
+from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+@pytest.fixture
+def kube(simulators: Any) -> Kube:
+    k: Kube = simulators.kube
+    return k
+
+
+@pytest.fixture
+def istio(kube: Kube, unique_user: str) -> Any:
+    with namespaces(kube, unique_user, f"{unique_user}-istio"):
+        yield f"{unique_user}-istio"
+
+
+def smcp_ready(obj: dict[str, Any]) -> bool:
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    ready: bool = cond_is("Ready", "True", "ComponentsReady")(obj)
+    return ready and observed == obj["metadata"].get("generation")
+
+
+def create_smcp(kube: Kube, namespace: str, **kw: Any) -> dict[str, Any]:
+    return kube.create(SMCPS, namespace, smcp(namespace, **kw))
+
+
+@pytest.fixture(autouse=True)
+def startup_window_over(simulators: Any) -> None:
+    """SMCP creates are refused for a moment after the simulators start (like a freshly
+    installed mesh operator); these tests start after that window."""
+    simulators.wait_webhook_open("startup", timeout=60)
+
+
+def test_smcp_reaches_ready_and_creates_the_kiali_cr(kube: Kube, istio: str) -> None:
+    create_smcp(kube, istio)
+    obj = wait_for(kube, SMCPS, istio, "workshop-install", smcp_ready, timeout=30)
+    st = obj["status"]
+    for ctype in ("Installed", "Reconciled"):
+        cond = condition(st, ctype)
+        assert cond is not None
+        assert (cond["status"], cond["reason"]) == ("True", "InstallSuccessful")
+    assert "istiod" in st["readiness"]["components"]["ready"]
+    assert st["readiness"]["components"]["unready"] == []
+    kiali = kube.get(KIALIS, istio, "kiali")
+    assert kiali["metadata"]["ownerReferences"][0]["name"] == "workshop-install"
+
+
+def test_smcp_update_is_reconciled_as_a_new_generation(kube: Kube, istio: str) -> None:
+    create_smcp(kube, istio)
+    wait_for(kube, SMCPS, istio, "workshop-install", smcp_ready, timeout=30)
+    kube.patch(SMCPS, istio, "workshop-install", {"spec": {"tracing": {"sampling": 100}}})
+    obj = wait_for(
+        kube,
+        SMCPS,
+        istio,
+        "workshop-install",
+        lambda o: (o.get("status") or {}).get("observedGeneration") == 2,
+        timeout=30,
+    )
+    assert cond_is("Reconciled", "True", "UpdateSuccessful")(obj)
+
+
+def test_webhook_refuses_smcp_in_its_window_then_accepts(
+    kube: Kube, istio: str, sim_knobs: Any
+) -> None:
+    sim_knobs.set({"kind": "webhook", "refuse_for": 2})
+    with pytest.raises(KubeError) as refused:
+        kube.create(SMCPS, istio, smcp(istio))
+    assert refused.value.status == 500
+    assert (
+        'admission webhook "smcp.validation.maistra.io" denied the request' in refused.value.message
+    )
+    assert NOT_READY_MESSAGE in refused.value.message
+    sim_knobs.wait_webhook_open(timeout=20)
+    kube.create(SMCPS, istio, smcp(istio))
+    with pytest.raises(KubeError) as second:
+        kube.create(SMCPS, istio, smcp(istio, name="another"))
+    assert second.value.status == 400
+    assert ONE_MESH_MESSAGE in second.value.message
+
+
+def test_member_roll_pending_then_configured(kube: Kube, istio: str, unique_user: str) -> None:
+    apps = f"{unique_user}-apps"
+    kube.create(
+        SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [unique_user, apps]}}
+    )
+    wait_for(kube, SMMRS, istio, "default", cond_is("Ready", "False", "ErrSMCPMissing"), timeout=20)
+    create_smcp(kube, istio)
+    roll = wait_for(
+        kube, SMMRS, istio, "default", cond_is("Ready", "False", "ErrNamespaceMissing"), timeout=30
+    )
+    assert roll["status"]["configuredMembers"] == [unique_user]
+    assert roll["status"]["pendingMembers"] == [apps]
+    with namespaces(kube, apps):
+        roll = wait_for(
+            kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30
+        )
+        assert roll["status"]["configuredMembers"] == sorted([unique_user, apps])
+        assert roll["status"]["pendingMembers"] == []
+        kiali = wait_for(
+            kube,
+            KIALIS,
+            istio,
+            "kiali",
+            lambda o: (
+                sorted(o["spec"]["deployment"]["accessible_namespaces"])
+                == sorted([unique_user, apps])
+            ),
+            timeout=20,
+        )
+        assert kiali["spec"]["deployment"]["accessible_namespaces"]
+        member = wait_for(
+            kube,
+            NAMESPACES,
+            None,
+            apps,
+            lambda o: o["metadata"].get("labels", {}).get(MEMBER_OF) == istio,
+            timeout=20,
+        )
+        assert member
+
+
+def test_member_roll_says_smcp_reconciling_while_the_mesh_installs(
+    kube: Kube, istio: str, unique_user: str, sim_knobs: Any
+) -> None:
+    sim_knobs.set({"kind": "SMCP", "delay": 2.0, "jitter": 0})
+    create_smcp(kube, istio)
+    kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [unique_user]}})
+    wait_for(
+        kube, SMMRS, istio, "default", cond_is("Ready", "False", "SMCPReconciling"), timeout=20
+    )
+    wait_for(kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30)
+
+
+def test_service_mesh_member_adds_its_namespace(kube: Kube, istio: str, unique_user: str) -> None:
+    create_smcp(kube, istio)
+    body = {
+        "metadata": {"name": "default"},
+        "spec": {"controlPlaneRef": {"name": "workshop-install", "namespace": istio}},
+    }
+    kube.create(SMMS, unique_user, body)
+    wait_for(kube, SMMS, unique_user, "default", cond_is("Ready", "True"), timeout=30)
+    roll = kube.get(SMMRS, istio, "default")
+    assert roll["spec"]["members"] == [unique_user]
+
+
+def test_smcp_slow_and_failing_knobs(kube: Kube, istio: str, sim_knobs: Any) -> None:
+    sim_knobs.set({"kind": "SMCP", "delay": 1.0, "jitter": 0})
+    start = time.monotonic()
+    create_smcp(kube, istio)
+    wait_for(kube, SMCPS, istio, "workshop-install", smcp_ready, timeout=30)
+    assert time.monotonic() - start >= 3.0  # three transitions of 1 s
+    sim_knobs.set({"kind": "SMCP", "fail": "ReconcileError: simulated chart failure"})
+    kube.patch(SMCPS, istio, "workshop-install", {"spec": {"tracing": {"sampling": 50}}})
+    obj = wait_for(
+        kube,
+        SMCPS,
+        istio,
+        "workshop-install",
+        cond_is("Reconciled", "False", "ReconcileError"),
+        timeout=30,
+    )
+    assert "simulated chart failure" in condition(obj["status"], "Reconciled")["message"]  # type: ignore[index]
+    assert obj["status"]["observedGeneration"] == 1
+
+
+def completion(obj: dict[str, Any]) -> str:
+    running = condition(obj.get("status") or {}, "Running") or {}
+    return str((running.get("ansibleResult") or {}).get("completion", ""))
+
+
+def test_kiali_reconciles_a_spec_change(kube: Kube, istio: str) -> None:
+    kube.create(
+        KIALIS,
+        istio,
+        {"metadata": {"name": "kiali"}, "spec": {"deployment": {"accessible_namespaces": [istio]}}},
+    )
+    first = wait_for(kube, KIALIS, istio, "kiali", cond_is("Successful", "True"), timeout=20)
+    before = completion(first)
+    change = {"spec": {"kubernetes_config": {"excluded_workloads": ["CronJob", "Job"]}}}
+    kube.patch(KIALIS, istio, "kiali", change)
+    after = wait_for(
+        kube,
+        KIALIS,
+        istio,
+        "kiali",
+        lambda o: cond_is("Successful", "True")(o) and completion(o) > before,
+        timeout=20,
+    )
+    running = condition(after["status"], "Running")
+    assert running is not None
+    assert (running["reason"], running["message"]) == ("Successful", "Awaiting next reconciliation")
+
+
+def test_kiali_failure_knob(kube: Kube, istio: str, sim_knobs: Any) -> None:
+    sim_knobs.set({"kind": "Kiali", "fail": "Failed: simulated ansible task failure"})
+    kube.create(KIALIS, istio, {"metadata": {"name": "kiali"}, "spec": {}})
+    obj = wait_for(kube, KIALIS, istio, "kiali", cond_is("Failure", "True", "Failed"), timeout=20)
+    assert condition(obj["status"], "Failure")["message"] == "simulated ansible task failure"  # type: ignore[index]
+
+
+def test_project_request_becomes_a_project(kube: Kube, unique_user: str) -> None:
+    name = f"{unique_user}-proj"
+    kube.create(PROJECTREQUESTS, None, {"metadata": {"name": name}, "displayName": "Workshop"})
+    try:
+        ns = wait_for(kube, NAMESPACES, None, name, lambda o: True, timeout=20)
+        assert ns["metadata"]["annotations"]["openshift.io/requester"] == "devcluster-admin"
+        assert ns["metadata"]["annotations"]["openshift.io/display-name"] == "Workshop"
+        wait_for(
+            kube, LIMITRANGES, name, f"{name}-core-resource-limits", lambda o: True, timeout=20
+        )
+        binding = wait_for(kube, ROLEBINDINGS, name, "admin", lambda o: True, timeout=20)
+        assert binding["subjects"][0]["name"] == "devcluster-admin"
+        wait_for(
+            kube,
+            PROJECTS,
+            None,
+            name,
+            lambda o: (o.get("status") or {}).get("phase") == "Active",
+            timeout=20,
+        )
+        # Create-only, as on OpenShift: the request itself does not stay, and a re-run conflicts.
+        wait_list(
+            kube,
+            PROJECTREQUESTS,
+            None,
+            lambda items: True if all(i["metadata"]["name"] != name for i in items) else None,
+            timeout=20,
+        )
+        with pytest.raises(KubeError) as again:
+            kube.create(PROJECTREQUESTS, None, {"metadata": {"name": name}})
+        assert again.value.status == 409
+        assert f'project.project.openshift.io "{name}" already exists' in again.value.message
+    finally:
+        kube.delete(NAMESPACES, None, name)
+        kube.delete(PROJECTS, None, name)
