@@ -254,8 +254,9 @@ def test_progress_annotation_failure_is_not_fatal(runner: Any, unique_user: str)
 
 
 def test_sigterm_stops_the_run_and_names_the_step(
-    cluster: Any, unique_user: str, tmp_path: Path
+    sim_knobs: Any, cluster: Any, unique_user: str, tmp_path: Path
 ) -> None:
+    sim_knobs.set({"kind": "CatalogSource", "delay": 3600})
     import os
     import signal
     import subprocess
@@ -281,7 +282,7 @@ def test_sigterm_stops_the_run_and_names_the_step(
         text=True,
     )
     assert proc.stdout is not None
-    for line in proc.stdout:  # no simulators: the CatalogSource wait never ends by itself
+    for line in proc.stdout:  # the CatalogSource wait never ends by itself (knob)
         if json.loads(line)["event"] == "waiting":
             break
     proc.send_signal(signal.SIGTERM)

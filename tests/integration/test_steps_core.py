@@ -160,9 +160,9 @@ def test_free_text_param_with_yaml_stays_a_string(
 
 
 def test_catalog_never_ready_times_out_and_stops_the_run(
-    runner: Any, objects: Objects, unique_user: str
+    sim_knobs: Any, runner: Any, objects: Objects, unique_user: str
 ) -> None:
-    # No simulators here: nothing ever makes the CatalogSource READY.
+    sim_knobs.set({"kind": "CatalogSource", "delay": 3600})
     out = runner("--user", unique_user, "--steps", CORE_ARG, "--timeout", "catalog-source=2")
     assert out.code == 5, out.stderr
     assert out.result["failed_step"] == "catalog-source"
@@ -177,8 +177,9 @@ def test_catalog_never_ready_times_out_and_stops_the_run(
 
 
 def test_failure_in_one_step_cancels_a_running_wait(
-    runner: Any, objects: Objects, unique_user: str, tmp_path: Path
+    sim_knobs: Any, runner: Any, objects: Objects, unique_user: str, tmp_path: Path
 ) -> None:
+    sim_knobs.set({"kind": "CatalogSource", "delay": 3600})
     # rbac fails at the server (422: roleRef kind must be Role or ClusterRole) while
     # catalog-source is inside its watch; the run must stop at once, not at the 300 s deadline.
     directory = tmp_path / "templates"
@@ -221,3 +222,23 @@ def test_terminating_namespace_is_a_retryable_failure(
         assert out.statuses["rbac"] == "skipped"
     finally:
         objects.core.patch_namespace(unique_user, {"metadata": {"finalizers": None}})
+
+
+def test_catalog_transient_failure_is_waited_on_then_reported(
+    sim_knobs: Any, runner: Any, unique_user: str
+) -> None:
+    # TRANSIENT_FAILURE is not terminal for OLM (it keeps reconnecting): keep waiting, and at
+    # the deadline report the state last seen.
+    sim_knobs.set({"kind": "CatalogSource", "fail": True})
+    out = runner(
+        "--user",
+        unique_user,
+        "--steps",
+        "namespace,catalog-source",
+        "--timeout",
+        "catalog-source=3",
+    )
+    assert out.code == 5, out.stderr
+    assert out.result["reason"].endswith(
+        "last observed: connectionState.lastObservedState=TRANSIENT_FAILURE"
+    )
