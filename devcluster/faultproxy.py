@@ -307,10 +307,13 @@ class FaultProxy:
         try:
             loop.run_forever()
         finally:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            for _ in range(5):  # ending a connection may start a task (a close, a wait_for)
+                pending = asyncio.all_tasks(loop)
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     def _shutdown(self) -> None:

@@ -43,7 +43,7 @@ def proxied_kubeconfig(proxy: FaultProxy, runner_kubeconfig: Path, tmp_path: Pat
     return proxy.kubeconfig(runner_kubeconfig, tmp_path / "proxied.kubeconfig")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sims(request: pytest.FixtureRequest) -> Any:
     """The simulated operators (devcluster.sim); the tests that need them skip without them."""
     try:

@@ -4,6 +4,7 @@ with, and keep the suite's figures for the end-of-run summary."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -22,12 +23,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from steps import STEPS
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(sys.executable).parent / "workshop-runner"
 RUNNER_NAMESPACE = "workshop-runner"
 RUNNER_SA = "workshop-runner"
 KNOBS_NAMESPACE, KNOBS_CONFIGMAP = "devcluster-system", "devcluster-sim-knobs"
+SIM_STATUS = "devcluster-sim-status"
 OLM = "operators.coreos.com"
+PINNED_CSV = "rhsso-operator.7.5.2-opr-001"
 
 
 @dataclass
@@ -179,10 +184,14 @@ class Running:
         FIGURES.runs += 1
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []
+        self.stderr: list[str] = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
         self.killed = False
+        self.started = time.monotonic()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -193,6 +202,11 @@ class Running:
                 self._cond.notify_all()
         with self._cond:
             self._cond.notify_all()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
 
     def wait_event(self, match: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
         """True once a log event matches; False if the process ended or `timeout` passed."""
@@ -209,21 +223,32 @@ class Running:
                 self._cond.wait(min(left, 0.2))
 
     def kill(self) -> None:
+        """SIGKILL (counted) if it still runs; always reaps it."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.killed = True
             FIGURES.kills += 1
         self.proc.wait(30)
         self._reader.join(10)
+        self._err_reader.join(10)
 
     def wait(self, timeout: float) -> Run:
+        """Let it finish (SIGKILL after `timeout`, then TimeoutExpired)."""
         try:
-            _, stderr = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise
         self._reader.join(10)
-        return Run(self.argv, self.proc.returncode, "".join(self.lines), stderr, {}, 0.0)
+        self._err_reader.join(10)
+        return Run(
+            self.argv,
+            self.proc.returncode,
+            "".join(self.lines),
+            "".join(self.stderr),
+            _read_result(self.term),
+            time.monotonic() - self.started,
+        )
 
 
 def step_event(step: str, event: str) -> Callable[[dict[str, Any]], bool]:
@@ -262,10 +287,12 @@ def deploy_runner_identity(kubeconfig: Path) -> None:
 
 
 # -- simulator knobs -------------------------------------------------------------------------
-def set_knobs(api_client: Any, user: str, doc: Mapping[str, Any]) -> None:
-    """One key of the simulators' knob ConfigMap per user (devcluster/sim/knobs.py)."""
+def set_knobs(api_client: Any, user: str, doc: Mapping[str, Any], timeout: float = 20.0) -> None:
+    """One key of the simulators' knob ConfigMap per user (devcluster/sim/knobs.py); waits
+    until the simulators acknowledge it (their status ConfigMap carries its digest)."""
     core = client.CoreV1Api(api_client)
-    body = {"data": {user: yaml.safe_dump(dict(doc))}}
+    text = yaml.safe_dump(dict(doc))
+    body = {"data": {user: text}}
     try:
         core.patch_namespaced_config_map(KNOBS_CONFIGMAP, KNOBS_NAMESPACE, body)
     except ApiException as e:
@@ -274,6 +301,21 @@ def set_knobs(api_client: Any, user: str, doc: Mapping[str, Any]) -> None:
         core.create_namespaced_config_map(
             KNOBS_NAMESPACE, {"metadata": {"name": KNOBS_CONFIGMAP}, **body}
         )
+    want = hashlib.sha256(text.encode()).hexdigest()[:16]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status = core.read_namespaced_config_map(SIM_STATUS, KNOBS_NAMESPACE).data or {}
+        except ApiException:
+            status = {}
+        ack = status.get(f"knobs.{user}")
+        if ack == want:
+            return
+        if ack and ack.startswith("error"):
+            raise RuntimeError(f"the simulators refused the knobs for {user}: {ack}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the simulators did not apply the knobs for {user} in {timeout}s")
+        time.sleep(0.1)
 
 
 def delays_for(user: str, seconds: float, kinds: tuple[str, ...] = ("*",)) -> dict[str, Any]:
@@ -296,14 +338,10 @@ class Provisioned:
         items: list[dict[str, Any]] = res.get(namespace=namespace).to_dict()["items"]
         return items
 
-    def problems(self, user: str, params: Mapping[str, Any] | None = None) -> list[str]:
-        """Every way `user` is not fully provisioned or has something twice (empty = good)."""
-        p = {
-            "subscription": "rhsso-operator",
-            "csv": "rhsso-operator.7.5.2-opr-001",
-            "smcp": "workshop-install",
-            **(params or {}),
-        }
+    def problems(self, user: str) -> list[str]:
+        """Every way `user` is not fully provisioned or has something twice (empty = good).
+        Only the objects of the steps the runner has are checked."""
+        steps = {s.NAME for s in STEPS}
         istio = f"{user}-istio"
         found: list[str] = []
         for ns in (user, istio):
@@ -311,38 +349,57 @@ class Provisioned:
                 self.core.read_namespace(ns)
             except ApiException:
                 found.append(f"namespace {ns} missing")
-        groups = self._items(f"{OLM}/v1", "OperatorGroup", user)
-        if len(groups) != 1:
-            found.append(f"{len(groups)} OperatorGroups in {user}")
-        subs = self._items(f"{OLM}/v1alpha1", "Subscription", user)
-        if len(subs) != 1:
-            found.append(f"{len(subs)} Subscriptions in {user}")
-        plans = self._items(f"{OLM}/v1alpha1", "InstallPlan", user)
-        approved = [ip for ip in plans if ip.get("spec", {}).get("approved")]
-        if len(approved) != 1:
-            found.append(f"{len(approved)} approved InstallPlans in {user} (of {len(plans)})")
-        csvs = [
-            c
-            for c in self._items(f"{OLM}/v1alpha1", "ClusterServiceVersion", user)
-            if c["metadata"]["name"] == p["csv"]
-        ]
-        if not csvs or csvs[0].get("status", {}).get("phase") != "Succeeded":
-            found.append(f"CSV {p['csv']} not Succeeded in {user}")
-        smcps = self._items("maistra.io/v2", "ServiceMeshControlPlane", istio)
-        if len(smcps) != 1:
-            found.append(f"{len(smcps)} ServiceMeshControlPlanes in {istio}")
-        elif not _ready(smcps[0]):
-            found.append(
-                f"ServiceMeshControlPlane {istio}/{smcps[0]['metadata']['name']} not Ready"
-            )
-        rolls = self._items("maistra.io/v1", "ServiceMeshMemberRoll", istio)
-        if len(rolls) != 1:
-            found.append(f"{len(rolls)} ServiceMeshMemberRolls in {istio}")
-        elif user not in (rolls[0].get("status", {}).get("configuredMembers") or []):
-            found.append(f"{user} not a configured member of {istio}/default")
-        limits = self.core.list_namespaced_limit_range(istio).items if not found else []
-        if limits:
-            found.append(f"{len(limits)} LimitRanges left in {istio}")
+        if found:
+            return found
+        if "catalog-source" in steps:
+            catalogs = self._items(f"{OLM}/v1alpha1", "CatalogSource", user)
+            states = [
+                c.get("status", {}).get("connectionState", {}).get("lastObservedState")
+                for c in catalogs
+            ]
+            if states != ["READY"]:
+                found.append(f"CatalogSources in {user}: {states} (want one READY)")
+        if "rbac" in steps or "istio-namespace" in steps:
+            for ns in (user, istio):
+                bindings = self._items("rbac.authorization.k8s.io/v1", "RoleBinding", ns)
+                admins = [b for b in bindings if b["roleRef"]["name"] == "admin"]
+                if len(admins) != 1:
+                    found.append(f"{len(admins)} admin RoleBindings in {ns}")
+        if "sso-operator" in steps:
+            for kind in ("OperatorGroup", "Subscription"):
+                version = "v1" if kind == "OperatorGroup" else "v1alpha1"
+                n = len(self._items(f"{OLM}/{version}", kind, user))
+                if n != 1:
+                    found.append(f"{n} {kind}s in {user}")
+        if "install-plan" in steps:
+            plans = self._items(f"{OLM}/v1alpha1", "InstallPlan", user)
+            approved = [ip for ip in plans if ip.get("spec", {}).get("approved")]
+            if len(approved) != 1:
+                found.append(f"{len(approved)} approved InstallPlans in {user} (of {len(plans)})")
+        if "csv" in steps:
+            phases = [
+                c.get("status", {}).get("phase")
+                for c in self._items(f"{OLM}/v1alpha1", "ClusterServiceVersion", user)
+                if c["metadata"]["name"] == PINNED_CSV
+            ]
+            if phases != ["Succeeded"]:
+                found.append(f"CSV {PINNED_CSV} in {user}: {phases} (want Succeeded)")
+        if "limit-ranges" in steps:
+            limits = self.core.list_namespaced_limit_range(istio).items
+            if limits:
+                found.append(f"{len(limits)} LimitRanges left in {istio}")
+        if "smcp" in steps:
+            smcps = self._items("maistra.io/v2", "ServiceMeshControlPlane", istio)
+            if len(smcps) != 1:
+                found.append(f"{len(smcps)} ServiceMeshControlPlanes in {istio}")
+            elif not _ready(smcps[0]):
+                found.append(f"ServiceMeshControlPlane in {istio} not Ready")
+        if "member-roll" in steps:
+            rolls = self._items("maistra.io/v1", "ServiceMeshMemberRoll", istio)
+            if len(rolls) != 1:
+                found.append(f"{len(rolls)} ServiceMeshMemberRolls in {istio}")
+            elif user not in (rolls[0].get("status", {}).get("configuredMembers") or []):
+                found.append(f"{user} not a configured member of the roll in {istio}")
         return found
 
 
@@ -358,3 +415,25 @@ def check_converged(provisioned: Provisioned, user: str) -> list[str]:
     if not found:
         FIGURES.users_converged += 1
     return found
+
+
+# -- steps and the simulator kinds their waits depend on ------------------------------------------
+STEP_NAMES = [s.NAME for s in STEPS]
+WAIT_KINDS = {
+    "catalog-source": "CatalogSource",
+    "install-plan": "InstallPlan",
+    "csv": "ClusterServiceVersion",
+    "smcp": "ServiceMeshControlPlane",
+    "member-roll": "ServiceMeshMemberRoll",
+    "kiali": "Kiali",
+}
+
+
+def wait_steps() -> list[str]:
+    """The runner's steps that wait on an operator, in order."""
+    return [n for n in STEP_NAMES if n in WAIT_KINDS]
+
+
+def longest_wait_step() -> str:
+    """The step to disturb in the middle of its wait: the mesh control plane when it exists."""
+    return "smcp" if "smcp" in STEP_NAMES else wait_steps()[-1]
