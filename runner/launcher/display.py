@@ -104,7 +104,7 @@ class LiveTable:
                     view.state + ("" if view.final or view.state != "succeeded" else "…"),
                     style=_STYLE[view.state],
                 ),
-                view.failed_step if view.state == "failed" else view.step,
+                _step_column(view),
                 f"{seconds:.0f}s" if seconds is not None else "",
                 str(view.attempts or ""),
             )
@@ -115,3 +115,9 @@ class LiveTable:
 
     def close(self) -> None:
         self._live.stop()
+
+
+def _step_column(view: UserView) -> str:
+    if view.state == "failed":
+        return view.failed_step or ""
+    return "" if view.state == "succeeded" else view.step
