@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    from devcluster.sim.service import KUBELET_STATUS_CM, KnobsSource, Simulators, StatusBoard
+    from devcluster.sim.service import KnobsSource, Simulators, StatusBoard, kubelet_status_name
 
     kube = Kube(args.kubeconfig)
     own_state = args.state_dir is None
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if kubelet is not None:
             kubelet.stop()
             try:
-                StatusBoard(kube, KUBELET_STATUS_CM).set(
+                StatusBoard(kube, kubelet_status_name(args.node_name)).set(
                     ready=None, **{"stats.json": json.dumps(kubelet.summary())}
                 )
             except Exception as exc:
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def start_kubelet(args: argparse.Namespace, kube: Kube, stop: threading.Event) -> Kubelet:
     from devcluster.sim.kubelet import Kubelet
-    from devcluster.sim.service import KUBELET_STATUS_CM, StatusBoard, ensure_namespace
+    from devcluster.sim.service import StatusBoard, ensure_namespace, kubelet_status_name
 
     images = podspec.ImageMap.default(Path(sys.executable).parent)
     if args.image_map:
@@ -149,8 +149,10 @@ def start_kubelet(args: argparse.Namespace, kube: Kube, stop: threading.Event) -
     )
     kubelet.start()
     ensure_namespace(kube, "devcluster-system")
-    board = StatusBoard(kube, KUBELET_STATUS_CM)
-    board.set(ready=args.instance_id, node=args.node_name)
+    board = StatusBoard(kube, kubelet_status_name(args.node_name))
+    board.set(
+        ready=args.instance_id, node=args.node_name, namespaces=",".join(args.namespace) or "*"
+    )
     threading.Thread(
         target=_publish_kubelet_stats, args=(kubelet, board, stop), daemon=True
     ).start()

@@ -30,6 +30,7 @@ import yaml
 
 from devcluster.sim.kube import CONFIGMAPS, LEASES, Kube, KubeError
 from devcluster.sim.service import (
+    DEFAULT_NODE,
     KNOBS_CM,
     KUBELET_STATUS_CM,
     SIM_LEASE,
@@ -38,14 +39,19 @@ from devcluster.sim.service import (
     SYSTEM_NS,
     digest,
     ensure_namespace,
+    kubelet_status_name,
 )
 from devcluster.sim.waiting import WaitTimeout, wait_for
 
 READY_TIMEOUT = 90.0
 
 
-def _fresh(kube: Kube, namespace: str, name: str, seconds: float) -> bool:
-    lease = kube.get_or_none(LEASES, namespace, name)
+def _serving(kube: Kube, status_cm: str, namespace: str, lease_name: str, seconds: float) -> bool:
+    """Someone else's process serves this cluster: it says ready and renews its Lease."""
+    cm = kube.get_or_none(CONFIGMAPS, SYSTEM_NS, status_cm) or {}
+    if not (cm.get("data") or {}).get("ready"):
+        return False
+    lease = kube.get_or_none(LEASES, namespace, lease_name)
     if lease is None:
         return False
     renew = (lease.get("spec") or {}).get("renewTime")
@@ -220,7 +226,7 @@ def _log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def simulators(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     log = _log_dir(tmp_path_factory) / "simulators.log"
     sims = SimProcess(Path(cluster.kubeconfig), SIM_STATUS_CM, [], log)
-    if _fresh(sims.kube, SYSTEM_NS, SIM_LEASE, 15):
+    if _serving(sims.kube, SIM_STATUS_CM, SYSTEM_NS, SIM_LEASE, 15):
         sims.adopt()
         yield sims
         return
@@ -234,14 +240,22 @@ def simulators(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="session")
 def kubelet(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
     log = _log_dir(tmp_path_factory) / "kubelet.log"
-    args = ["--kubelet-only"]
-    for ns in filter(None, os.environ.get("DEVCLUSTER_KUBELET_NAMESPACES", "").split(",")):
+    scoped = [ns for ns in os.environ.get("DEVCLUSTER_KUBELET_NAMESPACES", "").split(",") if ns]
+    kube = Kube(Path(cluster.kubeconfig))
+    node = DEFAULT_NODE
+    if _serving(kube, KUBELET_STATUS_CM, "kube-node-lease", node, 40):
+        status = kube.get(CONFIGMAPS, SYSTEM_NS, KUBELET_STATUS_CM).get("data") or {}
+        if status.get("namespaces") == "*" or scoped:
+            proc = SimProcess(Path(cluster.kubeconfig), KUBELET_STATUS_CM, [], log)
+            proc.adopt()
+            yield proc
+            return
+        # A kubelet for the jobs namespace only (devcluster up --kubelet): add one for all.
+        node = "devcluster-kubelet-pytest"
+    args = ["--kubelet-only", "--node-name", node]
+    for ns in scoped:
         args += ["--namespace", ns]
-    proc = SimProcess(Path(cluster.kubeconfig), KUBELET_STATUS_CM, args, log)
-    if _fresh(proc.kube, "kube-node-lease", "devcluster-kubelet", 40):
-        proc.adopt()
-        yield proc
-        return
+    proc = SimProcess(Path(cluster.kubeconfig), kubelet_status_name(node), args, log)
     proc.start()
     try:
         yield proc

@@ -232,10 +232,18 @@ class ImageMap:
 
 
 class PathMap:
-    """Container paths -> local paths; rewrites whole values and `--flag=value` forms."""
+    """Container paths -> local paths, in whole values, `--flag=value` forms and inside shell
+    strings (a mount path preceded by a start, space, quote, `=`, `:` or `(`, and followed by an
+    end, `/`, space, quote or shell punctuation)."""
 
     def __init__(self, mapping: Mapping[str, str]) -> None:
         self.items = sorted(mapping.items(), key=lambda kv: -len(kv[0].rstrip("/")))
+        alternation = "|".join(re.escape(k.rstrip("/") or "/") for k, _ in self.items)
+        self._embedded = (
+            re.compile(rf"(?:(?<=^)|(?<=[\s'\"=:(]))({alternation})(?=$|[/\s'\";|&)<>])")
+            if self.items
+            else None
+        )
 
     def local(self, path: str) -> str | None:
         for container_path, local in self.items:
@@ -250,12 +258,10 @@ class PathMap:
         found = self.local(value)
         if found is not None:
             return found
-        head, sep, tail = value.partition("=")
-        if sep and tail.startswith("/"):
-            found = self.local(tail)
-            if found is not None:
-                return head + sep + found
-        return value
+        if self._embedded is None:
+            return value
+        # One pass, so a local path put in is never rewritten again.
+        return self._embedded.sub(lambda m: self.local(m.group(1)) or m.group(1), value)
 
 
 def build_argv(

@@ -63,6 +63,14 @@ SIM_LEASE = "devcluster-sim"
 STARTUP = "startup"
 
 
+DEFAULT_NODE = "devcluster-kubelet"
+
+
+def kubelet_status_name(node: str) -> str:
+    """devcluster-kubelet-status for the default node, ...-<node> for any other."""
+    return KUBELET_STATUS_CM if node == DEFAULT_NODE else f"{KUBELET_STATUS_CM}-{node}"
+
+
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
