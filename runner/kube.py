@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,26 +30,33 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
 from kubernetes.watch.watch import iter_resp_lines
 
+from runner.apierrors import classify, translate
 from runner.config import service_account_dir
 from runner.discovery import AggregatedDiscoverer
 from runner.errors import (
-    ApiError,
     ApiMissing,
     Conflict,
-    Forbidden,
     InvalidInput,
     NotFound,
-    RunnerError,
-    TemplateError,
     TransientError,
     WaitTimeout,
 )
 from runner.logs import Logger
 from runner.waits import CancelToken, Deadline, Obj, Target
 
+__all__ = [  # translate is re-exported: runner.launcher imports it from here
+    "FIELD_MANAGER",
+    "REQUEST_TIMEOUT",
+    "Applied",
+    "Cluster",
+    "Kube",
+    "describe",
+    "is_subset",
+    "load_configuration",
+    "translate",
+]
 FIELD_MANAGER = "workshop-runner"
-TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-BACKOFF_BASE, BACKOFF_CAP, RETRY_AFTER_CAP = 0.2, 5.0, 30.0
+BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 T = TypeVar("T")
 
@@ -337,13 +343,8 @@ class Kube:
                 self.cluster.count()
             try:
                 return fn()
-            except ApiException as e:
-                # The client turns urllib3's SSLError into an ApiException with status 0.
-                error = _tls_error(e, action, what) if not e.status else translate(e, action, what)
-            except urllib3.exceptions.SSLError as e:
-                error = _tls_error(e, action, what)
-            except (urllib3.exceptions.HTTPError, OSError) as e:
-                error = TransientError(f"{action} {what}: connection error: {_reason(e)}")
+            except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+                error = classify(e, action, what)
             if not isinstance(error, TransientError):
                 raise error
             delay = error.retry_after
@@ -357,71 +358,6 @@ class Kube:
             self.log.warning("retrying", object=what, error=str(error), delay=round(delay, 3))
             self._sleep(delay)
             attempt += 1
-
-
-def translate(e: ApiException, action: str, what: str) -> RunnerError:
-    status = int(e.status or 0)
-    body: Obj = {}
-    try:
-        parsed = json.loads(e.body) if e.body else {}
-        body = parsed if isinstance(parsed, dict) else {}
-    except (ValueError, TypeError):
-        pass
-    message = _one_line(str(body.get("message") or e.reason or f"HTTP {status}"))
-    reason = str(body.get("reason") or "")
-    text = f"{action} {what}: {message}"
-    if status == 401:
-        return Forbidden(f"{action} {what}: unauthorized (the credentials were rejected)")
-    if status == 403:
-        return Forbidden(text)
-    if status == 404:
-        return NotFound(text, status, reason, body.get("details"))
-    if status == 409:
-        return Conflict(text, status, reason, body.get("details"))
-    if status == 422:
-        return TemplateError(f"{text} (the rendered object is invalid)")
-    if status in TRANSIENT_STATUS:
-        return TransientError(text, _retry_after(e))
-    return ApiError(text, status, reason, body.get("details"))
-
-
-def _retry_after(e: ApiException) -> float | None:
-    value = (e.headers or {}).get("Retry-After")
-    try:
-        return min(float(value), RETRY_AFTER_CAP) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _tls_error(e: Exception, action: str, what: str) -> RunnerError:
-    if _certificate_rejected(e):
-        cause = _one_line(str(e.__context__ or e))
-        return InvalidInput(f"{action} {what}: the API server's certificate was rejected: {cause}")
-    # A handshake cut short (EOF) is what a load balancer in front of a down apiserver does:
-    # a connection error like any other.
-    return TransientError(f"{action} {what}: TLS error: {_one_line(str(e))}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _certificate_rejected(e: BaseException) -> bool:
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return True
-        if any(isinstance(a, ssl.SSLCertVerificationError) for a in seen.args):
-            return True
-        if "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _reason(e: Exception) -> str:
-    inner = getattr(e, "reason", None)
-    return f"{type(e).__name__}: {inner or e}"
 
 
 def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:

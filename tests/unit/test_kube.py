@@ -11,8 +11,9 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from runner import errors
+from runner.apierrors import translate
 from runner.discovery import AggregatedDiscoverer
-from runner.kube import Kube, is_subset, translate
+from runner.kube import Kube, is_subset
 from runner.logs import get_logger
 from runner.waits import CancelToken, Deadline
 
