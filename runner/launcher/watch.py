@@ -26,8 +26,9 @@ import urllib3
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from runner.apierrors import classify
 from runner.errors import ApiError, RunnerError, TransientError
-from runner.kube import REQUEST_TIMEOUT, Kube, translate
+from runner.kube import REQUEST_TIMEOUT, Kube
 from runner.launcher.progress import Kind
 from runner.waits import CancelToken, Obj
 
@@ -129,10 +130,8 @@ class LaunchWatch:
                 timeout_seconds=self.watch_seconds,
                 _request_timeout=(REQUEST_TIMEOUT[0], self.watch_seconds + 15.0),
             )
-        except ApiException as e:
-            raise translate(e, "watch", what) from None
-        except (urllib3.exceptions.HTTPError, OSError) as e:
-            raise TransientError(f"watch {what}: connection error: {e}") from None
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
+            raise classify(e, "watch", what) from None
         unregister = self.cancel.on_cancel(resp.shutdown)
         try:
             for line in iter_resp_lines(resp):
