@@ -8,6 +8,7 @@ Every contender reports when each per-user step ended, in epoch seconds:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import env
+from bench.observe import sim_ready_times
 from bench.stage import Stage
 
 HERE = Path(__file__).resolve().parent
@@ -33,11 +35,18 @@ POLL_SECONDS = 5
 Marks = dict[tuple[str, str], float]
 
 
+# ru_maxrss from our own wait4 would be wrong: a child's high-water mark starts from the
+# parent's RSS at fork (the kernel carries the old mm's peak over exec), and the bench is a
+# big Python process. GNU time forks the command from a small process, so its %M is the
+# command's own peak (the largest process of its tree).
+TIME = Path("/usr/bin/time")
+
+
 @dataclass
 class Proc:
     exit_code: int
     wall_s: float
-    maxrss_kib: int  # ru_maxrss of the child and its waited-for descendants (the largest one)
+    maxrss_kib: int  # peak RSS of the largest process in the command's tree (0: unknown)
     started: float
 
 
@@ -72,9 +81,12 @@ class RunRecord:
 def spawn(
     argv: Sequence[str], *, env_vars: dict[str, str], log: Path, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    argv = list(argv)
+    if TIME.exists():
+        argv = [str(TIME), "-f", "%M", "-o", str(rss_file(log)), *argv]
     with log.open("ab") as out:
         return subprocess.Popen(
-            list(argv),
+            argv,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -84,21 +96,46 @@ def spawn(
         )
 
 
-def reap(proc: subprocess.Popen[bytes], started: float, timeout: float) -> Proc:
-    """Wait with wait4 (not Popen.wait) to get the child's resource usage."""
-    deadline = started + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            break
-        if time.monotonic() > deadline:
-            os.killpg(proc.pid, signal.SIGKILL)
-            pid, status, usage = os.wait4(proc.pid, 0)
-            break
-        time.sleep(0.01)
+def rss_file(log: Path) -> Path:
+    return log.with_suffix(".maxrss")
+
+
+def reap(proc: subprocess.Popen[bytes], started: float, timeout: float, log: Path) -> Proc:
+    try:
+        proc.wait(max(0.0, started + timeout - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Proc(proc.returncode, wall, usage.ru_maxrss, started)
+    return Proc(proc.returncode, wall, read_maxrss(log), started)
+
+
+def read_maxrss(log: Path) -> int:
+    # GNU time may put "Command exited with non-zero status N" first; %M is the last word.
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(rss_file(log).read_text().split()[-1])
+    return 0
+
+
+def reap_all(
+    procs: dict[str, tuple[subprocess.Popen[bytes], float, Path]], timeout: float
+) -> dict[str, Proc]:
+    """Wait for every process, noting each one's own end (not the order they are reaped in)."""
+    done: dict[str, Proc] = {}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(procs):
+        for key, (proc, started, log) in procs.items():
+            if key not in done and proc.poll() is not None:
+                wall = time.monotonic() - started
+                done[key] = Proc(proc.returncode, wall, read_maxrss(log), started)
+        if time.monotonic() > deadline:
+            for key, (proc, started, log) in procs.items():
+                if key not in done:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    done[key] = Proc(proc.returncode, timeout, read_maxrss(log), started)
+        time.sleep(0.005)
+    return done
 
 
 def run(
@@ -110,7 +147,7 @@ def run(
     timeout: float = 1800,
 ) -> Proc:
     started = time.monotonic()
-    return reap(spawn(argv, env_vars=env_vars, log=log, cwd=cwd), started, timeout)
+    return reap(spawn(argv, env_vars=env_vars, log=log, cwd=cwd), started, timeout, log)
 
 
 # -- reading marks -------------------------------------------------------------------------
@@ -162,18 +199,13 @@ def run_runner_local(
     work.mkdir(parents=True, exist_ok=True)
     before = st.flows()
     t0, wall0 = time.time(), time.monotonic()
-    procs = {
-        u: (
-            spawn(
-                runner_argv(u, st.contender_kubeconfig, work, serial),
-                env_vars={},
-                log=work / f"{u}.log",
-            ),
-            time.monotonic(),
-        )
-        for u in users
-    }
-    results = {u: reap(p, started, 1800) for u, (p, started) in procs.items()}
+    procs = {}
+    for u in users:
+        log = work / f"{u}.log"
+        argv = runner_argv(u, st.contender_kubeconfig, work, serial)
+        started = time.monotonic()
+        procs[u] = (spawn(argv, env_vars={}, log=log), started, log)
+    results = reap_all(procs, 1800)
     wall = time.monotonic() - wall0
     record = RunRecord(
         contender="workshop-runner --serial" if serial else "workshop-runner",
@@ -281,11 +313,20 @@ def _delta(st: Stage, before: dict[str, int]) -> dict[str, int]:
 
 
 def _finish(st: Stage, record: RunRecord) -> RunRecord:
-    if st.watch is not None:
-        users = set(record.users)
-        record.ready_at = {
-            (u, step): t for (step, u), t in list(st.watch.ready_at.items()) if u in users
-        }
+    """Attach when each awaited state was reached: the earlier of the simulator's logged
+    write time and the time our watch saw it (both come a little after the real change)."""
+    if st.watch is None:
+        return record
+    users = set(record.users)
+    watched = dict(st.watch.ready_at)
+    changed = {u: t for (step, u), t in st.watch.changed_at.items() if step == "kiali"}
+    logged = sim_ready_times(st.dir / "sim.log", changed, since=record.started)
+    for key in set(watched) | set(logged):
+        step, user = key
+        if user in users:
+            record.ready_at[(user, step)] = min(
+                t for t in (logged.get(key), watched.get(key)) if t is not None
+            )
     return record
 
 

@@ -26,6 +26,7 @@ Obj = dict[str, Any]
 # The watch sees an event a little after the write; a completion stamped by the simulator
 # just before we saw the change still counts as after it.
 CLOCK_SLACK = 0.05
+PINNED_CSV = "rhsso-operator.7.5.2-opr-001"  # the runner's default and the peers'
 
 
 def _conditions(obj: Obj) -> dict[str, Obj]:
@@ -47,12 +48,16 @@ def catalog_ready(obj: Obj) -> bool:
 
 
 def plan_decided(obj: Obj) -> bool:
-    # The install-plan step ends once the plan has a phase (then approves it if it asks).
-    return bool((obj.get("status") or {}).get("phase"))
+    # The install-plan step ends once the plan listing the pinned CSV has a phase (then it
+    # approves the plan if it asks).
+    names = (obj.get("spec") or {}).get("clusterServiceVersionNames") or []
+    return PINNED_CSV in names and bool((obj.get("status") or {}).get("phase"))
 
 
 def csv_succeeded(obj: Obj) -> bool:
-    return bool((obj.get("status") or {}).get("phase") == "Succeeded")
+    # By name: copied CSVs of the cluster-wide mesh operators appear in the namespace too.
+    name = (obj.get("metadata") or {}).get("name")
+    return name == PINNED_CSV and (obj.get("status") or {}).get("phase") == "Succeeded"
 
 
 def smcp_ready(obj: Obj) -> bool:
@@ -122,7 +127,6 @@ class StatusWatch:
     def __init__(self, api_client: Any) -> None:
         self.api_client = api_client
         self.ready_at: dict[tuple[str, str], float] = {}
-        self.created_at: dict[tuple[str, str], float] = {}
         self.changed_at: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -142,7 +146,6 @@ class StatusWatch:
         meta = obj.get("metadata") or {}
         key = (w.step, user_of(meta.get("namespace", "")))
         with self._lock:
-            self.created_at.setdefault(key, now)
             if key in self.ready_at:
                 return
             if w.ready is not None:
@@ -277,3 +280,53 @@ def flow_counts(metrics_text: str) -> dict[str, int]:
 
 def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+# The simulators log every transition after its write returned, e.g.
+# "2026-11-25 20:19:31,245 INFO sim-w3 devcluster.sim.engine: CatalogSource b0/rhsso-catalog
+#  -> READY (delay 1.00s, reaction 6.7ms)": a closer "status changed" time than our watch's.
+_SIM_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \S+ \S+ devcluster\.sim\.engine: "
+    r"(\w+) ([^/\s]+)/(\S+) -> (\S+)"
+)
+_SIM_STEPS = {
+    ("CatalogSource", "READY"): "catalog-source",
+    ("InstallPlan", "RequiresApproval"): "install-plan",
+    ("ClusterServiceVersion", "Succeeded"): "csv",
+    ("ServiceMeshControlPlane", "ready"): "smcp",
+    ("ServiceMeshMemberRoll", "Configured"): "member-roll",
+}
+
+
+def sim_ready_times(
+    log: Path, kiali_changed_at: dict[str, float], since: float = 0.0
+) -> dict[tuple[str, str], float]:
+    """(step, user) -> when the simulator's write that completed the awaited state returned.
+    Kiali: the first successful reconciliation after the watch saw the contender's change."""
+    out: dict[tuple[str, str], float] = {}
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        m = _SIM_LINE.match(line)
+        if not m:
+            continue
+        stamp, kind, ns, name, to = m.groups()
+        at = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time
+        if at < since:
+            continue
+        user = user_of(ns)
+        state = to.split(":", 1)[0]
+        if kind == "ClusterServiceVersion" and name != PINNED_CSV:
+            continue
+        configured = to.split(":", 1)[-1].split("|")[0].split(",")
+        if kind == "ServiceMeshMemberRoll" and user not in configured:
+            continue
+        step = _SIM_STEPS.get((kind, state))
+        if kind == "Kiali" and state == "successful":
+            changed = kiali_changed_at.get(user)
+            step = "kiali" if changed is not None and at >= changed - CLOCK_SLACK else None
+        if step:
+            out.setdefault((step, user), at)
+    return out

@@ -141,40 +141,24 @@ class Stage:
         return flow_counts(self.cluster.metrics_text())
 
 
-def sim_command(kubeconfig: Path, knobs: Path, kubelet: bool, kubelet_root: Path) -> list[str]:
+def sim_command(kubeconfig: Path, knobs: Path, kubelet: bool, work: Path) -> list[str]:
     argv = [sys.executable, "-m", "devcluster.sim", "--kubeconfig", str(kubeconfig)]
-    argv += ["--knobs", str(knobs)]
+    argv += ["--knobs", str(knobs), "--ready-file", str(work / "sim.ready")]
+    argv += ["--state-dir", str(work / "sim-state")]
     if kubelet:
-        argv += ["--kubelet", "--kubelet-root", str(kubelet_root)]
+        argv += ["--kubelet", "--kubelet-root", str(work / "kubelet")]
     return argv
 
 
-def _wait_sim_ready(stage: Stage, log: Path, timeout: float = 60.0) -> None:
-    """The simulators are up when they have installed their webhook/status machinery; we
-    take "the process is alive and an object we create gets a status" as the signal."""
-    from kubernetes import client
-
+def _wait_sim_ready(stage: Stage, ready_file: Path, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
-    api = client.CustomObjectsApi(stage.cluster.api_client())
-    probe = {
-        "apiVersion": "operators.coreos.com/v1alpha1",
-        "kind": "CatalogSource",
-        "metadata": {"name": "probe", "namespace": BENCH_NS},
-        "spec": {"sourceType": "grpc", "image": "example.invalid/probe:1"},
-    }
-    api.create_namespaced_custom_object(
-        "operators.coreos.com", "v1alpha1", BENCH_NS, "catalogsources", probe
-    )
     while time.monotonic() < deadline:
         if stage.sim is not None and stage.sim.poll() is not None:
             raise RuntimeError(f"simulators exited ({stage.sim.returncode}); see {log}")
-        obj: Any = api.get_namespaced_custom_object(
-            "operators.coreos.com", "v1alpha1", BENCH_NS, "catalogsources", "probe"
-        )
-        if (obj.get("status") or {}).get("connectionState"):
+        if ready_file.exists():
             return
         time.sleep(0.1)
-    raise RuntimeError(f"simulators did not react within {timeout:.0f}s; see {log}")
+    raise RuntimeError(f"simulators not ready within {timeout:.0f}s; see {log}")
 
 
 def _stop_process(proc: subprocess.Popen[bytes] | None) -> None:
@@ -208,9 +192,9 @@ def stage(
         knobs = work / "knobs.yaml"
         knobs.write_text(yaml.safe_dump(profile.knobs))
         log = work / "sim.log"
-        with log.open("ab") as out:
+        with log.open("wb") as out:
             sim = subprocess.Popen(
-                sim_command(cluster.kubeconfig, knobs, kubelet, work / "kubelet"),
+                sim_command(cluster.kubeconfig, knobs, kubelet, work),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -230,7 +214,7 @@ def stage(
             ),
             sim=sim,
         )
-        _wait_sim_ready(st, log)
+        _wait_sim_ready(st, work / "sim.ready", log)
         watch = st.watch = StatusWatch(api)
         watch.start()
         yield st
