@@ -412,7 +412,9 @@ def check_converged(provisioned: Provisioned, user: str) -> list[str]:
     """Count the user in the figures; returns the problems (empty when converged)."""
     found = provisioned.problems(user)
     FIGURES.users_checked += 1
-    if not found:
+    if found:
+        FIGURES.notes.append(f"NOT converged: {user}: {'; '.join(found)}")
+    else:
         FIGURES.users_converged += 1
     return found
 

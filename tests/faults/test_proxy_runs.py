@@ -83,7 +83,7 @@ def test_run_through_faults_converges(  # noqa: PLR0917 (fixtures)
     stats = proxy.stats()
     assert run.code == 0, f"{stats}\n{run.explain()}"
     assert check_converged(provisioned, unique_user) == []
-    assert stats["injected"] >= 5, stats
+    assert stats["injected"] > 0, stats
 
 
 def test_every_watch_is_cut_twice(  # noqa: PLR0917 (fixtures)
