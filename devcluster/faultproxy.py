@@ -217,6 +217,7 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._server_ctx: ssl.SSLContext | None = None
+        self._up_ctx: ssl.SSLContext | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
 
@@ -343,9 +344,10 @@ class FaultProxy:
         return ctx
 
     def _upstream_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.ca_crt))
-        ctx.set_alpn_protocols(["http/1.1"])
-        return ctx
+        if self._up_ctx is None:
+            self._up_ctx = ssl.create_default_context(cafile=str(self.ca_crt))
+            self._up_ctx.set_alpn_protocols(["http/1.1"])
+        return self._up_ctx
 
     def _decide(self, request: Request) -> _Decision:
         with self._lock:
