@@ -137,7 +137,7 @@ def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     validate_users(users, namespace)
     if args.mode == "jobs" and args.parallelism is not None:
         raise InvalidInput("--parallelism is for --mode indexed; --mode jobs starts every Job")
-    parallelism = args.parallelism or DEFAULT_PARALLELISM
+    parallelism = DEFAULT_PARALLELISM if args.parallelism is None else args.parallelism
     if parallelism < 1:
         raise InvalidInput(f"--parallelism must be at least 1, not {parallelism}")
     launch_id = args.launch_id or new_launch_id()
