@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -137,6 +139,7 @@ class Cluster:
     pids: dict[str, int] = field(default_factory=dict)
     openshift: bool = False
     kube_version: str = build.KUBE_VERSION
+    tied: bool = False  # processes die with the process that started them (test sessions)
 
     @property
     def server(self) -> str:
@@ -312,10 +315,23 @@ class Cluster:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: receive SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+
+
 def _spawn(cluster: Cluster, name: str, argv: list[str]) -> None:
     log = cluster.log_path(name).open("ab")
+    # A test session's cluster must not outlive a killed pytest. PDEATHSIG fires when the
+    # spawning *thread* ends, so only a main-thread spawn is tied.
+    tie = cluster.tied and threading.current_thread() is threading.main_thread()
     proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        argv,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if tie else None,  # noqa: PLW1509
     )
     log.close()
     cluster.pids[name] = proc.pid
@@ -447,16 +463,22 @@ def _kcm_running(cluster: Cluster) -> bool:
 
 
 def start_cluster(
-    state_dir: Path | None = None, *, openshift: bool = False, log: Any = None
+    state_dir: Path | None = None, *, openshift: bool = False, log: Any = None, tied: bool = False
 ) -> Cluster:
-    """Build (or reuse) the binaries and start the control plane; blocks until it is ready."""
+    """Build (or reuse) the binaries and start the control plane; blocks until it is ready.
+
+    `tied`: the components get SIGTERM when this process dies (for test sessions)."""
     say = log or (lambda _msg: None)
     state_dir = state_dir or default_state_dir()
     bins = build.build(log=say)
     shutil.rmtree(state_dir, ignore_errors=True)
     (state_dir / "logs").mkdir(parents=True)
     cluster = Cluster(
-        state_dir=state_dir, port=free_port(), etcd_port=free_port(), openshift=openshift
+        state_dir=state_dir,
+        port=free_port(),
+        etcd_port=free_port(),
+        openshift=openshift,
+        tied=tied,
     )
     pki.generate(cluster.pki.dir, _CLIENTS)
     write_kubeconfig(

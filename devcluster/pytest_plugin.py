@@ -29,7 +29,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     # Not under tmp_path_factory's base: that is pruned between sessions, this is ours to stop.
     state = tmp_path_factory.mktemp("devcluster")
-    started = start_cluster(state, openshift=True)
+    started = start_cluster(state, openshift=True, tied=True)
     try:
         yield started
     finally:
