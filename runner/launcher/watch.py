@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from runner.apierrors import classify
-from runner.errors import ApiError, RunnerError, TransientError
+from runner.errors import ApiError, InternalError, RunnerError, TransientError
 from runner.kube import REQUEST_TIMEOUT, Kube
 from runner.launcher.progress import Kind
 from runner.waits import CancelToken, Obj
@@ -80,6 +80,9 @@ class LaunchWatch:
         except RunnerError as e:
             if not self.cancel.cancelled:
                 self.events.put(Event(kind, "ERROR", error=e))
+        except Exception as e:  # a thread boundary: hand the unexpected to the main thread
+            error = InternalError(f"watch {kind}: unexpected {type(e).__name__}: {e}")
+            self.events.put(Event(kind, "ERROR", error=error))
 
     def _follow(self, kind: Kind) -> None:
         api_version = KINDS[kind]
