@@ -1,0 +1,123 @@
+"""The launch watch against a scripted API: list, watch, resume, re-list on 410, stop."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from runner.launcher.watch import Event, LaunchWatch
+
+
+class FakeResponse:
+    def __init__(self, events: list[dict[str, Any]], hold: threading.Event | None) -> None:
+        self.events = events
+        self.hold = hold
+        self.closed = threading.Event()
+
+    def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
+        for event in self.events:
+            yield (json.dumps(event) + "\n").encode()
+        if self.hold is not None:  # a watch that stays open until shut down
+            self.closed.wait(10)
+
+    def shutdown(self) -> None:
+        self.closed.set()
+
+    def release_conn(self) -> None:
+        pass
+
+
+class FakeKube:
+    """list_items and the raw watch request of runner.kube.Kube, scripted per kind."""
+
+    def __init__(self, watches: dict[str, list[list[dict[str, Any]]]]) -> None:
+        self.watches = watches
+        self.requests: list[tuple[str, str, str]] = []
+        self.cluster = self
+        self.dyn = self
+        self._lock = threading.Lock()
+
+    def count(self) -> None:
+        pass
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        class Res:
+            def path(self, namespace: str | None = None) -> str:
+                return f"/{kind}/{namespace}"
+
+        return Res()
+
+    def list_items(self, api_version: str, kind: str, namespace: str, **sel: str) -> Any:
+        with self._lock:
+            self.requests.append(("LIST", kind, sel["label_selector"]))
+            n = sum(1 for r in self.requests if r[:2] == ("LIST", kind))
+        return [{"metadata": {"name": f"{kind}-listed-{n}"}}], f"{n}00"
+
+    def request(self, method: str, path: str, **params: Any) -> FakeResponse:
+        kind = path.split("/")[1]
+        with self._lock:
+            self.requests.append(("WATCH", kind, params["resource_version"]))
+            script = self.watches[kind]
+            events = script.pop(0) if script else []
+        return FakeResponse(events, hold=threading.Event() if not script else None)
+
+
+def obj(name: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": rv}}
+
+
+def drain(events: queue.Queue[Event], n: int) -> list[Event]:
+    return [events.get(timeout=5) for _ in range(n)]
+
+
+def test_list_then_watch_resume_and_relist_on_gone() -> None:
+    kube = FakeKube(
+        {
+            "Job": [[{"type": "ADDED", "object": obj("j1", "101")}]],
+            "Pod": [
+                [
+                    {"type": "ADDED", "object": obj("p1", "102")},
+                    {"type": "BOOKMARK", "object": obj("", "150")},
+                ],
+                # The server ended the watch; resumed from the bookmark, then history is gone.
+                [{"type": "ERROR", "object": {"code": 410, "message": "too old"}}],
+                [{"type": "MODIFIED", "object": obj("p1", "205")}],
+            ],
+        }
+    )
+    watch = LaunchWatch(kube, "ns", "workshop-runner.io/launch=x").start()
+    try:
+        got = drain(watch.events, 6)
+    finally:
+        watch.stop()
+    pods = [(e.type, e.obj.get("metadata", {}).get("name")) for e in got if e.kind == "Pod"]
+    assert pods == [("SYNC", None), ("ADDED", "p1"), ("SYNC", None), ("MODIFIED", "p1")]
+    jobs = [e.type for e in got if e.kind == "Job"]
+    assert jobs == ["SYNC", "ADDED"]
+    pod_calls = [r for r in kube.requests if r[1] == "Pod"]
+    assert pod_calls == [
+        ("LIST", "Pod", "workshop-runner.io/launch=x"),
+        ("WATCH", "Pod", "100"),
+        ("WATCH", "Pod", "150"),  # resumed from the bookmark, no list
+        ("LIST", "Pod", "workshop-runner.io/launch=x"),  # 410: re-list
+        ("WATCH", "Pod", "200"),
+    ]
+
+
+def test_a_forbidden_list_is_reported_as_an_error_event() -> None:
+    from runner.errors import Forbidden
+
+    class Refusing(FakeKube):
+        def list_items(self, api_version: str, kind: str, namespace: str, **sel: str) -> Any:
+            raise Forbidden(f"list {kind}: forbidden")
+
+    watch = LaunchWatch(Refusing({}), "ns", "x=y").start()
+    try:
+        event = watch.events.get(timeout=5)
+    finally:
+        watch.stop()
+    assert event.type == "ERROR"
+    assert isinstance(event.error, Forbidden)
