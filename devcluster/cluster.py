@@ -316,8 +316,10 @@ class Cluster:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: receive SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    """In the child before exec: SIGKILL when the parent dies (Linux PR_SET_PDEATHSIG).
+
+    Not SIGTERM: a gracefully stopping apiserver whose etcd is already gone never exits."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 def _spawn(cluster: Cluster, name: str, argv: list[str]) -> None:
