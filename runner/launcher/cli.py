@@ -150,7 +150,7 @@ def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     kube = connect(args, env, args.timeout + SETUP_SECONDS)
     launched = apply_launch(kube, base, plan, files, apply_deploy=not args.skip_deploy)
-    made = ", ".join(launched.changed) or "nothing new"
+    made = ", ".join(dict.fromkeys(launched.changed)) or "nothing new"
     print(
         f"launch {launch_id}: {len(users)} user(s), --mode {args.mode}, image {image}, "
         f"namespace {namespace}; applied: {made} ({launched.unchanged} unchanged)",
