@@ -204,7 +204,7 @@ def watch_and_summarize(
         fleet,
         info.namespace,
         f"{LAUNCH_LABEL}={info.launch_id}",
-        display=make_display(args.progress, info.launch_id),
+        display=make_display(args.progress, info.launch_id, started),
         deadline=Deadline.after(args.timeout),
     )
     return report(
@@ -253,9 +253,9 @@ def _table_progress(choice: str) -> bool:
     return choice == "table" or (choice == "auto" and sys.stdout.isatty())
 
 
-def make_display(choice: str, launch_id: str) -> Display:
+def make_display(choice: str, launch_id: str, started: datetime) -> Display:
     if _table_progress(choice):
-        return LiveTable(launch_id, Console(file=sys.stdout))
+        return LiveTable(launch_id, Console(file=sys.stdout), started)
     return JsonLines(launch_id, sys.stdout)
 
 

@@ -69,9 +69,10 @@ class JsonLines:
 class LiveTable:
     """A table of every user (active ones first), redrawn on each event and each tick."""
 
-    def __init__(self, launch_id: str, console: Console) -> None:
+    def __init__(self, launch_id: str, console: Console, started: datetime | None = None) -> None:
         self.launch_id = launch_id
         self.console = console
+        self.started = started
         # Transient: the summary table replaces it at the end.
         self._live = Live(console=console, auto_refresh=False, transient=True)
         self._live.start()
@@ -81,9 +82,10 @@ class LiveTable:
 
     def render(self, views: Sequence[UserView], now: datetime) -> Group:
         counts = {s: sum(1 for v in views if v.state == s) for s in _ORDER}
+        elapsed = f"  {(now - self.started).total_seconds():.0f}s" if self.started else ""
         header = Text.assemble(
             (f"launch {self.launch_id}", "bold"),
-            f"  {len(views)} users  ",
+            f"{elapsed}  {len(views)} users  ",
             *(
                 (f"{counts[s]} {s}  ", _STYLE[s])
                 for s in ("running", "retrying", "pending", "succeeded", "failed")
