@@ -146,12 +146,16 @@ def start_kubelet(args: argparse.Namespace, kube: Kube, stop: threading.Event) -
         max_pods=args.max_pods,
         default_uid=args.run_as_uid,
         kubelet_version=version,
+        instance=args.instance_id,
     )
     kubelet.start()
     ensure_namespace(kube, "devcluster-system")
     board = StatusBoard(kube, kubelet_status_name(args.node_name))
     board.set(
-        ready=args.instance_id, node=args.node_name, namespaces=",".join(args.namespace) or "*"
+        ready=args.instance_id,
+        node=args.node_name,
+        namespaces=",".join(args.namespace) or "*",
+        **{"stats.json": json.dumps(kubelet.summary(), sort_keys=True)},
     )
     threading.Thread(
         target=_publish_kubelet_stats, args=(kubelet, board, stop), daemon=True

@@ -77,6 +77,7 @@ class Kubelet:
         max_pods: int = 110,
         default_uid: int = DEFAULT_UID,
         kubelet_version: str = "v0.0.0",
+        instance: str | None = None,
     ) -> None:
         self.kube = kube
         self.node = node_name
@@ -87,7 +88,7 @@ class Kubelet:
         self.max_pods = max_pods
         self.default_uid = default_uid
         self.version = kubelet_version
-        self.instance = uuid.uuid4().hex[:8]
+        self.instance = instance or uuid.uuid4().hex[:12]
         self.store = Store()
         self.runs: dict[str, PodRun] = {}
         self.binding: set[str] = set()
@@ -100,6 +101,9 @@ class Kubelet:
         self.stopped = threading.Event()
         self.informers: list[Informer] = []
         self._seen_at: dict[str, float] = {}
+        # Pods this process has run to the end: a late watch event (e.g. our own Running
+        # write, delivered after the exit) must not start them again.
+        self.done: set[str] = set()
 
     # -- node ----------------------------------------------------------------------------
     def node_status(self, ready: bool = True) -> Obj:
@@ -243,6 +247,7 @@ class Kubelet:
 
     def summary(self) -> dict[str, Any]:
         out = self.stats.summary()
+        out["instance"] = self.instance
         out["running_pods"] = len(self.runs)
         out["root_fallbacks"] = self.root_fallbacks
         return out
@@ -255,6 +260,7 @@ class Kubelet:
         uid = meta.get("uid", "")
         if event == "DELETED":
             self.binding.discard(uid)
+            self.done.discard(uid)
             run = self.runs.get(uid)
             if run is not None:
                 run.gone = True
@@ -272,6 +278,10 @@ class Kubelet:
             return
         if node != self.node:
             return
+        if uid in self.done:
+            if deleting(pod):
+                self.pool.submit(self._finish_deleted, pod)
+            return
         run = self.runs.get(uid)
         if run is not None:
             run.pod = pod
@@ -288,7 +298,7 @@ class Kubelet:
             self.pool.submit(self._mark_lost, pod)
             return
         with self.lock:
-            if uid in self.runs:
+            if uid in self.runs or uid in self.done:
                 return
             run = PodRun(self, pod, self._seen_at.pop(uid, at), at)
             self.runs[uid] = run
@@ -360,6 +370,8 @@ class Kubelet:
     def finished(self, run: PodRun) -> None:
         with self.lock:
             self.runs.pop(run.uid, None)
+            if not run.gone:
+                self.done.add(run.uid)
 
     # -- reads for pods ------------------------------------------------------------------
     def configmap(self, namespace: str, name: str) -> dict[str, str] | None:

@@ -331,6 +331,9 @@ class Simulators:
         for key, ack in acks.items():
             if ack.startswith("error"):
                 log.error("knobs key %s: %s", key, ack)
+        # Fresh figures with every acknowledgement: a test that sets knobs reads current stats.
+        summary = {**self.engine.stats.summary(), "instance": self.instance}
+        update["stats.json"] = json.dumps(summary, sort_keys=True)
         self.board.update(update)
 
     def _window_state(self, key: str) -> dict[str, str | None]:
@@ -382,7 +385,8 @@ class Simulators:
                 log.warning("background: %s", exc)
 
     def publish_stats(self) -> None:
-        text = json.dumps(self.engine.stats.summary(), sort_keys=True)
+        summary = {**self.engine.stats.summary(), "instance": self.instance}
+        text = json.dumps(summary, sort_keys=True)
         if text != self._last_stats:
             self.board.set(**{"stats.json": text})
             self._last_stats = text

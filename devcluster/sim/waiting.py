@@ -98,10 +98,10 @@ def wait_list(
                 raise
             continue
         if time.monotonic() >= deadline:
-            seen = [o.get("status") for o in current.values()]
+            seen = repr([o.get("status") for o in current.values()])
             raise WaitTimeout(
                 f"timed out after {timeout:.1f}s waiting for {res.kind} in {namespace or 'all'}"
-                f"{': ' + what if what else ''}; last: {seen}"
+                f"{': ' + what if what else ''}; last: {seen[:1500]}"
             )
 
 
