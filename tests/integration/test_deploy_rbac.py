@@ -359,3 +359,60 @@ def test_full_run_as_the_service_account(
         for ns in (unique_user, f"{unique_user}-istio"):
             if status_of(partial(core.read_namespace, ns)) == 200:
                 core.delete_namespace(ns)
+
+
+def test_guard_lets_the_runner_label_a_project_it_requested(
+    simulators: Any, sa: Any, api_client: Any, unique_user: str
+) -> None:
+    """namespace_mode=project-request: the project template makes the Namespace without the
+    runner's label but with `openshift.io/requester` = the runner (stamped by OpenShift, and by
+    the simulator from the request's identity); the guard lets the runner label it then."""
+    custom = client.CustomObjectsApi(sa)
+    request = {
+        "apiVersion": "project.openshift.io/v1",
+        "kind": "ProjectRequest",
+        "metadata": {"name": unique_user},
+        "displayName": unique_user,
+    }
+    core, admin_core = client.CoreV1Api(sa), client.CoreV1Api(api_client)
+    try:
+        eventually_status(
+            lambda: custom.create_cluster_custom_object(
+                "project.openshift.io", "v1", "projectrequests", request
+            ),
+            200,
+        )
+        eventually_status(partial(admin_core.read_namespace, unique_user), 200)
+        made = admin_core.read_namespace(unique_user).metadata
+        assert (made.annotations or {})["openshift.io/requester"] == (
+            f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+        )
+        assert "app.kubernetes.io/managed-by" not in (made.labels or {})
+        eventually_status(
+            lambda: core.patch_namespace(unique_user, managed_namespace(unique_user)), 200
+        )
+    finally:
+        if status_of(partial(admin_core.read_namespace, unique_user)) == 200:
+            admin_core.delete_namespace(unique_user)
+
+
+def test_project_request_mode_run_as_the_service_account(
+    simulators: Any, deployed: Path, api_client: Any, unique_user: str
+) -> None:
+    """The runner's own project-request path with this identity: ProjectRequest allowed, both
+    namespaces end up labelled as the runner's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    args = ["--user", unique_user, "--kubeconfig", str(deployed), "--project-request"]
+    args += ["--steps", "namespace,rbac,istio-namespace,limit-ranges"]
+    core = client.CoreV1Api(api_client)
+    try:
+        for _ in range(2):  # a re-run finds the projects and changes nothing it may not
+            proc = run_runner(args, env)
+            assert proc.returncode == 0, proc.stderr
+        for ns in (unique_user, f"{unique_user}-istio"):
+            labels = core.read_namespace(ns).metadata.labels or {}
+            assert labels["app.kubernetes.io/managed-by"] == "workshop-runner"
+    finally:
+        for ns in (unique_user, f"{unique_user}-istio"):
+            if status_of(partial(core.read_namespace, ns)) == 200:
+                core.delete_namespace(ns)
