@@ -39,26 +39,33 @@ RSS_PATTERNS = {
     "ansible": r"ansible-playbook|AnsiballZ",
 }
 METHOD = [
-    "Each contender run gets a fresh control plane and a fresh simulator process; the "
-    "simulators run as the admin, every contender as its own ServiceAccount (cluster-admin). "
-    "Runner pods run as the launcher's ServiceAccount.",
+    "The one-user phases (zero, realistic) run the contenders one after another, each with "
+    "its own user names, on one fresh control plane and simulator process per phase; every "
+    "fleet run gets a fresh control plane and simulator of its own. The simulators run as "
+    "the admin, every contender as its own ServiceAccount (cluster-admin); runner pods run "
+    "as the launcher's ServiceAccount.",
     "Wall time: from spawning the contender's command to its exit (monotonic clock). For the "
     "launcher, from `workshop-runner launch` to its exit after every Job finished.",
-    "Reaction latency: a cluster-wide watch in the bench (as the admin) records when each "
-    "object first reached the state a step waits for (CatalogSource READY, the InstallPlan's "
-    "phase, CSV Succeeded, SMCP Ready at its generation, SMMR Ready with the member, Kiali "
-    "reconciled after the change); the contender's own step-end time (runner: its JSON "
-    "'step finished' line; Ansible: a callback plugin at task end; bash: a line it writes) "
-    "minus that. Watch delivery lag makes it a slight under-estimate for every contender.",
+    "Reaction latency: when an object reached the state a step waits for (CatalogSource "
+    "READY, the pinned InstallPlan's phase, the pinned CSV Succeeded, SMCP ready, SMMR "
+    "Configured with the member, Kiali's first successful reconciliation after the change) "
+    "is the earlier of the simulator's own log line for that transition (written after its "
+    "status write returned) and a cluster-wide watch in the bench; the contender's step-end "
+    "time (runner: its JSON 'step finished' line; Ansible: a callback plugin at task end; "
+    "bash: a line it writes) minus that. Both reference times come slightly after the real "
+    "change, so the method resolves a few milliseconds; values around 0 (or just below) "
+    "mean the step ended as soon as the change was visible.",
     "API requests: the apiserver's apiserver_flowcontrol_dispatched_requests_total, per "
     "FlowSchema: the bench routes the contender's identity (and the runner pods' namespace) "
     "to FlowSchemas of its own on the workload-low priority level, so counts exclude the "
     "simulators, the controller-manager and the process kubelet. Discovery requests = "
     "requests to /api, /api/*, /apis, /apis/* that are not resource requests (a FlowSchema "
     "matching only those non-resource URLs). Watches count once, when opened.",
-    "Peak RSS: ru_maxrss from wait4 for processes the bench starts (the largest process of "
-    "the tree: for Ansible the controller or a module process, for bash usually kubectl); "
-    "for runner pods started by the process kubelet, VmHWM polled from /proc every 50 ms.",
+    "Peak RSS: GNU time's %M for every command the bench starts (the largest process of its "
+    "tree: for Ansible the controller or a module process, for bash usually kubectl; the "
+    "bench's own wait4 would report the bench's RSS, which a child inherits as its "
+    "high-water mark); for runner pods started by the process kubelet, VmHWM polled from "
+    "/proc every 50 ms; for bash --parallel, each kubectl's VmHWM the same way.",
     "Process start to first API connection: the command under `strace -f --seccomp-bpf -e "
     "trace=execve,connect`, from the first execve to the first connect() to the API port "
     "(median of 3 for workshop-runner and bash, 1 for Ansible); the process is stopped "
@@ -101,6 +108,7 @@ class Bench:
         self.runs: list[dict[str, Any]] = []
         self.startup: dict[str, float] = {}
         self.caveats: list[str] = []
+        self.machine = env.machine()
 
     def record(self, rec: c.RunRecord, kind: str) -> None:
         data = rec.to_json()
@@ -182,6 +190,7 @@ class Bench:
             self.fleet_run(n, "ours", via_launcher)
             if "bash" not in self.skip:
                 self.fleet_run(n, "bash")
+        self.chains(min(10, max(self.fleet_sizes)))
         if not self.args.quick:
             with stage("sequential-2", self.run_dir, REALISTIC) as st:
                 users = ["q1", "q2"]
@@ -190,6 +199,15 @@ class Bench:
                 if "bash" not in self.skip:
                     rec = c.run_bash(st, users, "bash-2", parallel=False, profile="realistic")
                     self.record(rec, "fleet")
+
+    def chains(self, n: int) -> None:
+        """N local runner processes, concurrent chains (default) vs --serial."""
+        users = [f"user{i}" for i in range(1, n + 1)]
+        for serial in (False, True):
+            name = f"chains-{'serial' if serial else 'concurrent'}-{n}"
+            with stage(name, self.run_dir, REALISTIC) as st:
+                rec = c.run_runner_local(st, users, name, serial=serial, profile="realistic")
+                self.record(rec, "chains")
 
     def fleet_run(self, n: int, who: str, via_launcher: bool = False) -> None:
         name = f"fleet-{who}-{n}"
@@ -216,11 +234,12 @@ class Bench:
 
     # -- results ----------------------------------------------------------------------------
     def results(self, started: dt.datetime, seconds: float) -> dict[str, Any]:
+        machine = {**self.machine, "loadavg_at_end": env.loadavg()}
         return {
             "meta": {
                 "started": started.strftime("%Y-%m-%d %H:%M UTC"),
                 "duration_min": seconds / 60,
-                "machine": env.machine(),
+                "machine": machine,
                 "versions": env.versions(),
                 "profiles": {p.name: p.describe() for p in PROFILES.values()},
                 "fleet_sizes": self.fleet_sizes,

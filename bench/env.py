@@ -39,7 +39,7 @@ def ensure_bench_venv(say: object = print) -> Path:
     if stamp.exists() and stamp.read_text() == wanted and bench_bin("ansible-playbook").exists():
         return venv
     if callable(say):
-        say(f"bench: installing {', '.join(BENCH_REQUIREMENTS)} into {venv} (once)")
+        say(f"installing {', '.join(BENCH_REQUIREMENTS)} into {venv} (once)")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [
         str(venv / "bin" / "python"),
@@ -76,8 +76,12 @@ def machine() -> dict[str, str]:
         "memory": f"{mem_kib / 1024 / 1024:.1f} GiB",
         "cpu": cpu or platform.processor(),
         "kernel": platform.release(),
-        "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
+        "loadavg_at_start": loadavg(),
     }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def versions() -> dict[str, str]:

@@ -92,10 +92,14 @@ def rss(runs: list[Run], contender: str) -> list[float]:
     return [m for r in runs if r["contender"] == contender for m in r["rss_mib"]]
 
 
-def ratio(peer: float | None, ours: float | None) -> str:
-    if not peer or not ours:
+def ratio(peer: float | None, ours: float | None, floor: float = 0.0) -> str:
+    """peer / ours; when ours is below what the method resolves (`floor`), a lower bound."""
+    if peer is None or ours is None or peer <= 0:
         return "-"
-    return f"{peer / ours:.1f}x"
+    if ours < max(floor, 1e-9):
+        return f"> {peer / floor:.0f}x" if floor else "-"
+    value = peer / ours
+    return f"{value:.0f}x" if value >= 100 else f"{value:.1f}x"
 
 
 def fmt_s(value: float | None, digits: int = 2) -> str:

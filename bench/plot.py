@@ -17,6 +17,7 @@ def main(src: str, dst: str) -> None:
 
     data = json.loads(Path(src).read_text())
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    ticks: set[int] = set()
     for label, points in data.items():
         points.sort()
         measured = [p for p in points if p[2]]
@@ -26,16 +27,21 @@ def main(src: str, dst: str) -> None:
         if extrapolated and measured:
             # Extrapolated points hollow, on a dashed continuation of the measured line.
             tail = [measured[-1], *extrapolated]
+            color = line.get_color()
+            ax.plot([p[0] for p in tail], [p[1] for p in tail], linestyle="--", color=color)
             ax.plot(
-                [p[0] for p in tail],
-                [p[1] for p in tail],
-                linestyle="--",
+                [p[0] for p in extrapolated],
+                [p[1] for p in extrapolated],
+                linestyle="none",
                 marker="o",
                 markerfacecolor="white",
-                color=line.get_color(),
+                color=color,
             )
+        ticks.update(p[0] for p in points)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.minorticks_off()
     ax.set_xlabel("users (N)")
     ax.set_ylabel("fleet wall time (s)")
     ax.set_title("Provisioning N workshop users (realistic operator delays)")
