@@ -57,7 +57,8 @@ from devcluster.sim.kube import (
     Resource,
 )
 from devcluster.sim.objects import deleting, now_iso, now_micro
-from devcluster.sim.podrun import KILL_GRACE_CAP, PodRun, end_conditions, mkdir_group
+from devcluster.sim.podrun import KILL_GRACE_CAP, PodRun, end_conditions
+from devcluster.sim.volumes import mkdir_group
 
 log = logging.getLogger(__name__)
 

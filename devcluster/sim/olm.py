@@ -14,7 +14,7 @@ What it reproduces (see shared/DOMAIN.md, "OLM pitfalls"):
 - Subscription status follows: installPlanRef, installplan, currentCSV, installedCSV, state
   (UpgradePending -> AtLatestKnown), InstallPlanPending condition.
 A Subscription without spec.startingCSV resolves to `<spec.name>.v1.0.0` (no real catalog).
-Copied CSVs and CatalogSources live in catalog.py.
+CSVs and OperatorGroups: csvs.py; copied CSVs and CatalogSources: catalog.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from devcluster.sim.csvs import csv_transitions, new_csv, operator_group_transitions, phase
 from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
@@ -46,24 +47,6 @@ V1ALPHA1 = f"{OLM}/v1alpha1"
 SUPERSEDED = "devcluster.sim/superseded-by"
 COPIED_FROM = "olm.copiedFrom"
 CLUSTER_WIDE_LABEL = "devcluster.sim/cluster-wide"
-OG_FAILURES = ("NoOperatorGroup", "TooManyOperatorGroups", "UnsupportedOperatorGroup")
-# RH-SSO 7.x supports watching its own namespace or one other, never all namespaces.
-DEFAULT_INSTALL_MODES = [
-    {"type": "OwnNamespace", "supported": True},
-    {"type": "SingleNamespace", "supported": True},
-    {"type": "MultiNamespace", "supported": False},
-    {"type": "AllNamespaces", "supported": False},
-]
-CSV_STEPS = {
-    "": ("Pending", "RequirementsUnknown", "requirements not yet checked"),
-    "Pending": ("InstallReady", "AllRequirementsMet", "all requirements found, attempting install"),
-    "InstallReady": (
-        "Installing",
-        "InstallSucceeded",
-        "waiting for install components to report healthy",
-    ),
-    "Installing": ("Succeeded", "InstallSucceeded", "install strategy completed with no errors"),
-}
 
 
 def sub_csv(sub: Obj) -> str:
@@ -74,10 +57,6 @@ def sub_csv(sub: Obj) -> str:
 def is_manual(sub: Obj) -> bool:
     # OLM does not validate installPlanApproval; only this exact string means manual.
     return spec(sub).get("installPlanApproval") == "Manual"
-
-
-def phase(obj: Obj) -> str:
-    return str(status(obj).get("phase") or "")
 
 
 def active_plans(plans: Iterable[Obj]) -> list[Obj]:
@@ -92,11 +71,6 @@ def plan_for(plans: list[Obj], csv_name: str) -> Obj | None:
         if csv_name in (spec(plan).get("clusterServiceVersionNames") or []):
             found = plan
     return found
-
-
-def version_of(csv_name: str) -> str:
-    tail = csv_name.split(".", 1)[1] if "." in csv_name else "1.0.0"
-    return tail[1:] if tail.startswith("v") else tail
 
 
 class NamespaceView:
@@ -123,10 +97,17 @@ class NamespaceView:
 
 
 def _t(
-    view: NamespaceView, kind: str, name: str, step: str, *actions: Action, delayed: bool = True
+    view: NamespaceView,
+    kind: str,
+    name: str,
+    step: str,
+    *actions: Action,
+    delayed: bool = True,
+    detail: str = "",
 ) -> Transition:
+    """`step` is what the log says (e.g. Succeeded); `detail` only tells transitions apart."""
     return Transition(
-        id=f"{kind}/{view.namespace}/{name}:{step}",
+        id=f"{kind}/{view.namespace}/{name}:{step}{':' + detail if detail else ''}",
         kind=kind,
         namespace=view.namespace,
         name=name,
@@ -153,9 +134,9 @@ def transitions(view: NamespaceView, knobs: Knobs, now: str | None = None) -> li
     for csv in view.csvs.values():
         foreign = COPIED_FROM in labels(csv) or CLUSTER_WIDE_LABEL in labels(csv)
         if not foreign and not deleting(csv):
-            out += _csv_phase(view, csv, knobs, now)
+            out += csv_transitions(ns, csv, view.ogs, knobs, now)
     for og in view.ogs:
-        out += _operator_group_status(view, og, now)
+        out += operator_group_transitions(ns, og, now)
     return out
 
 
@@ -441,147 +422,6 @@ def _plan_phase(view: NamespaceView, plan: Obj, knobs: Knobs, now: str) -> list[
 
 def _sub_for(view: NamespaceView, csv_name: str) -> Obj | None:
     return next((s for s in view.subs if sub_csv(s) == csv_name), None)
-
-
-def new_csv(csv_name: str, namespace: str, sub: Obj | None) -> Obj:
-    package = str(spec(sub or {}).get("name") or csv_name.split(".", 1)[0])
-    label = f"{package}.{namespace}"
-    meta: Obj = {"name": csv_name, "namespace": namespace}
-    if len(label) <= 63:
-        meta["labels"] = {f"operators.coreos.com/{label}": ""}
-    return {
-        "apiVersion": V1ALPHA1,
-        "kind": "ClusterServiceVersion",
-        "metadata": meta,
-        "spec": {
-            "displayName": package,
-            "version": version_of(csv_name),
-            "provider": {"name": "devcluster simulator"},
-            "installModes": DEFAULT_INSTALL_MODES,
-            "install": {"strategy": "deployment", "spec": {"deployments": []}},
-        },
-    }
-
-
-def og_targets(og: Obj) -> list[str] | None:
-    st = status(og)
-    if "namespaces" not in st:
-        return None
-    return list(st.get("namespaces") or [])
-
-
-_NOT_SUPPORTED = "{} InstallModeType not supported, cannot configure to watch {}"
-
-
-def install_mode_error(csv: Obj, namespace: str, targets: list[str]) -> str | None:
-    """OLM's InstallModeSet.Supports, with its messages."""
-    modes = {m.get("type"): bool(m.get("supported")) for m in spec(csv).get("installModes") or []}
-    if not targets:
-        return (
-            "operatorgroup has invalid selected namespaces, "
-            "cannot configure to watch zero namespaces"
-        )
-    if len(targets) == 1:
-        target = targets[0]
-        if target == namespace and not modes.get("OwnNamespace"):
-            return _NOT_SUPPORTED.format("OwnNamespace", "own namespace")
-        if target == "" and not modes.get("AllNamespaces"):
-            return _NOT_SUPPORTED.format("AllNamespaces", "all namespaces")
-        if target not in ("", namespace) and not modes.get("SingleNamespace"):
-            return _NOT_SUPPORTED.format("SingleNamespace", "one namespace")
-        return None
-    if not modes.get("MultiNamespace"):
-        return _NOT_SUPPORTED.format("MultiNamespace", f"{len(targets)} namespaces")
-    return None
-
-
-def _csv_status(csv: Obj, new_phase: str, reason: str, message: str, now: str) -> Obj:
-    history = list(status(csv).get("conditions") or [])[-19:]
-    history.append(
-        {
-            "phase": new_phase,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": now,
-            "lastUpdateTime": now,
-        }
-    )
-    return {
-        "phase": new_phase,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now,
-        "lastUpdateTime": now,
-        "conditions": history,
-    }
-
-
-def _csv_phase(view: NamespaceView, csv: Obj, knobs: Knobs, now: str) -> list[Transition]:
-    ns, name = view.namespace, name_of(csv)
-    p, reason = phase(csv), str(status(csv).get("reason") or "")
-
-    def go(new_phase: str, new_reason: str, message: str, *extra: Action) -> list[Transition]:
-        body = _csv_status(csv, new_phase, new_reason, message, now)
-        step = f"{new_phase}:{new_reason}"
-        return [_t(view, "ClusterServiceVersion", name, step, *extra, _status(CSVS, ns, csv, body))]
-
-    if len(view.ogs) == 0:
-        if reason != "NoOperatorGroup":
-            return go("Failed", "NoOperatorGroup", "csv in namespace with no operatorgroups")
-        return []
-    if len(view.ogs) > 1:
-        if reason != "TooManyOperatorGroups":
-            return go(
-                "Failed",
-                "TooManyOperatorGroups",
-                "csv created in namespace with multiple operatorgroups, "
-                "can't pick one automatically",
-            )
-        return []
-    og = view.ogs[0]
-    targets = og_targets(og)
-    if targets is None:
-        return []  # the OperatorGroup's status is not written yet
-    error = install_mode_error(csv, ns, targets)
-    if error:
-        if reason != "UnsupportedOperatorGroup":
-            return go("Failed", "UnsupportedOperatorGroup", error)
-        return []
-    if p == "Failed" and reason in OG_FAILURES:
-        return go("Pending", "RequirementsUnknown", "requirements not yet checked")
-    if p not in CSV_STEPS:
-        return []
-    new_phase, new_reason, message = CSV_STEPS[p]
-    if p == "InstallReady" and (failure := knobs.failure("ClusterServiceVersion", ns, name)):
-        return go("Failed", failure.reason, failure.message)
-    extra: list[Action] = []
-    if p == "":
-        og_annotations = {
-            "olm.operatorGroup": name_of(og),
-            "olm.operatorNamespace": ns,
-            "olm.targetNamespaces": ",".join(targets),
-        }
-        extra.append(Action("patch", CSVS, ns, name, {"metadata": {"annotations": og_annotations}}))
-    return go(new_phase, new_reason, message, *extra)
-
-
-def _operator_group_status(view: NamespaceView, og: Obj, now: str) -> list[Transition]:
-    s = spec(og)
-    targets = list(s.get("targetNamespaces") or [])
-    # A label selector is not evaluated here: treated like "all namespaces".
-    wanted = sorted(targets) if targets else [""]
-    if og_targets(og) == wanted:
-        return []
-    body = {"namespaces": wanted, "lastUpdated": now}
-    return [
-        _t(
-            view,
-            "OperatorGroup",
-            name_of(og),
-            "namespaces:" + ",".join(wanted),
-            _status(OPERATORGROUPS, view.namespace, og, body),
-        )
-    ]
 
 
 def _status(res: Resource, namespace: str, obj: Obj, body: Obj) -> Action:

@@ -11,13 +11,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devcluster.sim import podspec
 from devcluster.sim.objects import now_iso
+from devcluster.sim.volumes import Volumes, mkdir_group, write_file
 
 if TYPE_CHECKING:
     from devcluster.sim.kubelet import Kubelet
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 KILL_GRACE_CAP = 10.0
-GROUP_DIR = 0o2770
 LOCALHOST = "127.0.0.1"
 SHUTDOWN_DISRUPTION = {
     "type": "DisruptionTarget",
@@ -34,21 +33,6 @@ SHUTDOWN_DISRUPTION = {
     "reason": "TerminationByKubelet",
     "message": "Pod was terminated in response to imminent node shutdown.",
 }
-
-
-def mkdir_group(path: Path, mode: int = GROUP_DIR) -> Path:
-    """A directory root owns with group 0 access, as OpenShift's arbitrary UIDs (gid 0) need."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(mode)
-    if os.geteuid() == 0:
-        os.chown(path, 0, 0)
-    return path
-
-
-def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    path.chmod(mode)
 
 
 def _cond(
@@ -190,7 +174,7 @@ class PodRun:
         with self.k.prep:
             mkdir_group(self.dir)
             try:
-                volumes = self._volumes()
+                volumes = Volumes(self).build()
                 if volumes is None:
                     return
                 inits = [self._plan(c, volumes) for c in spec.get("initContainers") or []]
@@ -363,113 +347,7 @@ class PodRun:
             status["containerID"] = cid
         return status
 
-    # -- plans and volumes ---------------------------------------------------------------
-    def _wait_for(
-        self, read: Callable[[], dict[str, str] | None], optional: bool, what: str
-    ) -> dict[str, str] | None:
-        said = False
-        while not self.stopping.is_set():
-            data = read()
-            if data is not None or optional:
-                return data
-            if not said:
-                self._write_waiting(
-                    "ContainerCreating", f"MountVolume.SetUp failed: {what} not found"
-                )
-                said = True
-            self.stopping.wait(1.0)
-        return None
-
-    def _volumes(self) -> dict[str, str] | None:
-        out: dict[str, str] = {}
-        for vol in (self.pod.get("spec") or {}).get("volumes") or []:
-            name = vol["name"]
-            target = mkdir_group(self.dir / "volumes" / name)
-            out[name] = str(target)
-            mode = int(
-                next(
-                    (
-                        v.get("defaultMode")
-                        for v in vol.values()
-                        if isinstance(v, dict) and "defaultMode" in v
-                    ),
-                    0o644,
-                )
-            )
-            if "emptyDir" in vol:
-                continue
-            if "hostPath" in vol:
-                out[name] = str(vol["hostPath"]["path"])
-            elif "configMap" in vol or "secret" in vol:
-                files = self._source_files(vol)
-                if files is None:
-                    return None
-                self._fill(target, files, mode)
-            elif "downwardAPI" in vol:
-                self._fill(target, self._downward(vol["downwardAPI"].get("items") or []), mode)
-            elif "projected" in vol:
-                for source in vol["projected"].get("sources") or []:
-                    files = self._projected(source)
-                    if files is None:
-                        return None
-                    self._fill(target, files, mode)
-            else:
-                kinds = sorted(set(vol) - {"name"})
-                raise podspec.PodSpecError(
-                    f"volume {name}: {kinds} not supported by the devcluster kubelet",
-                    reason="StartError",
-                )
-        return out
-
-    def _source_files(self, source: Obj) -> dict[str, str] | None:
-        if "configMap" in source:
-            ref = source["configMap"]
-            name = ref.get("name", "")
-            data = self._wait_for(
-                lambda: self.k.configmap(self.ns, name),
-                bool(ref.get("optional")),
-                f'configmap "{name}"',
-            )
-        else:
-            ref = source["secret"]
-            name = ref.get("secretName") or ref.get("name", "")
-            data = self._wait_for(
-                lambda: self.k.secret(self.ns, name), bool(ref.get("optional")), f'secret "{name}"'
-            )
-        if data is None:
-            return None if self.stopping.is_set() else {}
-        items = ref.get("items")
-        if not items:
-            return dict(data)
-        return {i["path"]: data[i["key"]] for i in items if i["key"] in data}
-
-    def _downward(self, items: list[Obj]) -> dict[str, str]:
-        return {
-            i["path"]: podspec.field_value(self.pod, i["fieldRef"]["fieldPath"])
-            for i in items
-            if "fieldRef" in i
-        }
-
-    def _projected(self, source: Obj) -> dict[str, str] | None:
-        if "serviceAccountToken" in source:
-            sat = source["serviceAccountToken"]
-            token = self.k.token(
-                self.pod, sat.get("audience"), int(sat.get("expirationSeconds") or 3607)
-            )
-            return {sat.get("path", "token"): token}
-        if "configMap" in source or "secret" in source:
-            return self._source_files(source)
-        if "downwardAPI" in source:
-            return self._downward(source["downwardAPI"].get("items") or [])
-        raise podspec.PodSpecError(
-            f"projected source {sorted(source)} not supported", reason="StartError"
-        )
-
-    @staticmethod
-    def _fill(target: Path, files: dict[str, str], mode: int) -> None:
-        for rel, text in files.items():
-            write_file(target / rel, text.encode(), mode)
-
+    # -- plans -------------------------------------------------------------------------
     def _plan(self, c: Obj, volumes: dict[str, str]) -> Plan:
         mounts: dict[str, str] = {}
         for vm in c.get("volumeMounts") or []:

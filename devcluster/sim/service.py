@@ -47,7 +47,8 @@ from devcluster.sim.kube import (
     Obj,
     Resource,
 )
-from devcluster.sim.maistra import SmcpController, SmmController, SmmrController
+from devcluster.sim.maistra import SmcpController
+from devcluster.sim.memberroll import SmmController, SmmrController
 from devcluster.sim.objects import now_micro
 from devcluster.sim.olm import OlmController
 from devcluster.sim.openshift import ProjectRequestController

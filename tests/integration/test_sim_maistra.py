@@ -20,7 +20,7 @@ from devcluster.sim.kube import (
     Kube,
     KubeError,
 )
-from devcluster.sim.maistra import MEMBER_OF
+from devcluster.sim.memberroll import MEMBER_OF
 from devcluster.sim.objects import condition
 from devcluster.sim.testkit import cond_is, namespaces, smcp
 from devcluster.sim.waiting import wait_for, wait_list

@@ -11,6 +11,7 @@ from devcluster.sim.catalog import (
     copy_transitions,
     is_user_namespace,
 )
+from devcluster.sim.csvs import install_mode_error, phase
 from devcluster.sim.fakeworld import FakeWorld
 from devcluster.sim.kube import (
     CATALOGSOURCES,
@@ -20,7 +21,7 @@ from devcluster.sim.kube import (
     OPERATORGROUPS,
     SUBSCRIPTIONS,
 )
-from devcluster.sim.olm import OlmController, install_mode_error, phase, sub_csv
+from devcluster.sim.olm import OlmController, sub_csv
 
 NS = "user1"
 CSV = "rhsso-operator.7.5.2-opr-001"
