@@ -12,8 +12,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import time
@@ -328,53 +326,6 @@ def _finish(st: Stage, record: RunRecord) -> RunRecord:
                 t for t in (logged.get(key), watched.get(key)) if t is not None
             )
     return record
-
-
-# -- process start to first API connection (strace) -----------------------------------------
-_TRACE = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(execve|connect)\((.*)$")
-
-
-def first_connect(trace: Path, port: int) -> float | None:
-    """Seconds from the first execve to the first connect() to the API server's port."""
-    start: float | None = None
-    needle = f"sin_port=htons({port})"
-    for line in trace.read_text(errors="replace").splitlines():
-        m = _TRACE.match(line)
-        if not m:
-            continue
-        t = float(m.group(2))
-        if m.group(3) == "execve" and start is None:
-            start = t
-        elif m.group(3) == "connect" and needle in m.group(4) and start is not None:
-            return t - start
-    return None
-
-
-def time_to_first_request(
-    st: Stage, argv: list[str], env_vars: dict[str, str], work: Path, cwd: Path | None = None
-) -> float | None:
-    """Run argv under strace until its first connection to the API server, then stop it."""
-    if not shutil.which("strace"):
-        return None
-    work.mkdir(parents=True, exist_ok=True)
-    trace = work / "strace.txt"
-    traced = ["strace", "-f", "-qq", "--seccomp-bpf", "-ttt", "-e", "trace=execve,connect"]
-    traced += ["-o", str(trace), *argv]
-    proc = spawn(traced, env_vars=env_vars, log=work / "traced.log", cwd=cwd)
-    deadline = time.monotonic() + 120
-    found: float | None = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        if trace.exists() and (found := first_connect(trace, st.cluster.port)) is not None:
-            break
-        time.sleep(0.2)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return found if found is not None else first_connect(trace, st.cluster.port)
 
 
 # -- workshop-runner through the launcher (Indexed Job, process kubelet) --------------------
