@@ -280,14 +280,22 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)
     bench = Bench(args, run_dir)
     say(f"logs and objects under {run_dir}")
-    say("zero operator delay, one user per contender")
-    bench.per_user(ZERO, bench.reps)
-    say(f"realistic delays ({REALISTIC.describe()}), one user per contender")
-    bench.per_user(REALISTIC, 1 if args.quick else 2)
-    if "fleet" not in bench.skip:
-        say(f"fleets of {bench.fleet_sizes} users, realistic delays")
-        bench.fleet()
+    try:
+        say("zero operator delay, one user per contender")
+        bench.per_user(ZERO, bench.reps)
+        say(f"realistic delays ({REALISTIC.describe()}), one user per contender")
+        bench.per_user(REALISTIC, 1 if args.quick else 2)
+        if "fleet" not in bench.skip:
+            say(f"fleets of {bench.fleet_sizes} users, realistic delays")
+            bench.fleet()
+    except BaseException:
+        # Keep what was measured, but never turn a broken run into the committed report.
+        partial = bench.results(started, time.monotonic() - t0)
+        (run_dir / "results.partial.json").write_text(json.dumps(partial, indent=1))
+        say(f"interrupted; partial results in {run_dir / 'results.partial.json'}")
+        raise
     write_outputs(bench.results(started, time.monotonic() - t0), args, args.out)
+    say(f"done in {(time.monotonic() - t0) / 60:.1f} min")
     return 0
 
 

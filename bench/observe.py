@@ -320,7 +320,9 @@ def sim_ready_times(
         state = to.split(":", 1)[0]
         if kind == "ClusterServiceVersion" and name != PINNED_CSV:
             continue
-        configured = to.split(":", 1)[-1].split("|")[0].split(",")
+        # Older simulator logs carried the members ("Configured:user1|"); newer ones do not
+        # (the member roll of <user>-istio holds just that user).
+        configured = to.split(":", 1)[-1].split("|")[0].split(",") if ":" in to else [user]
         if kind == "ServiceMeshMemberRoll" and user not in configured:
             continue
         step = _SIM_STEPS.get((kind, state))
