@@ -177,6 +177,19 @@ spec: {members: [$u]}
 YAML
   poll "$u" "SMMR Ready" smmr_ready "$u"
   mark "$u" member-roll
+  k apply -f - >/dev/null <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-from-mesh, namespace: $u}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+  ingress:
+    - from:
+        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $u-istio}}
+        - namespaceSelector: {matchLabels: {maistra.io/member-of: $u-istio}}
+YAML
+  mark "$u" network-policy
   poll "$u" "Kiali CR" kiali_exists "$u"
   local before
   IFS='|' read -r _ before _ <<<"$(kiali_completion "$u")"
