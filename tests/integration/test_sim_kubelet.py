@@ -266,3 +266,41 @@ def test_kubelet_shutdown_fails_pods_with_disruption_target(
     current = kube.get(JOBS, ns, "disrupted")
     assert not (current.get("status") or {}).get("failed")
     print(json.dumps(second.stats()))
+
+
+RETRY_SCRIPT = (
+    "test -f /scratch/tried && cat /scratch/init > /dev/termination-log && exit 0; "
+    "touch /scratch/tried; exit 1"
+)
+
+
+def test_on_failure_restarts_the_container_and_init_containers_run_first(
+    kube: Kube, ns: str
+) -> None:
+    scratch = {"name": "scratch", "emptyDir": {}}
+    mount = [{"name": "scratch", "mountPath": "/scratch"}]
+    body = job(
+        "retry",
+        ["sh", "-c", RETRY_SCRIPT],
+        container={"volumeMounts": mount},
+        volumes=[scratch],
+        initContainers=[
+            {
+                "name": "init",
+                "image": "busybox",
+                "command": ["sh", "-c", "echo -n prepared > /scratch/init"],
+                "volumeMounts": mount,
+            }
+        ],
+    )
+    body["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    body["spec"]["backoffLimit"] = 2
+    kube.create(JOBS, ns, body)
+    done = wait_for(kube, JOBS, ns, "retry", finished, timeout=60)
+    assert job_condition(done) == "Complete"
+    (pod,) = pods_of(kube, ns, "retry")
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert terminated(pod)["message"] == "prepared"
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
