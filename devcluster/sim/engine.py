@@ -126,7 +126,7 @@ class Engine:
         kube: Kube,
         store: Store,
         knobs: Callable[[], Knobs],
-        workers: int = 4,
+        workers: int = 8,
     ) -> None:
         self.kube = kube
         self.store = store
