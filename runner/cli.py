@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runner import config, templates
-from runner.context import StepContext
+from runner.context import StepContext, step_templates
 from runner.engine import Engine
 from runner.errors import ApiMissing, InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
@@ -130,12 +130,23 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
             RunResult(user.name, e.error.exit_code, e.step or None, str(e.error)), log, termination
         )
 
+    named_templates = step_templates(STEPS)
+
     def make_context(
         step: Step, deadline: Deadline, cancel: CancelToken, step_log: Logger
     ) -> StepContext:
         kube = Kube(cluster, log=step_log, deadline=deadline, cancel=cancel, dry_run=args.dry_run)
         return StepContext(
-            step.NAME, user, params, rendered, kube, step_log, deadline, cancel, args.dry_run
+            step.NAME,
+            user,
+            params,
+            rendered,
+            kube,
+            step_log,
+            deadline,
+            cancel,
+            args.dry_run,
+            named_templates,
         )
 
     engine = Engine(

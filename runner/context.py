@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ from runner.config import User
 from runner.errors import TemplateError
 from runner.kube import Kube
 from runner.logs import Logger
+from runner.result import Step, StepResult
 from runner.waits import (
     CancelToken,
     CollectionPredicate,
@@ -35,6 +36,9 @@ class StepContext:
     deadline: Deadline
     cancel: CancelToken
     dry_run: bool
+    # The templates steps apply by name (their TEMPLATES); the generic `extra` step applies
+    # the others, so a workshop can add resources without code.
+    step_templates: frozenset[str] = frozenset()
 
     def objects(self, template: str) -> list[Obj]:
         """The rendered documents of one template (copies; rendered before any API call)."""
@@ -68,6 +72,16 @@ class StepContext:
             known=known,
         )
 
+    def apply_and_wait(self, desired: Obj, predicate: Predicate, what: str) -> StepResult:
+        """Apply `desired`, then wait (from the applied object on, so no first list) until
+        `predicate` says done; the step's result names both. No wait in dry-run."""
+        applied = self.kube.apply(desired)
+        meta = desired["metadata"]
+        target = Target(desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"])
+        found = self.wait(target, predicate, what, known=applied.obj)
+        waited = what if found is not None else f"dry-run: not waiting for {what}"
+        return StepResult(applied.changed, f"{applied.detail}; {waited}")
+
     def wait_collection(
         self, target: Target, predicate: CollectionPredicate, what: str
     ) -> Verdict | None:
@@ -79,3 +93,8 @@ class StepContext:
         return wait_for_collection(
             self.kube, target, predicate, deadline=self.deadline, cancel=self.cancel, what=what
         )
+
+
+def step_templates(steps: Sequence[Step]) -> frozenset[str]:
+    """Every template a step names in its TEMPLATES."""
+    return frozenset(t for s in steps for t in getattr(s, "TEMPLATES", ()))

@@ -273,6 +273,7 @@ class Kube:
         self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
     ) -> Obj:
         res = self.resource(api_version, kind)
+        params = {"dry_run": "All"} if self.dry_run else {}
         return self._json(
             "patch",
             describe(kind, name, namespace),
@@ -281,6 +282,7 @@ class Kube:
             body=patch,
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
+            **params,
         )
 
     # -- the WatchSource side of runner.waits ------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner import config, templates
 from runner.config import User
-from runner.context import StepContext
+from runner.context import StepContext, step_templates
 from runner.errors import Conflict, RunnerError, WaitTimeout
 from runner.kube import Cluster, Kube
 from runner.logs import Logger
@@ -56,6 +56,7 @@ def teardown_user(
     """Run every step's undo in reverse order; the first failure stops this user."""
     records: list[StepRecord] = []
     cancel = CancelToken()
+    named = step_templates(steps)
     for step in reversed(steps):
         undo = undo_of(step)
         if undo is None:
@@ -66,7 +67,7 @@ def teardown_user(
         deadline = Deadline(clock, started + max(step.TIMEOUT, UNDO_MIN_SECONDS))
         kube = Kube(cluster, log=step_log, deadline=deadline, cancel=cancel)
         ctx = StepContext(
-            step.NAME, user, params, rendered, kube, step_log, deadline, cancel, False
+            step.NAME, user, params, rendered, kube, step_log, deadline, cancel, False, named
         )
         try:
             result = undo(ctx)

@@ -16,12 +16,19 @@ NO_CLUSTER_ENV = {"HOME": "/nonexistent", "USER": "root", "PATH": "/usr/bin"}
 def test_steps_listing(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["steps"], env={}) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [
+    assert [line.split()[0] for line in lines] == [  # docs/interfaces.md, "Step names"
         "namespace",
         "catalog-source",
         "rbac",
+        "sso-operator",
+        "install-plan",
+        "csv",
         "istio-namespace",
         "limit-ranges",
+        "smcp",
+        "member-roll",
+        "kiali",
+        "extra",
     ]
     assert all(len(line.split(None, 1)) == 2 for line in lines)
 

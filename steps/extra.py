@@ -1,0 +1,51 @@
+"""Any further templates - those no other step names - applied last, in dependency order
+(namespaces, then RBAC, then the rest), so a workshop adds resources (e.g. the NetworkPolicy
+letting mesh traffic into the user namespace) with a template and no code."""
+
+from __future__ import annotations
+
+from runner.context import StepContext
+from runner.result import StepResult
+from runner.waits import Obj
+
+NAME = "extra"
+DESCRIPTION = "Apply any further templates (no other step names them), namespaces and RBAC first"
+NEEDS = ("rbac", "csv", "kiali")  # the end of every chain: extra objects may use any of it
+TIMEOUT = 120.0
+RANK = {"Namespace": 0, "ServiceAccount": 1, "Role": 1, "ClusterRole": 1}
+RANK |= {"RoleBinding": 2, "ClusterRoleBinding": 2}
+
+
+def objects(ctx: StepContext) -> list[Obj]:
+    """The further templates' documents, in file then document order, stably sorted by rank."""
+    names = sorted(n for n in ctx.rendered if n not in ctx.step_templates)
+    docs = [doc for name in names for doc in ctx.objects(name)]
+    return sorted(docs, key=lambda d: RANK.get(d["kind"], len(RANK)))
+
+
+def run(ctx: StepContext) -> StepResult:
+    docs = objects(ctx)
+    if not docs:
+        return StepResult.noop("no further templates")
+    applied = [ctx.kube.apply(doc) for doc in docs]
+    changed = [a.detail for a in applied if a.changed]
+    if not changed:
+        return StepResult.noop(f"all {len(applied)} further object(s) exist and match")
+    return StepResult.done("; ".join(changed))
+
+
+def undo(ctx: StepContext) -> StepResult:
+    """Teardown: delete the further objects in reverse dependency order."""
+    deleted = [
+        f"{doc['kind']} {doc['metadata']['name']}"
+        for doc in reversed(objects(ctx))
+        if ctx.kube.delete(
+            doc["apiVersion"],
+            doc["kind"],
+            doc["metadata"]["name"],
+            doc["metadata"].get("namespace"),
+        )
+    ]
+    if not deleted:
+        return StepResult.noop("no further objects left")
+    return StepResult.done(f"deleted {', '.join(deleted)}")

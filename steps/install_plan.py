@@ -1,0 +1,78 @@
+"""Approve the InstallPlan that lists the pinned CSV. InstallPlans are per namespace (one may
+cover several Subscriptions) and OLM writes a new plan's phase in a second step: approving
+before RequiresApproval makes OLM resolve again into a duplicate plan, so a plan is approved
+only in RequiresApproval. The step then waits for Complete, so a plan that fails while
+installing is reported here (exit 6 with its reason), not as a CSV that never appears."""
+
+from __future__ import annotations
+
+from runner.context import StepContext
+from runner.errors import Conflict
+from runner.result import StepResult
+from runner.waits import CollectionPredicate, Obj, Target, Verdict, done, failed, pending
+from steps._olm import CSV, INSTALL_PLAN, failure_reason, phase, pinned_csv
+
+NAME = "install-plan"
+DESCRIPTION = "Approve the InstallPlan listing the pinned CSV (only in RequiresApproval)"
+NEEDS = ("sso-operator",)
+TIMEOUT = 300.0
+APIS = (INSTALL_PLAN, CSV)
+
+
+def _approved(plan: Obj) -> bool:
+    return (plan.get("spec") or {}).get("approved") is True
+
+
+def plan_for(csv: str) -> CollectionPredicate:
+    """Done when a plan listing `csv` is Complete, or waits for approval (the step approves
+    it); failed when every plan listing it Failed. Newest plan first (duplicates)."""
+
+    def verdict(plans: list[Obj]) -> Verdict:
+        mine = [
+            p for p in plans if csv in (p.get("spec") or {}).get("clusterServiceVersionNames", [])
+        ]
+        mine.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), _approved(p)))
+        if not mine:
+            return pending(f"no InstallPlan lists {csv} yet")
+        for plan in reversed(mine):
+            name = plan["metadata"]["name"]
+            if phase(plan) == "Complete":
+                return done(f"InstallPlan {name} is Complete", plan)
+            if phase(plan) == "RequiresApproval" and not _approved(plan):
+                return done(f"InstallPlan {name} requires approval", plan)
+        live = [p for p in mine if phase(p) != "Failed"]
+        if not live:
+            return failed(
+                f"InstallPlan {mine[-1]['metadata']['name']} Failed: {failure_reason(mine[-1])}"
+            )
+        newest = live[-1]
+        approved = ", approved" if _approved(newest) else ""
+        return pending(
+            f"InstallPlan {newest['metadata']['name']} phase={phase(newest) or '(not written yet)'}"
+            f"{approved}"
+        )
+
+    return verdict
+
+
+def run(ctx: StepContext) -> StepResult:
+    ns, csv = pinned_csv(ctx)
+    target = Target(*INSTALL_PLAN, ns)
+    approved: list[str] = []
+    while True:  # every pass waits with the step's deadline
+        verdict = ctx.wait_collection(target, plan_for(csv), f"a plan listing {csv}")
+        if verdict is None:
+            return StepResult.noop(f"dry-run: not looking for the InstallPlan of {csv}")
+        plan = verdict.obj or {}
+        if phase(plan) == "Complete":
+            did = f"approved InstallPlan {', '.join(approved)}; " if approved else ""
+            return StepResult(bool(approved), f"{did}{verdict.summary}")
+        name = plan["metadata"]["name"]
+        others = [c for c in plan["spec"].get("clusterServiceVersionNames", []) if c != csv]
+        patch = {"metadata": {"resourceVersion": plan["metadata"]["resourceVersion"]}}
+        try:  # the resourceVersion: approve the plan exactly as observed in RequiresApproval
+            ctx.kube.merge_patch(*INSTALL_PLAN, name, ns, {**patch, "spec": {"approved": True}})
+        except Conflict:
+            continue
+        ctx.log.info("approved", object=f"InstallPlan {ns}/{name}", also_installs=others)
+        approved.append(name + (f" (also installs {', '.join(others)})" if others else ""))

@@ -1,0 +1,120 @@
+"""Kiali shows DeploymentConfig workloads: the SMCP creates the Kiali CR `kiali`; this step sets
+spec.kubernetes_config.excluded_workloads (a parameter list without DeploymentConfig) on it -
+the operator-supported way, which the operator does not undo - and waits until the Kiali
+operator reconciled that change without failure. spec.deployment.accessible_namespaces is the
+member-roll controller's and never touched (a merge patch names only our field)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from runner.context import StepContext
+from runner.errors import TemplateError
+from runner.kube import FIELD_MANAGER
+from runner.result import StepResult
+from runner.waits import Obj, Target, Verdict, done, failed, pending
+from steps._status import condition, describe_conditions, is_true, status_of
+
+NAME = "kiali"
+DESCRIPTION = "Let Kiali show DeploymentConfigs (excluded_workloads) and wait for its reconcile"
+NEEDS = ("member-roll",)
+TIMEOUT = 300.0
+KIALI = ("kiali.io/v1alpha1", "Kiali")
+APIS = (KIALI,)
+# The apiserver stamps managedFields to the second: a run that completed in the same second
+# before our change must not count as after it.
+STAMP_RESOLUTION = dt.timedelta(seconds=1)
+_UNSEEN = "<unseen>"
+
+
+def exists(obj: Obj | None) -> Verdict:
+    return done("exists") if obj is not None else pending("not created by the SMCP yet")
+
+
+class Reconciled:
+    """Done when a reconciliation that began after our change (generation `generation`, made
+    at `since`) ended Successful; failed when it ended Failed. The Kiali operator (ansible-
+    operator) writes no observedGeneration - used when present - so a run counts as ours when
+    this wait saw it start (Running reason -> Running), or when its ansibleResult.completion is
+    after our change. With no change of ours, the last run must have succeeded."""
+
+    def __init__(self, generation: int | None = None, since: dt.datetime | None = None) -> None:
+        self.generation, self.since = generation, since
+        self.ours = generation is None
+        self.last_reason: Any = _UNSEEN
+
+    def __call__(self, obj: Obj | None) -> Verdict:
+        if obj is None:
+            return pending("Kiali CR not found")
+        reason = condition(obj, "Running").get("reason")
+        observed = status_of(obj).get("observedGeneration")
+        if not self.ours and self.generation is not None:
+            if observed is not None:
+                self.ours = observed >= self.generation
+            else:
+                started = self.last_reason not in (_UNSEEN, "Running") and reason == "Running"
+                self.ours = started or _completed_after(obj, self.since)
+        self.last_reason = reason
+        state = describe_conditions(obj, "Running", "Successful", "Failure")
+        if not self.ours or reason == "Running":
+            return pending(f"waiting for a reconciliation after the change; {state}")
+        if reason == "Failed" or is_true(obj, "Failure"):
+            return failed(
+                f"reconciliation failed: {condition(obj, 'Failure').get('message', state)}"
+            )
+        if reason == "Successful" or is_true(obj, "Successful"):
+            return done("reconciled")
+        return pending(state)
+
+
+def _completed_after(obj: Obj, since: dt.datetime | None) -> bool:
+    result = condition(obj, "Running").get("ansibleResult") or condition(obj, "Failure").get(
+        "ansibleResult"
+    )
+    stamp = _time((result or {}).get("completion"))
+    return since is not None and stamp is not None and stamp >= since + STAMP_RESOLUTION
+
+
+def changed_at(obj: Obj) -> dt.datetime | None:
+    """When the runner last wrote the object (its managedFields entry)."""
+    times = [
+        _time(m.get("time"))
+        for m in obj.get("metadata", {}).get("managedFields") or []
+        if m.get("manager") == FIELD_MANAGER
+    ]
+    return max((t for t in times if t is not None), default=None)
+
+
+def _time(text: Any) -> dt.datetime | None:
+    # ansible-operator writes completion without a zone (UTC), the apiserver with "Z".
+    try:
+        stamp = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def run(ctx: StepContext) -> StepResult:
+    wanted = list(ctx.params["kiali_excluded_workloads"])
+    if "DeploymentConfig" in wanted:
+        raise TemplateError("kiali_excluded_workloads must not contain DeploymentConfig")
+    target = Target(*KIALI, ctx.user.istio_namespace, str(ctx.params["kiali_name"]))
+    what = target.describe()
+    live = ctx.wait(target, exists, "created by the SMCP") or ctx.kube.get(
+        *KIALI, target.name or "", target.namespace
+    )
+    if live is None:  # dry-run only: the wait above is skipped there
+        return StepResult.noop(f"dry-run: {what} does not exist yet (the SMCP creates it)")
+    spec = live.get("spec") or {}
+    if (spec.get("kubernetes_config") or {}).get("excluded_workloads") == wanted:
+        ctx.wait(target, Reconciled(), "reconciled without failure", known=live)
+        return StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
+    patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
+    patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
+    verb = "would set" if ctx.dry_run else "set"
+    detail = f"{verb} excluded_workloads of {what} to {', '.join(wanted)}"
+    predicate = Reconciled(patched["metadata"].get("generation"), changed_at(patched))
+    if ctx.wait(target, predicate, "reconciled after the change", known=patched) is None:
+        return StepResult.done(f"{detail}; dry-run: not waiting")
+    return StepResult.done(f"{detail}; reconciled")
