@@ -226,15 +226,16 @@ class Kubelet:
                     f"pod watch in {informer.namespace or 'all namespaces'} did not sync"
                 )
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """Node shutdown: fail running pods with DisruptionTarget, mark the node NotReady."""
+    def stop(self, timeout: float = 7.0) -> None:
+        """Node shutdown: fail running pods with DisruptionTarget, mark the node NotReady.
+        Kept under the 10 s `devcluster down` allows before SIGKILL."""
         self.stopped.set()
         for informer in self.informers:
             informer.stop()
         with self.lock:
             runs = list(self.runs.values())
         for run in runs:
-            run.terminate("shutdown", grace=5.0)
+            run.terminate("shutdown", grace=3.0)
         deadline = time.monotonic() + timeout
         for run in runs:
             run.thread.join(max(0.1, deadline - time.monotonic()))
