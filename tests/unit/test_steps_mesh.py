@@ -1,0 +1,338 @@
+"""The mesh chain (smcp, member-roll, kiali): table-driven against a scripted cluster,
+predicates from YAML fixtures of real objects."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from runner.apierrors import translate
+from runner.errors import OperatorFailed, TemplateError, TransientError, WaitTimeout
+from steps import kiali, member_roll, smcp
+from tests.unit.stepkit import ScriptedKube, context, load, run, status_only
+from tests.unit.test_kube import api_error
+
+Obj = dict[str, Any]
+
+
+def with_(obj: Obj, **changes: Any) -> Obj:
+    out = copy.deepcopy(obj)
+    for section, fields in changes.items():
+        out.setdefault(section, {}).update(fields)
+    return out
+
+
+# -- smcp ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fixture", "state", "summary"),
+    [
+        ("smcp-ready.yaml", "done", "Ready (ComponentsReady)"),
+        ("smcp-ready-stale.yaml", "pending", "observedGeneration 1 of generation 2"),
+        (
+            "smcp-installing.yaml",
+            "pending",
+            "observedGeneration (none) of generation 1; components ready 0/7",
+        ),
+        (
+            "smcp-components-not-ready.yaml",
+            "pending",
+            "Ready=False (ComponentsNotReady: The following",
+        ),
+    ],
+)
+def test_smcp_ready(fixture: str, state: str, summary: str) -> None:
+    verdict = smcp.ready(load(fixture))
+    assert verdict.state == state
+    assert summary in verdict.summary
+
+
+def test_smcp_spec_from_parameters() -> None:
+    states = [status_only(load("smcp-installing.yaml")), status_only(load("smcp-ready.yaml"))]
+    result, kube = run(smcp, [], states)
+    assert result.detail == "created ServiceMeshControlPlane user1-istio/workshop-install; Ready"
+    spec = kube.objects[("ServiceMeshControlPlane", "user1-istio", "workshop-install")]["spec"]
+    assert spec["version"] == "v2.4"
+    assert spec["proxy"]["networking"]["trafficControl"]["outbound"]["policy"] == "REGISTRY_ONLY"
+    assert spec["tracing"] == {"type": "Jaeger", "sampling": 10000}
+    assert spec["addons"] == {
+        "grafana": {"enabled": True},
+        "kiali": {"enabled": True, "name": "kiali"},
+        "prometheus": {"enabled": True},
+    }
+
+
+def test_smcp_ready_before_waiting_is_unchanged_on_rerun() -> None:
+    _, first = run(smcp, [], [status_only(load("smcp-ready.yaml"))])
+    live = first.objects[("ServiceMeshControlPlane", "user1-istio", "workshop-install")]
+    result, again = run(smcp, [live])
+    assert again.actions == []
+    assert not result.changed
+
+
+def test_smcp_timeout_names_the_last_conditions() -> None:
+    with pytest.raises(WaitTimeout) as e:
+        run(smcp, [], [status_only(load("smcp-components-not-ready.yaml"))], seconds=60)
+    message = str(e.value)
+    assert e.value.exit_code == 5
+    assert "ServiceMeshControlPlane user1-istio/workshop-install" in message
+    assert "components ready 3/7" in message
+    assert "Ready=False (ComponentsNotReady: The following components" in message
+
+
+@pytest.mark.parametrize(
+    "message",
+    [  # the apiserver's answers while the mesh operator's admission webhook is not serving
+        'admission webhook "smcp.validation.maistra.io" denied the request: failed to call '
+        'webhook: Post "https://maistra-admission-controller.openshift-operators.svc:443/'
+        'validate-smcp?timeout=10s": no endpoints available for service',
+        'Internal error occurred: failed calling webhook "smcp.validation.maistra.io": failed to '
+        'call webhook: Post "https://maistra-admission-controller...": dial tcp: connect: '
+        "connection refused",
+    ],
+)
+def test_smcp_webhook_refusal_is_retried_by_the_kube_layer(message: str) -> None:
+    error = translate(api_error(500, message), "apply", "ServiceMeshControlPlane a/b")
+    assert isinstance(error, TransientError)
+
+
+# -- member-roll --------------------------------------------------------------------------
+CONFIGURED = load("smmr-configured.yaml")
+READY = status_only(CONFIGURED)  # configured: bookinfo and user1
+
+
+def smmr(members: list[str], **status: Any) -> Obj:
+    obj = copy.deepcopy(CONFIGURED)
+    obj["spec"]["members"] = members
+    obj["status"] = status
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("fixture", "state", "summary"),
+    [
+        ("smmr-configured.yaml", "done", "configured user1"),
+        ("smmr-smcp-reconciling.yaml", "pending", "Ready=False (SMCPReconciling: Initial service"),
+        ("smmr-stale.yaml", "pending", "observedGeneration 1 of generation 2"),
+    ],
+)
+def test_member_roll_configured(fixture: str, state: str, summary: str) -> None:
+    verdict = member_roll.configured(["user1"])(load(fixture))
+    assert (verdict.state, summary in verdict.summary) == (state, True), verdict.summary
+
+
+@pytest.mark.parametrize(
+    ("existing", "actions", "members", "detail"),
+    [
+        (
+            [],
+            ["create ServiceMeshMemberRoll user1-istio/default"],
+            ["user1"],
+            "created ServiceMeshMemberRoll user1-istio/default with user1",
+        ),
+        (
+            [smmr(["bookinfo"])],
+            ["patch ServiceMeshMemberRoll user1-istio/default"],
+            ["bookinfo", "user1"],
+            "added user1 to ServiceMeshMemberRoll user1-istio/default; kept bookinfo",
+        ),
+        ([smmr(["user1", "bookinfo"])], [], ["user1", "bookinfo"], "user1 already in"),
+    ],
+)
+def test_member_roll_merges(
+    existing: list[Obj], actions: list[str], members: list[str], detail: str
+) -> None:
+    result, kube = run(member_roll, existing, [READY])
+    assert kube.actions == actions
+    live = kube.objects[("ServiceMeshMemberRoll", "user1-istio", "default")]
+    assert live["spec"]["members"] == members
+    assert result.detail.startswith(detail)
+    assert result.detail.endswith("; configured")
+
+
+def test_member_roll_conflict_keeps_a_member_added_meanwhile() -> None:
+    kube = ScriptedKube([smmr(["bookinfo"])], [READY])
+    what = "ServiceMeshMemberRoll user1-istio/default"
+
+    def someone_adds_a_member(_: str, live: Obj, patch: Obj) -> None:
+        if live["spec"]["members"] == ["bookinfo"]:  # between our read and our write
+            live["spec"]["members"] = ["bookinfo", "travel"]
+            live["metadata"]["resourceVersion"] = "999"
+
+    kube.on_patch = someone_adds_a_member
+    kube.conflicts[what] = 0
+    result = member_roll.run(context(member_roll, kube))
+    assert [p["spec"]["members"] for _, p in kube.patches] == [
+        ["bookinfo", "user1"],
+        ["bookinfo", "travel", "user1"],
+    ]
+    assert kube.objects[("ServiceMeshMemberRoll", "user1-istio", "default")]["spec"]["members"] == [
+        "bookinfo",
+        "travel",
+        "user1",
+    ]
+    assert "kept bookinfo, travel" in result.detail
+
+
+def test_member_roll_created_by_someone_else_meanwhile_is_merged_into() -> None:
+    kube = ScriptedKube([], [READY])
+    theirs = smmr(["bookinfo"])
+    original_create = kube.create
+
+    def create_loses_the_race(body: Obj) -> Any:
+        kube.objects[kube.key(theirs)] = copy.deepcopy(theirs)
+        return original_create(body)
+
+    kube.create = create_loses_the_race  # type: ignore[method-assign]
+    result = member_roll.run(context(member_roll, kube))
+    assert "added user1" in result.detail
+    assert "kept bookinfo" in result.detail
+
+
+def test_member_roll_timeout_reports_status() -> None:
+    with pytest.raises(
+        WaitTimeout, match="configuredMembers=\\[\\]; Ready=False \\(SMCPReconciling"
+    ):
+        run(member_roll, [], [load("smmr-smcp-reconciling.yaml")], seconds=60)
+
+
+def test_member_roll_undo_removes_only_the_user() -> None:
+    kube = ScriptedKube([smmr(["bookinfo", "user1", "travel"])], [])
+    result = member_roll.undo(context(member_roll, kube))
+    assert kube.objects[("ServiceMeshMemberRoll", "user1-istio", "default")]["spec"]["members"] == [
+        "bookinfo",
+        "travel",
+    ]
+    assert result.changed
+    assert not member_roll.undo(context(member_roll, kube)).changed
+
+
+def test_member_roll_dry_run_creates_nothing() -> None:
+    result, kube = run(member_roll, [], [], dry_run=True)
+    assert kube.objects == {}
+    assert result.detail.startswith("would create ServiceMeshMemberRoll user1-istio/default")
+
+
+# -- kiali --------------------------------------------------------------------------------
+SUCCESSFUL = load("kiali-successful.yaml")
+RUNNING = load("kiali-running.yaml")
+FAILED = load("kiali-failed.yaml")
+SINCE = dt.datetime(2024, 3, 5, 10, 18, 0, tzinfo=dt.UTC)
+
+
+def succeeded_at(stamp: str, obj: Obj = SUCCESSFUL) -> Obj:
+    out = copy.deepcopy(obj)
+    out["status"]["conditions"][0]["ansibleResult"]["completion"] = stamp
+    return out
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        # no change of ours: the last run must have succeeded (and not be running)
+        ((None, [SUCCESSFUL]), ["done"]),
+        ((None, [RUNNING, SUCCESSFUL]), ["pending", "done"]),
+        ((None, [FAILED]), ["failed"]),
+        # after our change, with no observedGeneration: a run seen starting, then its end
+        ((3, [SUCCESSFUL, RUNNING, SUCCESSFUL]), ["pending", "pending", "done"]),
+        ((3, [SUCCESSFUL, SUCCESSFUL]), ["pending", "pending"]),  # an old run's result
+        ((3, [RUNNING, SUCCESSFUL, RUNNING, FAILED]), ["pending", "pending", "pending", "failed"]),
+        # ... or a completion after the change (the start was not seen, e.g. after a re-list)
+        ((3, [succeeded_at("2024-03-05T10:18:03.2")]), ["done"]),
+        ((3, [succeeded_at("2024-03-05T10:18:00.4")]), ["pending"]),  # within the stamp's second
+        # an operator that writes observedGeneration
+        ((3, [with_(SUCCESSFUL, status={"observedGeneration": 2})]), ["pending"]),
+        ((3, [with_(SUCCESSFUL, status={"observedGeneration": 3})]), ["done"]),
+    ],
+)
+def test_kiali_reconciled(states: tuple[int | None, list[Obj]], expected: list[str]) -> None:
+    generation, objs = states
+    predicate = kiali.Reconciled(generation, SINCE if generation else None)
+    assert [predicate(o).state for o in objs] == expected
+
+
+def test_kiali_failure_message() -> None:
+    verdict = kiali.Reconciled()(FAILED)
+    assert (
+        verdict.summary
+        == "reconciliation failed: Failed to create the kiali deployment: quota exceeded"
+    )
+
+
+def test_kiali_changed_at_is_the_runners_write() -> None:
+    obj = {
+        "metadata": {
+            "managedFields": [
+                {
+                    "manager": "istio-operator",
+                    "operation": "Update",
+                    "time": "2024-03-05T10:19:00Z",
+                },
+                {
+                    "manager": "workshop-runner",
+                    "operation": "Update",
+                    "time": "2024-03-05T10:18:00Z",
+                },
+            ]
+        }
+    }
+    assert kiali.changed_at(obj) == SINCE
+    assert kiali.changed_at({"metadata": {}}) is None
+
+
+def test_kiali_sets_only_excluded_workloads_once_the_smcp_made_the_cr() -> None:
+    patched_running = with_(RUNNING, metadata={"generation": 3})
+    done = copy.deepcopy(SUCCESSFUL)
+    done["spec"]["kubernetes_config"] = {
+        "excluded_workloads": ["CronJob", "Job", "ReplicationController"]
+    }
+    kube = ScriptedKube([], [SUCCESSFUL])  # the SMCP creates the CR while we wait
+    ctx = context(kiali, kube)
+    # after our patch: the operator starts a run, then ends it
+    kube.on_patch = lambda *_: kube.script.extend([patched_running, done])
+    result = kiali.run(ctx)
+    assert kube.patches == [
+        (
+            "Kiali user1-istio/kiali",
+            {
+                "spec": {
+                    "kubernetes_config": {
+                        "excluded_workloads": ["CronJob", "Job", "ReplicationController"]
+                    }
+                }
+            },
+        )
+    ]
+    live = kube.objects[("Kiali", "user1-istio", "kiali")]
+    assert live["spec"]["deployment"]["accessible_namespaces"] == ["user1"]
+    assert result.changed
+    assert result.detail.endswith("; reconciled")
+
+
+def test_kiali_rerun_is_unchanged() -> None:
+    done = copy.deepcopy(SUCCESSFUL)
+    done["spec"]["kubernetes_config"] = {
+        "excluded_workloads": ["CronJob", "Job", "ReplicationController"]
+    }
+    result, kube = run(kiali, [done])
+    assert kube.patches == []
+    assert not result.changed
+
+
+def test_kiali_refuses_to_exclude_deploymentconfig() -> None:
+    with pytest.raises(TemplateError, match="DeploymentConfig"):
+        run(kiali, [SUCCESSFUL], params={"kiali_excluded_workloads": ["DeploymentConfig"]})
+
+
+def test_kiali_failed_reconcile_after_the_change_is_exit_6() -> None:
+    kube = ScriptedKube([copy.deepcopy(SUCCESSFUL)], [])
+    kube.on_patch = lambda *_: kube.script.extend([RUNNING, FAILED])
+    with pytest.raises(OperatorFailed, match="quota exceeded"):
+        kiali.run(context(kiali, kube))
+
+
+def test_kiali_missing_cr_times_out() -> None:
+    with pytest.raises(WaitTimeout, match="not created by the SMCP yet"):
+        run(kiali, [], [], seconds=60)
