@@ -400,8 +400,9 @@ def test_guard_lets_the_runner_label_a_project_it_requested(
 def test_project_request_mode_run_as_the_service_account(
     simulators: Any, deployed: Path, api_client: Any, unique_user: str
 ) -> None:
-    """The runner's own project-request path with this identity: ProjectRequest allowed, both
-    namespaces end up labelled as the runner's."""
+    """The runner's own project-request path with this identity: ProjectRequest allowed, the
+    wait on the Project allowed (without it the template's LimitRange can appear after the
+    limit-ranges step looked), both namespaces end up labelled as the runner's."""
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
     args = ["--user", unique_user, "--kubeconfig", str(deployed), "--project-request"]
     args += ["--steps", "namespace,rbac,istio-namespace,limit-ranges"]
@@ -413,6 +414,8 @@ def test_project_request_mode_run_as_the_service_account(
         for ns in (unique_user, f"{unique_user}-istio"):
             labels = core.read_namespace(ns).metadata.labels or {}
             assert labels["app.kubernetes.io/managed-by"] == "workshop-runner"
+        assert core.list_namespaced_limit_range(f"{unique_user}-istio").items == []
+        assert "cannot watch Projects" not in proc.stdout + proc.stderr
     finally:
         for ns in (unique_user, f"{unique_user}-istio"):
             if status_of(partial(core.read_namespace, ns)) == 200:
