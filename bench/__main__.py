@@ -48,7 +48,8 @@ METHOD = [
     "Wall time: from spawning the contender's command to its exit (monotonic clock). For the "
     "launcher, from `workshop-runner launch` to its exit after every Job finished.",
     "Reaction latency: when an object reached the state a step waits for (CatalogSource "
-    "READY, the pinned InstallPlan's phase, the pinned CSV Succeeded, SMCP ready, SMMR "
+    "READY, the pinned InstallPlan's first phase - Complete for workshop-runner, whose "
+    "step approves and then waits for Complete -, the pinned CSV Succeeded, SMCP ready, SMMR "
     "Configured with the member, Kiali's first successful reconciliation after the change) "
     "is the earlier of the simulator's own log line for that transition (written after its "
     "status write returned) and a cluster-wide watch in the bench; the contender's step-end "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import env
-from bench.observe import sim_ready_times
+from bench.observe import PLAN_COMPLETE, sim_ready_times
 from bench.stage import Stage
 
 HERE = Path(__file__).resolve().parent
@@ -31,6 +31,9 @@ FINAL_STEP = "kiali"
 POLL_SECONDS = 5
 
 Marks = dict[tuple[str, str], float]
+# The runner's install-plan step approves and then waits for the plan to be Complete; the
+# peers' end after the approval (and wait for the CSV next).
+RUNNER_AWAITS = {"install-plan": PLAN_COMPLETE}
 
 
 # ru_maxrss from our own wait4 would be wrong: a child's high-water mark starts from the
@@ -62,7 +65,8 @@ class RunRecord:
     reported: dict[str, Any] = field(default_factory=dict)
     ready_at: Marks = field(default_factory=dict)
     started: float = 0.0
-    note: str = ""
+    # step -> the reference state it waits for last, where not the step's own name
+    awaits: dict[str, str] = field(default_factory=dict)
 
     @property
     def failures(self) -> int:
@@ -206,6 +210,7 @@ def run_runner_local(
     results = reap_all(procs, 1800)
     wall = time.monotonic() - wall0
     record = RunRecord(
+        awaits=RUNNER_AWAITS,
         contender="workshop-runner --serial" if serial else "workshop-runner",
         profile=profile,
         users=users,
@@ -340,6 +345,7 @@ def run_runner_launcher(st: Stage, n: int, tag: str, *, profile: str) -> RunReco
     argv += ["--kubeconfig", str(st.launcher_kubeconfig), "--summary-json", str(summary)]
     proc = run(argv, env_vars={}, log=work / "launch.log", timeout=1500)
     record = RunRecord(
+        awaits=RUNNER_AWAITS,
         contender="workshop-runner (launcher)",
         profile=profile,
         users=[f"user{i}" for i in range(1, n + 1)],

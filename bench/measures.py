@@ -7,11 +7,11 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from bench.observe import WATCHED
+from bench.observe import PLAN_COMPLETE, WATCHED
 from bench.stage import FS_CONTENDER, FS_DISCOVERY, FS_LAUNCHER
 
 Run = dict[str, Any]
-WAITED_STEPS = tuple(w.step for w in WATCHED)
+WAITED_STEPS = tuple(w.step for w in WATCHED if w.step != PLAN_COMPLETE)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -38,10 +38,12 @@ def reaction_samples(run: Run) -> list[float]:
     """Seconds from an object reaching the state a step waits for (seen by the bench's watch)
     to the contender finishing that step."""
     ready = {(u, s): t for u, s, t in run["ready_at"]}
+    awaits = run.get("awaits") or {}
     out = []
     for user, step, finished in run["marks"]:
-        if step in WAITED_STEPS and (user, step) in ready:
-            out.append(finished - ready[(user, step)])
+        key = (user, awaits.get(step, step))
+        if step in WAITED_STEPS and key in ready:
+            out.append(finished - ready[key])
     return out
 
 

@@ -27,6 +27,7 @@ Obj = dict[str, Any]
 # just before we saw the change still counts as after it.
 CLOCK_SLACK = 0.05
 PINNED_CSV = "rhsso-operator.7.5.2-opr-001"  # the runner's default and the peers'
+PLAN_COMPLETE = "install-plan:Complete"  # a reference state, not a step name
 
 
 def _conditions(obj: Obj) -> dict[str, Obj]:
@@ -52,6 +53,12 @@ def plan_decided(obj: Obj) -> bool:
     # approves the plan if it asks).
     names = (obj.get("spec") or {}).get("clusterServiceVersionNames") or []
     return PINNED_CSV in names and bool((obj.get("status") or {}).get("phase"))
+
+
+def plan_complete(obj: Obj) -> bool:
+    # workshop-runner's install-plan step approves, then waits for Complete.
+    names = (obj.get("spec") or {}).get("clusterServiceVersionNames") or []
+    return PINNED_CSV in names and (obj.get("status") or {}).get("phase") == "Complete"
 
 
 def csv_succeeded(obj: Obj) -> bool:
@@ -106,6 +113,7 @@ class Watched:
 WATCHED = (
     Watched("catalog-source", "operators.coreos.com", "v1alpha1", "catalogsources", catalog_ready),
     Watched("install-plan", "operators.coreos.com", "v1alpha1", "installplans", plan_decided),
+    Watched(PLAN_COMPLETE, "operators.coreos.com", "v1alpha1", "installplans", plan_complete),
     Watched("csv", "operators.coreos.com", "v1alpha1", "clusterserviceversions", csv_succeeded),
     Watched("smcp", "maistra.io", "v2", "servicemeshcontrolplanes", smcp_ready),
     Watched("member-roll", "maistra.io", "v1", "servicemeshmemberrolls", smmr_ready),
@@ -292,6 +300,7 @@ _SIM_LINE = re.compile(
 _SIM_STEPS = {
     ("CatalogSource", "READY"): "catalog-source",
     ("InstallPlan", "RequiresApproval"): "install-plan",
+    ("InstallPlan", "Complete"): PLAN_COMPLETE,
     ("ClusterServiceVersion", "Succeeded"): "csv",
     ("ServiceMeshControlPlane", "ready"): "smcp",
     ("ServiceMeshMemberRoll", "Configured"): "member-roll",
