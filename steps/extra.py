@@ -5,6 +5,7 @@ letting mesh traffic into the user namespace) with a template and no code."""
 from __future__ import annotations
 
 from runner.context import StepContext
+from runner.kube import describe
 from runner.result import StepResult
 from runner.waits import Obj
 
@@ -36,16 +37,11 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the further objects in reverse dependency order."""
-    deleted = [
-        f"{doc['kind']} {doc['metadata']['name']}"
-        for doc in reversed(objects(ctx))
-        if ctx.kube.delete(
-            doc["apiVersion"],
-            doc["kind"],
-            doc["metadata"]["name"],
-            doc["metadata"].get("namespace"),
-        )
-    ]
+    deleted = []
+    for doc in reversed(objects(ctx)):
+        kind, meta = doc["kind"], doc["metadata"]
+        if ctx.kube.delete(doc["apiVersion"], kind, meta["name"], meta.get("namespace")):
+            deleted.append(describe(kind, meta["name"], meta.get("namespace")))
     if not deleted:
         return StepResult.noop("no further objects left")
     return StepResult.done(f"deleted {', '.join(deleted)}")

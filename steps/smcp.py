@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from runner.context import StepContext
 from runner.result import StepResult
-from runner.waits import Obj, Verdict, done, pending
+from runner.waits import Obj, Target, Verdict, done, pending
 from steps._status import condition, describe_conditions, generation_observed, is_true, status_of
 
 NAME = "smcp"
@@ -30,3 +30,24 @@ def ready(obj: Obj | None) -> Verdict:
 
 def run(ctx: StepContext) -> StepResult:
     return ctx.apply_and_wait(ctx.object("smcp.yaml"), ready, "Ready")
+
+
+def gone(objects: list[Obj]) -> Verdict:
+    if not objects:
+        return done("deleted")
+    finalizers = objects[0].get("metadata", {}).get("finalizers") or []
+    return pending(f"deleting; finalizers {', '.join(finalizers) or '(none)'}")
+
+
+def undo(ctx: StepContext) -> StepResult:
+    """Teardown: delete the SMCP and wait until the operator's finalizer let it go (its
+    components and the Kiali CR go with it), so the namespace is not left half-deleted."""
+    from runner.teardown import remove
+
+    result = remove(ctx, "smcp.yaml")
+    if result.changed:
+        doc = ctx.object("smcp.yaml")
+        meta = doc["metadata"]
+        target = Target(doc["apiVersion"], doc["kind"], meta["namespace"], meta["name"])
+        ctx.wait_collection(target, gone, "deleted")
+    return result

@@ -336,3 +336,13 @@ def test_kiali_failed_reconcile_after_the_change_is_exit_6() -> None:
 def test_kiali_missing_cr_times_out() -> None:
     with pytest.raises(WaitTimeout, match="not created by the SMCP yet"):
         run(kiali, [], [], seconds=60)
+
+
+def test_smcp_undo_deletes_and_waits_until_gone() -> None:
+    live = load("smcp-ready.yaml")
+    kube = ScriptedKube([live], [])
+    result = smcp.undo(context(smcp, kube))
+    assert kube.actions == ["delete ServiceMeshControlPlane user1-istio/workshop-install"]
+    assert result.changed
+    assert not smcp.undo(context(smcp, kube)).changed
+    assert smcp.gone([live]).summary == "deleting; finalizers maistra.io/istio-operator"

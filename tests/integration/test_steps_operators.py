@@ -1,0 +1,264 @@
+"""The issue-5 steps (RH-SSO chain, mesh chain, extra) against the real control plane with the
+simulated operators: a full run, re-run, the OLM traps, failures, deadlines, concurrency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from runner.cli import main
+from steps import STEPS
+from tests.integration.test_runner_support import Objects, Outcome, run_inprocess
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+PINNED = "rhsso-operator.7.5.2-opr-001"
+OLM = "operators.coreos.com/v1alpha1"
+KINDS = [  # (apiVersion, kind, in the istio namespace?) of everything the steps make or watch
+    ("operators.coreos.com/v1", "OperatorGroup", False),
+    (OLM, "Subscription", False),
+    (OLM, "InstallPlan", False),
+    (OLM, "ClusterServiceVersion", False),
+    ("networking.k8s.io/v1", "NetworkPolicy", False),
+    ("maistra.io/v2", "ServiceMeshControlPlane", True),
+    ("maistra.io/v1", "ServiceMeshMemberRoll", True),
+    ("kiali.io/v1alpha1", "Kiali", True),
+]
+ALL_STEPS = [s.NAME for s in STEPS]
+
+
+class Cluster(Objects):
+    def __init__(self, api_client: Any) -> None:
+        super().__init__(api_client)
+        self.dyn = DynamicClient(api_client)
+
+    def res(self, api_version: str, kind: str) -> Any:
+        return self.dyn.resources.get(api_version=api_version, kind=kind)
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str) -> Any:
+        try:
+            return self.res(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def items(self, api_version: str, kind: str, namespace: str) -> list[dict[str, Any]]:
+        found = self.res(api_version, kind).get(namespace=namespace).to_dict()
+        return list(found["items"])
+
+    def all_versions(self, user: str) -> dict[str, str]:
+        rvs = self.resource_versions(user)
+        for api, kind, istio in KINDS:
+            ns = f"{user}-istio" if istio else user
+            for obj in self.items(api, kind, ns):
+                rvs[f"{kind} {ns}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
+        return rvs
+
+
+@pytest.fixture
+def cluster_objects(api_client: Any) -> Cluster:
+    return Cluster(api_client)
+
+
+@pytest.fixture
+def runner(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
+    def run(*argv: str) -> Outcome:
+        return run_inprocess(list(argv), tmp_path, capsys, {"KUBECONFIG": str(kubeconfig)})
+
+    return run
+
+
+def events(out: Outcome) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def position(lines: list[dict[str, Any]], event: str, step: str) -> int:
+    return next(i for i, x in enumerate(lines) if x["event"] == event and x["step"] == step)
+
+
+def test_full_run_then_rerun_changes_nothing(
+    simulators: Any, runner: Any, cluster_objects: Cluster, unique_user: str
+) -> None:
+    user, istio = unique_user, f"{unique_user}-istio"
+    first = runner("--user", user)
+    assert first.code == 0, first.stderr
+    assert list(first.statuses) == ALL_STEPS
+    assert first.statuses["csv"] == "unchanged"  # it only waits
+    assert {s for n, s in first.statuses.items() if n not in ("csv", "limit-ranges")} == {"changed"}
+    c = cluster_objects
+    (group,) = c.items("operators.coreos.com/v1", "OperatorGroup", user)
+    assert group["spec"]["targetNamespaces"] == [user]
+    sub = c.get(OLM, "Subscription", "rhsso-operator", user)
+    assert (sub["spec"]["installPlanApproval"], sub["spec"]["startingCSV"]) == ("Manual", PINNED)
+    (plan,) = c.items(OLM, "InstallPlan", user)
+    assert plan["spec"]["approved"] is True
+    csvs = {
+        o["metadata"]["name"]: o["status"]["phase"]
+        for o in c.items(OLM, "ClusterServiceVersion", user)
+    }
+    assert csvs[PINNED] == "Succeeded"
+    assert len(csvs) > 1  # the copied CSVs of the cluster-wide mesh operators are there too
+    smcp = c.get("maistra.io/v2", "ServiceMeshControlPlane", "workshop-install", istio)
+    assert smcp["status"]["observedGeneration"] == smcp["metadata"]["generation"]
+    roll = c.get("maistra.io/v1", "ServiceMeshMemberRoll", "default", istio)
+    assert roll["status"]["configuredMembers"] == [user]
+    kiali = c.get("kiali.io/v1alpha1", "Kiali", "kiali", istio)
+    assert kiali["spec"]["kubernetes_config"]["excluded_workloads"] == [
+        "CronJob",
+        "Job",
+        "ReplicationController",
+    ]
+    assert kiali["spec"]["deployment"]["accessible_namespaces"] == [user]  # the SMMR's, untouched
+    assert c.get("networking.k8s.io/v1", "NetworkPolicy", "allow-from-mesh", user) is not None
+
+    before = c.all_versions(user)
+    second = runner("--user", user)
+    assert second.code == 0, second.stderr
+    assert set(second.statuses.values()) == {"unchanged"}, second.result
+    assert c.all_versions(user) == before
+
+
+def test_olm_traps_plan_phase_empty_for_a_while_and_plan_for_two_subscriptions(
+    runner: Any, cluster_objects: Cluster, unique_user: str, sim_knobs: Any
+) -> None:
+    """Resolution takes 2 s, so the plan covers both Subscriptions; its phase then stays empty
+    for 2 s: the step must not approve it before RequiresApproval (OLM would make a duplicate)."""
+    user = unique_user
+    sim_knobs.set(
+        {"kind": "Subscription", "delay": 2.0, "jitter": 0},
+        {"kind": "InstallPlan", "delay": 2.0, "jitter": 0},
+    )
+    assert runner("--user", user, "--steps", "namespace,catalog-source").code == 0
+    other = {"apiVersion": OLM, "kind": "Subscription",
+             "metadata": {"name": "other-operator", "namespace": user},
+             "spec": {"channel": "stable", "name": "other-operator", "source": "rhsso-catalog",
+                      "sourceNamespace": user, "installPlanApproval": "Manual",
+                      "startingCSV": "other-operator.v1.2.0"}}  # fmt: skip
+    cluster_objects.res(OLM, "Subscription").create(body=other, namespace=user)
+    out = runner("--user", user, "--steps", "sso-operator,install-plan,csv")
+    assert out.code == 0, out.stderr
+    (plan,) = cluster_objects.items(OLM, "InstallPlan", user)  # no duplicate
+    assert sorted(plan["spec"]["clusterServiceVersionNames"]) == ["other-operator.v1.2.0", PINNED]
+    assert plan["spec"]["approved"] is True
+    assert "also installs other-operator.v1.2.0" in out.detail("install-plan")
+    lines = events(out)
+    waits = [x for x in lines if x["event"] == "waiting" and x["step"] == "install-plan"]
+    assert waits  # it waited (phase empty) rather than approving at once
+
+
+def test_injected_csv_failure_is_exit_6_naming_csv_and_reason(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    sim_knobs.set({"kind": "CSV", "fail": "InstallComponentFailed: injected by the test"})
+    out = runner("--user", unique_user)
+    assert out.code == 6, out.stderr
+    assert out.result["failed_step"] == "csv"
+    assert PINNED in out.result["reason"]
+    assert "InstallComponentFailed: injected by the test" in out.result["reason"]
+    assert out.statuses["csv"] == "failed"
+    assert out.statuses["extra"] == "skipped"  # the other chain stopped cleanly
+    assert "failed" not in {s for n, s in out.statuses.items() if n != "csv"}
+
+
+def test_smcp_webhook_refusing_at_first_still_succeeds(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    sim_knobs.set({"kind": "webhook", "refuse_for": 3})
+    out = runner("--user", unique_user, "--steps", "namespace,istio-namespace,limit-ranges,smcp")
+    assert out.code == 0, out.stderr
+    retries = [x for x in events(out) if x["event"] == "retrying" and x["step"] == "smcp"]
+    assert retries, "the webhook was expected to refuse the first attempts"
+    assert "smcp.validation.maistra.io" in retries[0]["error"]
+    assert out.detail("smcp").endswith("; Ready")
+
+
+def test_member_roll_keeps_members_already_there(
+    runner: Any, cluster_objects: Cluster, unique_user: str
+) -> None:
+    user, istio, other = unique_user, f"{unique_user}-istio", f"{unique_user}-bookinfo"
+    for ns in (istio, other):
+        cluster_objects.core.create_namespace({"metadata": {"name": ns}})
+    roll = {
+        "apiVersion": "maistra.io/v1",
+        "kind": "ServiceMeshMemberRoll",
+        "metadata": {"name": "default", "namespace": istio},
+        "spec": {"members": [other]},
+    }
+    cluster_objects.res("maistra.io/v1", "ServiceMeshMemberRoll").create(body=roll, namespace=istio)
+    try:
+        out = runner(
+            "--user", user, "--steps", "namespace,istio-namespace,limit-ranges,smcp,member-roll"
+        )
+        assert out.code == 0, out.stderr
+        assert f"added {user} to ServiceMeshMemberRoll {istio}/default; kept {other}" in out.detail(
+            "member-roll"
+        )
+        live = cluster_objects.get("maistra.io/v1", "ServiceMeshMemberRoll", "default", istio)
+        assert live["spec"]["members"] == [other, user]
+        assert sorted(live["status"]["configuredMembers"]) == sorted([other, user])
+    finally:
+        cluster_objects.core.delete_namespace(other)
+
+
+def test_slow_smcp_beyond_its_deadline_is_exit_5_with_its_conditions(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    # Each SMCP transition takes 2 s: "begin" conditions are written, "installed" comes after
+    # the 3 s deadline.
+    sim_knobs.set({"kind": "SMCP", "delay": 2.0, "jitter": 0})
+    out = runner(
+        "--user", unique_user, "--steps", "namespace,istio-namespace,limit-ranges,smcp",
+        "--timeout", "smcp=3",
+    )  # fmt: skip
+    assert out.code == 5, out.stderr
+    assert out.result["failed_step"] == "smcp"
+    reason = out.result["reason"]
+    assert f"ServiceMeshControlPlane {unique_user}-istio/workshop-install" in reason
+    assert "timed out; last observed: observedGeneration (none) of generation 1" in reason
+    assert "Reconciled=False (ResourceCreated: Installing mesh generation 1)" in reason
+
+
+def test_the_two_chains_overlap_unless_serial(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    """~3 s of operator time in each chain (CSV: 4 transitions of 0.75 s; SMCP: 3 of 1 s).
+    Overlap is shown by the order of the run's own log events, not by timing."""
+    sim_knobs.set(
+        {"kind": "CSV", "delay": 0.75, "jitter": 0},
+        {"kind": "SMCP", "delay": 1.0, "jitter": 0},
+    )
+    out = runner("--user", unique_user)
+    assert out.code == 0, out.stderr
+    lines = events(out)
+    assert position(lines, "step started", "smcp") < position(lines, "step finished", "csv")
+    assert position(lines, "step started", "csv") < position(lines, "step finished", "smcp")
+
+    serial = runner("--user", f"{unique_user}s", "--serial")
+    assert serial.code == 0, serial.stderr
+    running: list[str] = []
+    order: list[str] = []
+    for x in events(serial):
+        if x["event"] == "step started":
+            assert not running, f"{x['step']} started while {running} ran"
+            running.append(x["step"])
+            order.append(x["step"])
+        elif x["event"] == "step finished":
+            running.remove(x["step"])
+    assert order == ALL_STEPS
+
+
+def test_teardown_undoes_every_step(
+    runner: Any, cluster_objects: Cluster, kubeconfig: Path, unique_user: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    user = unique_user
+    assert runner("--user", user).code == 0
+    code = main(["teardown", "--user", user], env={"KUBECONFIG": str(kubeconfig)})
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert cluster_objects.exists(user) == {"namespace": False, "istio": False}
