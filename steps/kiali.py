@@ -22,9 +22,6 @@ NEEDS = ("member-roll",)
 TIMEOUT = 300.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
-# The apiserver stamps managedFields to the second: a run that completed in the same second
-# before our change must not count as after it.
-STAMP_RESOLUTION = dt.timedelta(seconds=1)
 _UNSEEN = "<unseen>"
 
 
@@ -33,11 +30,16 @@ def exists(obj: Obj | None) -> Verdict:
 
 
 class Reconciled:
-    """Done when a reconciliation that began after our change (generation `generation`, made
-    at `since`) ended Successful; failed when it ended Failed. The Kiali operator (ansible-
+    """Done when a reconciliation after our change (generation `generation`, written at
+    `since`) ended Successful; failed when it ended Failed. The Kiali operator (ansible-
     operator) writes no observedGeneration - used when present - so a run counts as ours when
     this wait saw it start (Running reason -> Running), or when its ansibleResult.completion is
-    after our change. With no change of ours, the last run must have succeeded."""
+    not before our change. The latter also accepts a run that was already going when we
+    patched (ansible-operator then runs once more for the change): waiting for a second run
+    that an operator may coalesce into the first would hang until the deadline, which is
+    worse than ending at the end of a run that may not have seen the change. `since` is the
+    apiserver's managedFields time, to the second. With no change of ours, the last run
+    must have succeeded."""
 
     def __init__(self, generation: int | None = None, since: dt.datetime | None = None) -> None:
         self.generation, self.since = generation, since
@@ -73,7 +75,7 @@ def _completed_after(obj: Obj, since: dt.datetime | None) -> bool:
         "ansibleResult"
     )
     stamp = _time((result or {}).get("completion"))
-    return since is not None and stamp is not None and stamp >= since + STAMP_RESOLUTION
+    return since is not None and stamp is not None and stamp >= since
 
 
 def changed_at(obj: Obj) -> dt.datetime | None:
