@@ -103,7 +103,6 @@ def test_a_user_refused_by_the_guard_fails_alone(
     assert "workshop-runner may only" in failed["reason"]
 
 
-@pytest.mark.skipif("csv" not in STEP_NAMES, reason="the csv step is not in STEPS yet")
 def test_an_injected_csv_failure_fails_that_user_only(
     fleet_cluster: Cluster, wr: Any, prefix: str, sim_knobs: Any
 ) -> None:
