@@ -221,11 +221,16 @@ def run_runner_local(
         processes=len(users),
         started=t0,
     )
-    reported: dict[str, list[Any]] = {"api_requests": [], "discovery_requests": [], "wall": []}
+    reported: dict[str, list[Any]] = {
+        "api_requests": [],
+        "discovery_requests": [],
+        "seconds": [],
+        "wall": [],
+    }
     for u in users:
         marks, finished = read_runner_log(work / f"{u}.log", u)
         record.marks.update(marks)
-        for key in ("api_requests", "discovery_requests"):
+        for key in ("api_requests", "discovery_requests", "seconds"):
             if key in finished:
                 reported[key].append(finished[key])
         reported["wall"].append(results[u].wall_s)

@@ -106,6 +106,11 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "rss_max": max(rss) if rss else None,
             "startup": startup.get(name),
         }
+    zero_runs = m.select(runs, contender=OURS, kind="zero", n=1)
+    out[OURS]["in_run_zero"] = m.median(
+        x for r in zero_runs for x in r["reported"].get("seconds", [])
+    )
+    out[OURS]["self_reported"] = self_reported_check(runs)
     fleet_name = fleet_ours(runs)
     big = _largest_fleet(runs, fleet_name)
     one = [r for r in runs if r["contender"] == fleet_name and len(r["users"]) == 1]
@@ -131,6 +136,17 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def self_reported_check(runs: list[m.Run]) -> tuple[int, int, int]:
+    """(runs, runs whose FlowSchema count equals the runner's own count, runs compared)."""
+    agree = compared = 0
+    for r in runs:
+        own = r["reported"].get("api_requests") or []
+        if r["contender"].startswith("workshop-runner") and len(own) == len(r["users"]):
+            compared += 1
+            agree += int(sum(own) == m.requests(r)["total"])
+    return len(runs), agree, compared
+
+
 def _num(value: float | None, unit: str = "", digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
@@ -143,7 +159,11 @@ def main_table(fig: dict[str, dict[str, Any]]) -> list[str]:
         ("reaction latency p50 (status change → step done)", "reaction_p50", m.fmt_ms),
         ("reaction latency p95", "reaction_p95", m.fmt_ms),
         ("API requests per user (N = 1, realistic)", "requests_per_user", _num),
-        ("discovery requests per process", "discovery_per_process", _num),
+        (
+            "discovery requests (per runner process; per run for the peers)",
+            "discovery_per_process",
+            _num,
+        ),
         ("peak RSS of the largest process (MiB)", "rss_max", _num),
         ("process start → first API connection", "startup", m.fmt_ms),
     ]
@@ -212,6 +232,52 @@ def goals(results: dict[str, Any], fig: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def missed(fig: dict[str, dict[str, Any]], fleet_name: str) -> list[str]:
+    """Plain explanations for the goals the table marks missed, from the same figures."""
+    o, big = fig[OURS], fig.get(fleet_name) or {}
+    out = []
+    zero, inside, first = o["zero"], o.get("in_run_zero"), o["startup"]
+    if zero is not None and zero > 1.0 and inside is not None:
+        out.append(
+            f"Overhead: the run itself (configuration, API resolution, all steps) takes "
+            f"{m.fmt_s(inside)}; the rest of the {m.fmt_s(zero)} is the Python interpreter "
+            f"starting, importing the kubernetes client and exiting ({m.fmt_ms(first)} before "
+            "the first API connection). With zero operator delay the wall time also contains "
+            "the simulators' own reaction to each transition on the critical path."
+        )
+    local, pod = o["requests_per_user"], big.get("requests_per_user")
+    if (local or 0) > 40 or (pod or 0) > 40:
+        out.append(
+            f"API requests: {_num(local)} per user for a runner started with a kubeconfig, "
+            f"{_num(pod)} in a pod, where it also patches its own Pod's step annotation at "
+            "every step start and end."
+        )
+    single = big.get("single")
+    if big and single and big["wall"] / single > 1.2:
+        out.append(
+            f"Fleet: {big['n']} runners, the API server, etcd, the controller-manager, the "
+            "simulators and the process kubelet share 2 cores; the fleet's wall time is "
+            f"{big['wall'] / single:.2f}x one user's, not 1.2x."
+        )
+    if big.get("failures"):
+        out.append(f"Fleet: {big['failures']} of {big['n']} users did not finish.")
+    return (["Where a goal is missed:", ""] + [f"- {x}" for x in out] + [""]) if out else []
+
+
+def overhead_line(o: dict[str, Any]) -> str:
+    inside, total, first = o.get("in_run_zero"), o["zero"], o["startup"]
+    if inside is None or total is None:
+        return ""
+    _, agree, compared = o["self_reported"]
+    return (
+        f"Of workshop-runner's {m.fmt_s(total)} with zero delay, {m.fmt_s(inside)} is the run "
+        f"itself (its 'run finished' line: configuration, API resolution, the steps); the "
+        f"rest is interpreter start, imports and exit ({m.fmt_ms(first)} to the first API "
+        f"connection). The runner counts its own requests; in {agree} of {compared} runs "
+        f"that count equals the apiserver's FlowSchema count."
+    )
+
+
 def chains_line(runs: list[m.Run]) -> str:
     found = {r["contender"]: r for r in runs if r["kind"] == "chains"}
     con, ser = found.get(OURS), found.get(SERIAL)
@@ -243,9 +309,12 @@ def render(results: dict[str, Any], plot_name: str) -> str:
         "",
         *goals(results, fig),
         "",
+        *missed(fig, fleet_name),
         "## Per user",
         "",
         *main_table(fig),
+        "",
+        overhead_line(o),
         "",
         "Concurrent chains vs `--serial` (one user, realistic delays): "
         f"{m.fmt_s(o['realistic'])} concurrent, {m.fmt_s(s['realistic'])} serial "
@@ -260,9 +329,12 @@ def render(results: dict[str, Any], plot_name: str) -> str:
         "",
     ]
     if big:
+        local = o["requests_per_user"]
         out += [
             f"Largest fleet ({fleet_name}, N = {big['n']}): {big['requests_total']} API "
-            f"requests by the runners ({_num(big['requests_per_user'])} per user, "
+            f"requests by the runners ({_num(big['requests_per_user'])} per user, against "
+            f"{_num(local)} for a runner started with a kubeconfig: in a pod it also patches "
+            "its own Pod's step annotation as steps start and end; "
             f"{_num(big['discovery_per_process'])} discovery requests per process), "
             f"{big['launcher_requests']} by the launcher; runner peak RSS median "
             f"{_num(big['rss_median'])} MiB, max {_num(big['rss_max'])} MiB; reaction latency "
