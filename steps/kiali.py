@@ -37,9 +37,8 @@ class Reconciled:
     not before our change. The latter also accepts a run that was already going when we
     patched (ansible-operator then runs once more for the change): waiting for a second run
     that an operator may coalesce into the first would hang until the deadline, which is
-    worse than ending at the end of a run that may not have seen the change. `since` is the
-    apiserver's managedFields time, to the second. With no change of ours, the last run
-    must have succeeded."""
+    worse than ending at the end of a run that may not have seen the change. `since`: when
+    the change was made. With no change of ours, the last run must have succeeded."""
 
     def __init__(self, generation: int | None = None, since: dt.datetime | None = None) -> None:
         self.generation, self.since = generation, since
@@ -113,10 +112,14 @@ def run(ctx: StepContext) -> StepResult:
         ctx.wait(target, Reconciled(), "reconciled without failure", known=live)
         return StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
     patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
+    sent = dt.datetime.now(dt.UTC)
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
     verb = "would set" if ctx.dry_run else "set"
     detail = f"{verb} excluded_workloads of {what} to {', '.join(wanted)}"
-    predicate = Reconciled(patched["metadata"].get("generation"), changed_at(patched))
+    # The apiserver's time of the change (to the second) or our clock when we sent it,
+    # whichever is later: a run that ended earlier within that second is not ours.
+    since = max(t for t in (changed_at(patched), sent) if t is not None)
+    predicate = Reconciled(patched["metadata"].get("generation"), since)
     if ctx.wait(target, predicate, "reconciled after the change", known=patched) is None:
         return StepResult.done(f"{detail}; dry-run: not waiting")
     return StepResult.done(f"{detail}; reconciled")
