@@ -7,10 +7,11 @@ installing is reported here (exit 6 with its reason), not as a CSV that never ap
 from __future__ import annotations
 
 from runner.context import StepContext
-from runner.errors import Conflict
+from runner.errors import Conflict, WaitTimeout
 from runner.result import StepResult
 from runner.waits import CollectionPredicate, Obj, Target, Verdict, done, failed, pending
-from steps._olm import CSV, INSTALL_PLAN, failure_reason, phase, pinned_csv
+from steps._olm import CSV, INSTALL_PLAN, SUBSCRIPTION_TEMPLATE, failure_reason, phase, pinned_csv
+from steps._status import describe_conditions
 
 NAME = "install-plan"
 DESCRIPTION = "Approve the InstallPlan listing the pinned CSV (only in RequiresApproval)"
@@ -57,6 +58,16 @@ def plan_for(csv: str) -> CollectionPredicate:
 
 def run(ctx: StepContext) -> StepResult:
     ns, csv = pinned_csv(ctx)
+    try:
+        return approve(ctx, ns, csv)
+    except WaitTimeout as e:  # why no plan came is in the Subscription (ResolutionFailed ...)
+        sub = ctx.object(SUBSCRIPTION_TEMPLATE)
+        live = ctx.kube.get(sub["apiVersion"], sub["kind"], sub["metadata"]["name"], ns)
+        state = describe_conditions(live) if live else "not found"
+        raise WaitTimeout(f"{e}; Subscription {sub['metadata']['name']}: {state}") from None
+
+
+def approve(ctx: StepContext, ns: str, csv: str) -> StepResult:
     target = Target(*INSTALL_PLAN, ns)
     approved: list[str] = []
     while True:  # every pass waits with the step's deadline

@@ -249,9 +249,20 @@ def test_install_plan_failed_is_exit_6_with_the_reason() -> None:
 
 
 def test_install_plan_never_listed_times_out_naming_what_it_waited_for() -> None:
+    sub = {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "Subscription",
+        "metadata": {"name": "rhsso-operator", "namespace": "user1"},
+        "status": {"conditions": [{
+            "type": "ResolutionFailed", "status": "True", "reason": "ConstraintsNotSatisfiable",
+            "message": "no operators found in channel stable of package rhsso-operator"}]},
+    }  # fmt: skip
     with pytest.raises(WaitTimeout, match=f"no InstallPlan lists {PINNED} yet") as e:
-        run_plan([OTHERS], [])
+        run_plan([OTHERS, sub], [])
     assert e.value.exit_code == 5
+    assert "Subscription rhsso-operator: ResolutionFailed=True (ConstraintsNotSatisfiable: no " in (
+        str(e.value)
+    )
 
 
 def test_install_plan_dry_run_does_not_look() -> None:
