@@ -35,7 +35,7 @@ from tests.faults.support import (
     wait_steps,
 )
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]  # the module fixture runs them all
 
 WAIT_DELAY = 1.5  # seconds per simulated transition of the waited-on kind: the wait lasts
 KILL_INTO_WAIT = 0.4  # ... and the kill lands this long after the runner says "waiting"
