@@ -36,6 +36,7 @@ from runner.discovery import AggregatedDiscoverer
 from runner.errors import (
     ApiMissing,
     Conflict,
+    Forbidden,
     InvalidInput,
     NotFound,
     TransientError,
@@ -57,6 +58,10 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
 ]
 FIELD_MANAGER = "workshop-runner"
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
+# A restarted kube-apiserver answers 403 for a moment while its RBAC informers fill
+# (kubernetes/kubernetes#121635): within this many seconds of a connection failure, a 403 is
+# retried like a transient error instead of ending the run with exit 4.
+SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 T = TypeVar("T")
 
@@ -106,10 +111,18 @@ class Cluster:
         self.discovery.on_request = lambda _path: self.count()
         self._lock = threading.Lock()
         self.requests = 0
+        self.unsettled_until = float("-inf")
 
     def count(self) -> None:
         with self._lock:
             self.requests += 1
+
+    def note_transient(self, now: float) -> None:
+        """A connection failed or a stream broke: the server may be (re)starting."""
+        self.unsettled_until = max(self.unsettled_until, now + SETTLE_SECONDS)
+
+    def settling(self, now: float) -> bool:
+        return now < self.unsettled_until
 
     def close(self) -> None:
         self.api_client.close()
@@ -321,6 +334,7 @@ class Kube:
                     yield event
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
             self.cancel.check()
+            self.cluster.note_transient(self.deadline.clock())
             raise TransientError(f"watch {what}: stream broke: {type(e).__name__}") from None
         finally:
             unregister()
@@ -347,6 +361,11 @@ class Kube:
                 return fn()
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
                 error = classify(e, action, what)
+            now = self.deadline.clock()
+            if isinstance(error, TransientError):
+                self.cluster.note_transient(now)
+            elif isinstance(error, Forbidden) and self.cluster.settling(now):
+                error = TransientError(f"{error} (the API server reconnected moments ago)")
             if not isinstance(error, TransientError):
                 raise error
             delay = error.retry_after

@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from runner import errors
 from runner.apierrors import translate
 from runner.discovery import AggregatedDiscoverer
-from runner.kube import Kube, is_subset
+from runner.kube import SETTLE_SECONDS, Cluster, Kube, is_subset
 from runner.logs import get_logger
 from runner.waits import CancelToken, Deadline
 
@@ -29,9 +29,13 @@ class Clock:
 class FakeCluster:
     def __init__(self) -> None:
         self.requests = 0
+        self.unsettled_until = float("-inf")
 
     def count(self) -> None:
         self.requests += 1
+
+    note_transient = Cluster.note_transient
+    settling = Cluster.settling
 
 
 def api_error(
@@ -266,3 +270,30 @@ def test_missing_api_is_not_found() -> None:
         disco.get(api_version="maistra.io/v2", kind="ServiceMeshControlPlane")
     # No refresh storm: fetched moments ago, so the miss is answered from memory.
     assert dyn.paths == ["/apis"]
+
+
+def test_forbidden_right_after_a_connection_failure_is_retried() -> None:
+    """A restarted apiserver says 403 until its RBAC caches fill (kubernetes#121635)."""
+    clock = Clock()
+    k, slept = kube(clock)
+    reset = urllib3.exceptions.ProtocolError("Connection aborted.")
+    calls = flaky(reset, api_error(403, 'clusterrole "workshop-runner" not found'))
+    assert k._call("watch", "ServiceMeshControlPlane u1-istio/workshop-install", calls) == "ok"
+    assert len(slept) == 2
+
+
+def test_forbidden_outside_the_settling_window_is_final() -> None:
+    clock = Clock()
+    k, _ = kube(clock, seconds=120)
+    reset = urllib3.exceptions.ProtocolError("Connection aborted.")
+    assert k._call("get", "Namespace u1", flaky(reset)) == "ok"
+    clock.now += SETTLE_SECONDS + 1
+    with pytest.raises(errors.Forbidden):
+        k._call("get", "Namespace u1", flaky(api_error(403)))
+
+
+def test_forbidden_without_a_connection_failure_is_final() -> None:
+    k, slept = kube(Clock())
+    with pytest.raises(errors.Forbidden):
+        k._call("create", "Namespace u1", flaky(api_error(403)))
+    assert slept == []
