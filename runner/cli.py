@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runner import config, templates
-from runner.context import StepContext, step_templates
+from runner.context import StepContext, expand_templates, step_templates
 from runner.engine import Engine
 from runner.errors import ApiMissing, InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
@@ -123,14 +123,13 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
     cluster = Cluster(cfg)
     chosen = [s for s in STEPS if s.NAME in selected]
     log.info("run started", steps=selected, dry_run=args.dry_run, serial=args.serial, config=source)
+    named_templates = step_templates(STEPS)
     try:
-        preflight(cluster, chosen, rendered, log)
+        preflight(cluster, chosen, rendered, named_templates, log)
     except _StepPreflightError as e:
         return finish(
             RunResult(user.name, e.error.exit_code, e.step or None, str(e.error)), log, termination
         )
-
-    named_templates = step_templates(STEPS)
 
     def make_context(
         step: Step, deadline: Deadline, cancel: CancelToken, step_log: Logger
@@ -182,14 +181,18 @@ class _StepPreflightError(Exception):
 
 
 def preflight(
-    cluster: Cluster, chosen: Sequence[Step], rendered: Mapping[str, list[Obj]], log: Logger
+    cluster: Cluster,
+    chosen: Sequence[Step],
+    rendered: Mapping[str, list[Obj]],
+    named: frozenset[str],
+    log: Logger,
 ) -> None:
     """Resolve every API the selected steps use before anything is written: a missing CRD
     or a rejected identity fails the run with nothing created."""
     kube = Kube(cluster, log=log, deadline=Deadline.after(PREFLIGHT_SECONDS), cancel=CancelToken())
     for step in chosen:
         apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
-        for name in getattr(step, "TEMPLATES", ()):
+        for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
             apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
         try:
             for api_version, kind in dict.fromkeys(apis):

@@ -95,6 +95,21 @@ class StepContext:
         )
 
 
+# In a step's TEMPLATES: every template that no step names (the generic `extra` step).
+OTHER_TEMPLATES = "*"
+
+
 def step_templates(steps: Sequence[Step]) -> frozenset[str]:
     """Every template a step names in its TEMPLATES."""
-    return frozenset(t for s in steps for t in getattr(s, "TEMPLATES", ()))
+    named = (t for s in steps for t in getattr(s, "TEMPLATES", ()))
+    return frozenset(t for t in named if t != OTHER_TEMPLATES)
+
+
+def expand_templates(
+    templates: Sequence[str], rendered: Mapping[str, object], named: frozenset[str]
+) -> list[str]:
+    """A step's TEMPLATES with OTHER_TEMPLATES expanded to the unnamed ones (sorted)."""
+    out: list[str] = []
+    for name in templates:
+        out += sorted(n for n in rendered if n not in named) if name == OTHER_TEMPLATES else [name]
+    return out

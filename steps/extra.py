@@ -4,7 +4,7 @@ letting mesh traffic into the user namespace) with a template and no code."""
 
 from __future__ import annotations
 
-from runner.context import StepContext
+from runner.context import OTHER_TEMPLATES, StepContext, expand_templates
 from runner.kube import describe
 from runner.result import StepResult
 from runner.waits import Obj
@@ -12,6 +12,7 @@ from runner.waits import Obj
 NAME = "extra"
 DESCRIPTION = "Apply any further templates (no other step names them), namespaces and RBAC first"
 NEEDS = ("rbac", "csv", "kiali")  # the end of every chain: extra objects may use any of it
+TEMPLATES = (OTHER_TEMPLATES,)  # so preflight resolves their APIs before anything is written
 TIMEOUT = 120.0
 RANK = {"Namespace": 0, "ServiceAccount": 1, "Role": 1, "ClusterRole": 1}
 RANK |= {"RoleBinding": 2, "ClusterRoleBinding": 2}
@@ -19,7 +20,7 @@ RANK |= {"RoleBinding": 2, "ClusterRoleBinding": 2}
 
 def objects(ctx: StepContext) -> list[Obj]:
     """The further templates' documents, in file then document order, stably sorted by rank."""
-    names = sorted(n for n in ctx.rendered if n not in ctx.step_templates)
+    names = expand_templates(TEMPLATES, ctx.rendered, ctx.step_templates)
     docs = [doc for name in names for doc in ctx.objects(name)]
     return sorted(docs, key=lambda d: RANK.get(d["kind"], len(RANK)))
 

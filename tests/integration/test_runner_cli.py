@@ -135,6 +135,22 @@ def test_missing_crd_is_exit_7(
     assert objects.exists(unique_user) == {"namespace": False, "istio": False}
 
 
+def test_missing_crd_of_an_extra_template_is_exit_7_before_any_write(
+    runner: Any, objects: Objects, unique_user: str, tmp_path: Path
+) -> None:
+    """A template no step names is applied by `extra`, last; its API is still resolved first."""
+    directory = tmp_path / "templates"
+    directory.mkdir()
+    (directory / "widget.yaml").write_text(
+        "apiVersion: widgets.example.com/v1\nkind: Widget\n"
+        "metadata:\n  name: w\n  namespace: ${user_namespace}\n"
+    )
+    out = runner("--user", unique_user, "--templates", str(directory))
+    _assert_refused(out, 7, "Widget (widgets.example.com/v1) is not served")
+    assert out.result["failed_step"] == "extra"
+    assert objects.exists(unique_user) == {"namespace": False, "istio": False}
+
+
 @pytest.fixture
 def service_account(api_client: Any) -> tuple[str, str]:
     """A ServiceAccount with no rights at all, in a namespace of its own."""
