@@ -102,12 +102,21 @@ def rss_file(log: Path) -> Path:
     return log.with_suffix(".maxrss")
 
 
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Every contender runs in its own session: end its whole process group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def reap(proc: subprocess.Popen[bytes], started: float, timeout: float, log: Path) -> Proc:
     try:
         proc.wait(max(0.0, started + timeout - time.monotonic()))
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
+    except BaseException:  # interrupted: leave no contender running behind us
+        kill_group(proc)
+        raise
     wall = time.monotonic() - started
     return Proc(proc.returncode, wall, read_maxrss(log), started)
 
@@ -123,6 +132,17 @@ def reap_all(
     procs: dict[str, tuple[subprocess.Popen[bytes], float, Path]], timeout: float
 ) -> dict[str, Proc]:
     """Wait for every process, noting each one's own end (not the order they are reaped in)."""
+    try:
+        return _reap_all(procs, timeout)
+    except BaseException:
+        for proc, _, _ in procs.values():
+            kill_group(proc)
+        raise
+
+
+def _reap_all(
+    procs: dict[str, tuple[subprocess.Popen[bytes], float, Path]], timeout: float
+) -> dict[str, Proc]:
     done: dict[str, Proc] = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(procs):
@@ -133,8 +153,7 @@ def reap_all(
         if time.monotonic() > deadline:
             for key, (proc, started, log) in procs.items():
                 if key not in done:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                    kill_group(proc)
                     done[key] = Proc(proc.returncode, timeout, read_maxrss(log), started)
         time.sleep(0.005)
     return done
