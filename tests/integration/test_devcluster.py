@@ -154,7 +154,17 @@ def test_service_account_needs_rbac(cluster: Cluster, api_client: Any, unique_us
                 "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": unique_user}],
             }
         )
-        made = client.CoreV1Api(sa_api).create_namespace(target)
+
+        def create_once_allowed() -> Any:
+            # The authorizer sees the new binding through an informer: allowed within moments.
+            try:
+                return client.CoreV1Api(sa_api).create_namespace(target)
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                return None
+
+        made = eventually(create_once_allowed, what="the ClusterRoleBinding to take effect")
     assert made.metadata.name == f"{unique_user}-made"
 
 

@@ -4,6 +4,7 @@ simulated operators: a full run, re-run, the OLM traps, failures, deadlines, con
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,14 @@ def test_full_run_then_rerun_changes_nothing(
     assert kiali["spec"]["deployment"]["accessible_namespaces"] == [user]  # the SMMR's, untouched
     assert c.get("networking.k8s.io/v1", "NetworkPolicy", "allow-from-mesh", user) is not None
 
+    # OLM writes the Subscription's status (installedCSV, AtLatestKnown) after the CSV has
+    # succeeded, i.e. possibly after the run ended: let the operator settle before comparing.
+    deadline = time.monotonic() + 30
+    while c.get(OLM, "Subscription", "rhsso-operator", user)["status"].get("state") != (
+        "AtLatestKnown"
+    ):
+        assert time.monotonic() < deadline, "the Subscription never reached AtLatestKnown"
+        time.sleep(0.1)
     before = c.all_versions(user)
     second = runner("--user", user)
     assert second.code == 0, second.stderr
