@@ -326,19 +326,9 @@ class Kube:
                 "GET", _path(res, namespace=target.namespace), serialize=False, **params
             ),
         )
-        unregister = self.cancel.on_cancel(resp.shutdown)
-        try:
-            for line in iter_resp_lines(resp):
-                if line:
-                    event: Obj = json.loads(line)
-                    yield event
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-            self.cancel.check()
-            self.cluster.note_transient(self.deadline.clock())
-            raise TransientError(f"watch {what}: stream broke: {type(e).__name__}") from None
-        finally:
-            unregister()
-            resp.release_conn()
+        yield from watch_events(
+            resp, self.cancel, what, lambda: self.cluster.note_transient(self.deadline.clock())
+        )
 
     # -- plumbing --------------------------------------------------------------------------
     def _json(self, action: str, what: str, method: str, path: str, **params: Any) -> Obj:
@@ -379,6 +369,27 @@ class Kube:
             self.log.warning("retrying", object=what, error=str(error), delay=round(delay, 3))
             self._sleep(delay)
             attempt += 1
+
+
+def watch_events(
+    resp: Any, cancel: CancelToken, what: str, on_break: Callable[[], None] | None = None
+) -> Iterator[Obj]:
+    """The events of an open watch response; a broken stream is a TransientError (the caller
+    resumes from its last resourceVersion), cancellation closes the stream at once."""
+    unregister = cancel.on_cancel(resp.shutdown)
+    try:
+        for line in iter_resp_lines(resp):
+            if line:
+                event: Obj = json.loads(line)
+                yield event
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+        cancel.check()
+        if on_break:
+            on_break()
+        raise TransientError(f"watch {what}: stream broke: {type(e).__name__}") from None
+    finally:
+        unregister()
+        resp.release_conn()
 
 
 def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:

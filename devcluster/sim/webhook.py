@@ -15,8 +15,6 @@ failurePolicy Fail), exactly as it calls the real ones:
 from __future__ import annotations
 
 import base64
-import datetime as _dt
-import ipaddress
 import json
 import logging
 import ssl
@@ -54,71 +52,18 @@ SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5", "v2.6")
 
 def make_certs(directory: Path) -> tuple[bytes, Path, Path]:
     """A throwaway CA and a serving certificate for 127.0.0.1: (CA PEM, cert file, key file)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
+
+    from devcluster import pki
 
     directory.mkdir(parents=True, exist_ok=True)
-    now = _dt.datetime.now(_dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "devcluster-sim-webhook-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=365))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    ca = pki.make_ca(directory, "devcluster-sim-webhook-ca")
+    ca_pem = ca[0].public_bytes(serialization.Encoding.PEM)
     cert_file, key_file = directory / "webhook.crt", directory / "webhook.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_pem)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    pki.make_leaf(
+        ca, cert_file, key_file, "127.0.0.1", dns=("localhost",), ips=("127.0.0.1",), server=True
     )
-    key_file.chmod(0o600)
+    cert_file.write_bytes(cert_file.read_bytes() + ca_pem)
     return ca_pem, cert_file, key_file
 
 

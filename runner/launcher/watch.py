@@ -15,7 +15,6 @@ between threads.
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -24,11 +23,10 @@ from typing import Any, Literal
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from runner.apierrors import classify
 from runner.errors import ApiError, InternalError, RunnerError, TransientError
-from runner.kube import REQUEST_TIMEOUT, Kube
+from runner.kube import REQUEST_TIMEOUT, Kube, watch_events
 from runner.launcher.progress import Kind
 from runner.waits import CancelToken, Obj
 
@@ -135,15 +133,4 @@ class LaunchWatch:
             )
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as e:
             raise classify(e, "watch", what) from None
-        unregister = self.cancel.on_cancel(resp.shutdown)
-        try:
-            for line in iter_resp_lines(resp):
-                if line:
-                    event: Obj = json.loads(line)
-                    yield event
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as e:
-            self.cancel.check()
-            raise TransientError(f"watch {what}: stream broke: {type(e).__name__}") from None
-        finally:
-            unregister()
-            resp.release_conn()
+        yield from watch_events(resp, self.cancel, what)
