@@ -236,7 +236,7 @@ def run_runner_local(
         wall_s=wall,
         exit_code=max(r.exit_code for r in results.values()),
         flows=_delta(st, before),
-        rss_mib=[r.maxrss_kib / 1024 for r in results.values()],
+        rss_mib=[r.maxrss_kib / 1024 for r in results.values() if r.maxrss_kib],
         processes=len(users),
         started=t0,
     )
@@ -293,7 +293,7 @@ def run_ansible(st: Stage, users: list[str], tag: str, *, profile: str) -> RunRe
         exit_code=proc.exit_code,
         marks=read_mark_lines(marks),
         flows=_delta(st, before),
-        rss_mib=[proc.maxrss_kib / 1024],
+        rss_mib=[proc.maxrss_kib / 1024] if proc.maxrss_kib else [],
         processes=1,
         started=t0,
     )
@@ -327,7 +327,7 @@ def run_bash(st: Stage, users: list[str], tag: str, *, parallel: bool, profile: 
         exit_code=proc.exit_code,
         marks=read_mark_lines(marks),
         flows=_delta(st, before),
-        rss_mib=[proc.maxrss_kib / 1024],
+        rss_mib=[proc.maxrss_kib / 1024] if proc.maxrss_kib else [],
         processes=len(users) if parallel else 1,
         started=t0,
     )
