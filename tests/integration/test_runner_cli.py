@@ -18,21 +18,6 @@ ISSUE4 = "namespace,catalog-source,rbac,istio-namespace,limit-ranges"
 NO_WAIT = "namespace,rbac,istio-namespace,limit-ranges"
 
 
-@pytest.fixture
-def objects(api_client: Any) -> Objects:
-    return Objects(api_client)
-
-
-@pytest.fixture
-def runner(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*argv: str, env: dict[str, str] | None = None) -> Outcome:
-        return run_inprocess(
-            list(argv), tmp_path, capsys, {"KUBECONFIG": str(kubeconfig), **(env or {})}
-        )
-
-    return run
-
-
 def _assert_refused(out: Outcome, code: int, message: str) -> None:
     assert out.code == code, out.stderr
     lines = out.stderr.splitlines()

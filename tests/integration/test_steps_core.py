@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.integration.test_runner_support import Objects, Outcome, run_inprocess
+from tests.integration.test_runner_support import Objects
 
 pytestmark = pytest.mark.integration
 CORE = ["namespace", "catalog-source", "rbac", "istio-namespace", "limit-ranges"]
@@ -20,21 +20,6 @@ def core(statuses: dict[str, str]) -> dict[str, str]:
     others = {name: status for name, status in statuses.items() if name not in CORE}
     assert set(others.values()) <= {"skipped"}, others
     return {name: status for name, status in statuses.items() if name in CORE}
-
-
-@pytest.fixture
-def objects(api_client: Any) -> Objects:
-    return Objects(api_client)
-
-
-@pytest.fixture
-def runner(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*argv: str, env: dict[str, str] | None = None) -> Outcome:
-        return run_inprocess(
-            list(argv), tmp_path, capsys, {"KUBECONFIG": str(kubeconfig), **(env or {})}
-        )
-
-    return run
 
 
 def test_full_run_then_rerun_changes_nothing(

@@ -14,7 +14,7 @@ from kubernetes.dynamic import DynamicClient
 
 from runner.cli import main
 from steps import STEPS
-from tests.integration.test_runner_support import Objects, Outcome, run_inprocess
+from tests.integration.test_runner_support import Objects, Outcome
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 PINNED = "rhsso-operator.7.5.2-opr-001"
@@ -64,14 +64,6 @@ class Cluster(Objects):
 @pytest.fixture
 def cluster_objects(api_client: Any) -> Cluster:
     return Cluster(api_client)
-
-
-@pytest.fixture
-def runner(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Any:
-    def run(*argv: str) -> Outcome:
-        return run_inprocess(list(argv), tmp_path, capsys, {"KUBECONFIG": str(kubeconfig)})
-
-    return run
 
 
 def events(out: Outcome) -> list[dict[str, Any]]:
