@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from steps import STEPS
+from tests.manifests import apply_manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(sys.executable).parent / "workshop-runner"
@@ -258,32 +259,7 @@ def step_event(step: str, event: str) -> Callable[[dict[str, Any]], bool]:
 # -- the runner's identity -------------------------------------------------------------------
 def deploy_runner_identity(kubeconfig: Path) -> None:
     """`kubectl apply --server-side -k manifests` as the admin (namespace, SA, RBAC, guard)."""
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "manifests")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    applied = subprocess.run(
-        [
-            "kubectl",
-            f"--kubeconfig={kubeconfig}",
-            "apply",
-            "--server-side",
-            "--field-manager=workshop-runner-faults",
-            "--force-conflicts",
-            "-f",
-            "-",
-        ],
-        input=rendered,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if applied.returncode != 0:
-        raise RuntimeError(f"kubectl apply of manifests failed: {applied.stderr}")
+    apply_manifests(kubeconfig, "workshop-runner-faults")
 
 
 # -- simulator knobs -------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from devcluster.cluster import Cluster
-from steps import STEPS
+from tests.manifests import apply_manifests
 
 pytestmark = [
     pytest.mark.integration,
@@ -117,31 +117,7 @@ def user(name: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def deployed(cluster: Cluster) -> Path:
     """`kubectl apply --server-side -k manifests` as the admin; returns the SA's kubeconfig."""
-    rendered = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "manifests")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    applied = subprocess.run(
-        [
-            "kubectl",
-            f"--kubeconfig={cluster.kubeconfig}",
-            "apply",
-            "--server-side",
-            "--field-manager=workshop-runner-tests",
-            "--force-conflicts",
-            "-f",
-            "-",
-        ],
-        input=rendered,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert applied.returncode == 0, applied.stderr
+    apply_manifests(cluster.kubeconfig, "workshop-runner-tests")
     return cluster.sa_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
 
 
@@ -334,8 +310,6 @@ def test_full_run_as_the_service_account(
 ) -> None:
     """All steps for one user with the manifests' identity, against the simulated operators.
     Also measures the runner's peak RSS, which the Job's memory limit is sized from."""
-    if [s.NAME for s in STEPS] != FULL_STEPS:
-        pytest.skip(f"runner has steps {[s.NAME for s in STEPS]}, not yet all of {FULL_STEPS}")
     try:
         request.getfixturevalue("simulators")
     except pytest.FixtureLookupError:
