@@ -9,6 +9,7 @@ pool (client certificate or token, CA), and requests/responses are raw JSON.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,20 @@ import urllib3
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+RETRY_AFTER_ATTEMPTS = 10  # client-go's maxRetries for a 429 with Retry-After
+RETRY_AFTER_CAP = 2.0  # seconds; the API server asks for 1
+
+
+def _retry_after(resp: urllib3.BaseHTTPResponse) -> float | None:
+    """The wait a 429 asks for, or None when the answer is not one to retry."""
+    if resp.status != 429:
+        return None
+    try:
+        seconds = float(resp.headers.get("Retry-After") or "")
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+
 
 Obj = dict[str, Any]
 
@@ -114,14 +129,21 @@ class Kube:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = content_type
-        resp = self._pool.request(
-            method,
-            url,
-            body=data,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=5.0, read=timeout),
-            retries=False,
-        )
+        for attempt in range(RETRY_AFTER_ATTEMPTS + 1):
+            resp = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=5.0, read=timeout),
+                retries=False,
+            )
+            wait = _retry_after(resp)
+            if wait is None or attempt == RETRY_AFTER_ATTEMPTS:
+                break
+            # As client-go does: a 429 with Retry-After (the watch cache of a fresh or reset
+            # resource is "(re)initializing", priority-and-fairness) is retried after the wait.
+            time.sleep(wait)
         text = resp.data
         if resp.status >= 300:
             raise _error(resp.status, text, f"{method} {path}")

@@ -293,7 +293,8 @@ class Simulators:
         if not (with_smcp or with_projects):
             return
         self.webhook = WebhookServer(
-            Admission(self.store, self.source.current), self.state_dir / "webhook"
+            Admission(self.store, self.source.current, lambda ns: self.kube.list(SMCPS, ns)[0]),
+            self.state_dir / "webhook",
         )
         self.webhook.start()
         self.webhook.register(self.kube, with_smcp, with_projects)

@@ -79,9 +79,22 @@ def _response(
 class Admission:
     """The decisions, separate from HTTP so they can be tested as plain functions."""
 
-    def __init__(self, store: Store, knobs: Callable[[], Knobs]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        knobs: Callable[[], Knobs],
+        live_smcps: Callable[[str], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.store = store
         self.knobs = knobs
+        # The one-mesh rule reads the API (a quorum list) when it can: the informer may not have
+        # seen an SMCP created a moment ago, and a create right after it must still be refused.
+        self.live_smcps = live_smcps
+
+    def _smcps(self, namespace: str) -> list[dict[str, Any]]:
+        if self.live_smcps is not None:
+            return self.live_smcps(namespace)
+        return self.store.list(SMCPS, namespace)
 
     def smcp_refusing(self, namespace: str) -> bool:
         return self.knobs().refusing(namespace)
@@ -97,7 +110,7 @@ class Admission:
         if version and version not in SUPPORTED_VERSIONS:
             return _response(uid, False, 400, "BadRequest", f"invalid version: {version}")
         if request.get("operation") == "CREATE":
-            others = [s for s in self.store.list(SMCPS, ns) if s["metadata"]["name"] != name]
+            others = [s for s in self._smcps(ns) if s["metadata"]["name"] != name]
             if others:
                 return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
         return _response(uid, True)

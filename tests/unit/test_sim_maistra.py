@@ -351,6 +351,23 @@ def test_smcp_admission_refuses_in_the_window_then_enforces_one_mesh() -> None:
     assert adm.validate_smcp(bad)["response"]["status"]["code"] == 400
 
 
+def test_smcp_one_mesh_rule_reads_the_live_list_not_a_lagging_informer() -> None:
+    live: list[dict[str, Any]] = []
+    k = knobs.build([], started_at=0.0)
+    k.refuse_seconds = 0  # outside the start-up window
+    adm = Admission(FakeWorld().store, lambda: k, lambda ns: live)
+    req = {
+        "uid": "2",
+        "namespace": CP,
+        "operation": "CREATE",
+        "object": {"metadata": {"name": "another"}, "spec": {"version": "v2.4"}},
+    }
+    assert adm.validate_smcp(req)["response"]["allowed"] is True
+    live.append({"metadata": {"name": "basic", "namespace": CP}})  # the informer has not seen it
+    answer = adm.validate_smcp(req)["response"]
+    assert (answer["allowed"], answer["status"]["message"]) == (False, ONE_MESH_MESSAGE)
+
+
 def test_project_request_mutation_stamps_the_requester() -> None:
     adm = Admission(FakeWorld().store, lambda: FAST)
     req = {
