@@ -20,6 +20,7 @@ from runner.errors import ApiMissing, InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import cli as launcher
 from runner.logs import Logger, configure, get_logger
+from runner.progress import ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
 from steps import STEPS
@@ -148,19 +149,16 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
             named_templates,
         )
 
-    engine = Engine(
-        STEPS,
-        make_context,
-        log=log,
-        on_progress=pod_annotator(cluster, env, log),
-        timeouts=timeouts,
-    )
+    progress = pod_annotator(cluster, env, log)
+    engine = Engine(STEPS, make_context, log=log, on_progress=progress, timeouts=timeouts)
     previous = _on_sigterm(lambda: engine.stop("terminated by SIGTERM"))
     try:
         result = engine.run(user.name, selected, serial=args.serial)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if progress is not None:
+            progress.close(ANNOTATE_SECONDS)
     log.info(
         "run finished",
         outcome=result.outcome,
@@ -203,14 +201,14 @@ def preflight(
             raise _StepPreflightError("", e) from None
 
 
-def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Any:
-    """In a pod, show the running step(s) on it; a failure to annotate is only logged."""
+def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> ProgressWriter | None:
+    """In a pod, show the running step(s) on it (coalesced, from a background thread); a
+    failure to annotate is only logged."""
     pod, namespace = env.get("POD_NAME"), env.get("POD_NAMESPACE")
     if not pod or not namespace:
         return None
 
-    def annotate(running: list[str]) -> None:
-        value = ",".join(running)
+    def annotate(value: str) -> None:
         kube = Kube(
             cluster, log=log, deadline=Deadline.after(ANNOTATE_SECONDS), cancel=CancelToken()
         )
@@ -221,7 +219,7 @@ def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Any:
         except RunnerError as e:
             log.warning("could not annotate own pod", object=f"Pod {namespace}/{pod}", error=str(e))
 
-    return annotate
+    return ProgressWriter(annotate)
 
 
 def _on_sigterm(stop: Callable[[], None]) -> Any:

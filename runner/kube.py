@@ -63,6 +63,7 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 # retried like a transient error instead of ending the run with exit 4.
 SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
+HTTP_CREATED = 201
 T = TypeVar("T")
 
 
@@ -112,6 +113,16 @@ class Cluster:
         self._lock = threading.Lock()
         self.requests = 0
         self.unsettled_until = float("-inf")
+        self._fresh: set[str] = set()
+
+    def mark_fresh(self, namespace: str) -> None:
+        """This process created the namespace: nothing of ours can be in it yet."""
+        with self._lock:
+            self._fresh.add(namespace)
+
+    def is_fresh(self, namespace: str | None) -> bool:
+        with self._lock:
+            return namespace in self._fresh
 
     def count(self) -> None:
         with self._lock:
@@ -180,6 +191,10 @@ class Kube:
             return False
         return True
 
+    def fresh(self, namespace: str | None) -> bool:
+        """Whether this process created `namespace` (so nothing of ours is in it yet)."""
+        return not self.dry_run and self.cluster.is_fresh(namespace)
+
     # -- reads -----------------------------------------------------------------------------
     def get(
         self, api_version: str, kind: str, name: str, namespace: str | None = None
@@ -207,7 +222,10 @@ class Kube:
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, desired: Obj, *, force: bool = True) -> Applied:
-        """Observe, then server-side apply only when the live object differs."""
+        """Observe, then server-side apply only when the live object differs.
+
+        In a namespace this process created moments ago there is nothing to observe: the
+        apply goes straight out (a re-run finds the namespace and observes again)."""
         kind, name, ns = (
             desired["kind"],
             desired["metadata"]["name"],
@@ -215,14 +233,19 @@ class Kube:
         )
         what = describe(kind, name, ns)
         res = self.resource(desired["apiVersion"], kind)
-        before = self.get(desired["apiVersion"], kind, name, ns if res.namespaced else None)
+        blind = res.namespaced and self.fresh(ns)
+        before = (
+            None
+            if blind
+            else self.get(desired["apiVersion"], kind, name, ns if res.namespaced else None)
+        )
         if before is not None and is_subset(desired, before):
             return Applied(before, False, f"{what} exists and matches")
         params: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
         if self.dry_run:
             params["dry_run"] = "All"
         try:
-            after = self._json(
+            after, status = self._json_status(
                 "apply",
                 what,
                 "PATCH",
@@ -244,6 +267,10 @@ class Kube:
             return Applied(after, True, f"would {verb} {what}")
         if before is not None and _rv(after) == _rv(before):
             return Applied(after, False, f"{what} already as desired")
+        if blind and status != HTTP_CREATED:
+            verb = "update"  # someone else made it first; the apply has made it ours
+        if kind == "Namespace" and status == HTTP_CREATED:
+            self.cluster.mark_fresh(name)
         self.log.info(f"{verb}d", object=what)
         return Applied(after, True, f"{verb}d {what}")
 
@@ -332,6 +359,11 @@ class Kube:
 
     # -- plumbing --------------------------------------------------------------------------
     def _json(self, action: str, what: str, method: str, path: str, **params: Any) -> Obj:
+        return self._json_status(action, what, method, path, **params)[0]
+
+    def _json_status(
+        self, action: str, what: str, method: str, path: str, **params: Any
+    ) -> tuple[Obj, int]:
         params.setdefault("_request_timeout", REQUEST_TIMEOUT)
         resp = self._call(
             action,
@@ -339,7 +371,7 @@ class Kube:
             lambda: self.cluster.dyn.request(method, path, serialize=False, **params),
         )
         data: Obj = json.loads(resp.data or b"{}")
-        return data
+        return data, int(resp.status)
 
     def _call(self, action: str, what: str, fn: Callable[[], T], *, count: bool = True) -> T:
         attempt = 0

@@ -33,42 +33,53 @@ def configured(members: list[str]) -> Predicate:
     return verdict
 
 
-def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> StepResult:
+def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[StepResult, Obj | None]:
+    """Create the roll or merge `wanted` into it; also returns the roll as last written or
+    read (None in dry-run), for the wait to start from."""
     api, kind, meta = desired["apiVersion"], desired["kind"], desired["metadata"]
     what = f"{kind} {meta['namespace']}/{meta['name']}"
+    created_msg = f"created {what} with {', '.join(wanted)}"
+    if ctx.kube.fresh(meta["namespace"]):
+        # This run created the namespace: the roll cannot be there yet (unless someone is
+        # quicker, and then the create's 409 sends us to the merge below).
+        created = ctx.kube.create(desired)
+        if created is not None:
+            return StepResult.done(created_msg), created
     for _ in range(ATTEMPTS):
         live = ctx.kube.get(api, kind, meta["name"], meta["namespace"])
         if live is None:
             if ctx.dry_run:
-                return StepResult.done(f"would create {what} with {', '.join(wanted)}")
-            if ctx.kube.create(desired) is not None:
-                return StepResult.done(f"created {what} with {', '.join(wanted)}")
+                return StepResult.done(f"would create {what} with {', '.join(wanted)}"), None
+            created = ctx.kube.create(desired)
+            if created is not None:
+                return StepResult.done(created_msg), created
             continue  # someone else created it meanwhile: merge into theirs
         members = list((live.get("spec") or {}).get("members") or [])
         missing = [m for m in wanted if m not in members]
         if not missing:
-            return StepResult.noop(f"{', '.join(wanted)} already in {what}")
+            return StepResult.noop(f"{', '.join(wanted)} already in {what}"), live
         patch = {
             "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
             "spec": {"members": members + missing},
         }
         try:
-            ctx.kube.merge_patch(api, kind, meta["name"], meta["namespace"], patch)
+            patched = ctx.kube.merge_patch(api, kind, meta["name"], meta["namespace"], patch)
         except Conflict:
             continue
         kept = f"; kept {', '.join(members)}" if members else ""
-        verb = "would add" if ctx.dry_run else "added"
-        return StepResult.done(f"{verb} {', '.join(missing)} to {what}{kept}")
+        if ctx.dry_run:
+            return StepResult.done(f"would add {', '.join(missing)} to {what}{kept}"), None
+        return StepResult.done(f"added {', '.join(missing)} to {what}{kept}"), patched
     raise WaitTimeout(f"update {what}: still conflicting after {ATTEMPTS} attempts")
 
 
 def run(ctx: StepContext) -> StepResult:
     desired = ctx.object("member-roll.yaml")
     wanted = list(desired["spec"]["members"])
-    added = add_members(ctx, desired, wanted)
+    added, known = add_members(ctx, desired, wanted)
     meta = desired["metadata"]
     target = Target(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-    if ctx.wait(target, configured(wanted), "members configured") is None:
+    if ctx.wait(target, configured(wanted), "members configured", known=known) is None:
         return StepResult(added.changed, f"{added.detail}; dry-run: not waiting")
     return StepResult(added.changed, f"{added.detail}; configured")
 

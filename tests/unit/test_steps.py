@@ -36,6 +36,10 @@ class FakeKube:
         self.objects: dict[Key, dict[str, Any]] = {self.key(o): o for o in objects}
         self.apis, self.dry_run = apis, dry_run
         self.actions: list[str] = []
+        self.fresh_namespaces: set[str] = set()  # as if this process had created them
+
+    def fresh(self, namespace: str | None) -> bool:
+        return not self.dry_run and namespace in self.fresh_namespaces
 
     @staticmethod
     def key(obj: dict[str, Any]) -> Key:

@@ -191,6 +191,42 @@ def test_member_roll_created_by_someone_else_meanwhile_is_merged_into() -> None:
     assert "kept bookinfo" in result.detail
 
 
+@pytest.mark.parametrize(
+    ("existing", "actions", "reads", "members"),
+    [
+        ([], ["create ServiceMeshMemberRoll user1-istio/default"], 0, ["user1"]),
+        (  # someone was quicker: the create's 409 sends it to the read-merge-write
+            [smmr(["bookinfo"])],
+            [
+                "create ServiceMeshMemberRoll user1-istio/default",
+                "patch ServiceMeshMemberRoll user1-istio/default",
+            ],
+            1,
+            ["bookinfo", "user1"],
+        ),
+    ],
+)
+def test_member_roll_in_a_namespace_this_run_created_creates_without_reading(
+    existing: list[Obj], actions: list[str], reads: int, members: list[str]
+) -> None:
+    kube = ScriptedKube(copy.deepcopy(existing), [READY])
+    kube.fresh_namespaces.add("user1-istio")
+    gets: list[str] = []
+    original_get = kube.get
+
+    def counting_get(api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
+        gets.append(kind)
+        return original_get(api_version, kind, name, namespace)
+
+    kube.get = counting_get  # type: ignore[method-assign]
+    result = member_roll.run(context(member_roll, kube))
+    assert kube.actions == actions
+    assert gets.count("ServiceMeshMemberRoll") == reads
+    live = kube.objects[("ServiceMeshMemberRoll", "user1-istio", "default")]
+    assert live["spec"]["members"] == members
+    assert result.detail.endswith("; configured")
+
+
 def test_member_roll_timeout_reports_status() -> None:
     with pytest.raises(
         WaitTimeout, match="configuredMembers=\\[\\]; Ready=False \\(SMCPReconciling"
