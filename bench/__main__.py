@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import contenders as c
 from bench import env, report
-from bench.observe import RssSampler, first_connection
+from bench.observe import RssSampler, first_connection, read_machine_cpu
 from bench.profiles import PROFILES, REALISTIC, ZERO, Profile
 from bench.stage import Stage, stage
 
@@ -38,6 +38,12 @@ RSS_PATTERNS = {
     "runner": r"workshop-runner run",
     "kubectl": r"/kubectl ",
     "ansible": r"ansible-playbook|AnsiballZ",
+    # for CPU time only: where the rest of the machine's CPU goes during a fleet run
+    "launcher": r"workshop-runner launch",
+    "kube-apiserver": r"/kube-apiserver ",
+    "etcd": r"/etcd ",
+    "kube-controller-manager": r"/kube-controller-manager ",
+    "simulators and kubelet": r"-m devcluster\.sim",
 }
 METHOD = [
     "The one-user phases (zero, realistic) run the contenders one after another, each with "
@@ -223,6 +229,7 @@ class Bench:
         with stage(name, self.run_dir, REALISTIC, runner_namespaces=ns, kubelet=kubelet) as st:
             sampler = RssSampler(RSS_PATTERNS)
             sampler.start()
+            cpu_before = read_machine_cpu()
             try:
                 users = [f"user{i}" for i in range(1, n + 1)]
                 if who == "bash":
@@ -234,6 +241,9 @@ class Bench:
                     rec = dataclasses.replace(rec, contender=report.LOCAL_OURS)
             finally:
                 sampler.stop()
+            busy, total = (a - b for a, b in zip(read_machine_cpu(), cpu_before, strict=True))
+            rec.cpu = {"machine_busy": round(busy / total, 3) if total else None}
+            rec.cpu |= {"seconds": sampler.cpu_seconds(), "cores": os.cpu_count()}
             if kubelet:
                 rec.rss_mib = sampler.peaks_mib("runner")
             self.record(rec, "fleet")

@@ -67,6 +67,8 @@ class RunRecord:
     started: float = 0.0
     # step -> the reference state it waits for last, where not the step's own name
     awaits: dict[str, str] = field(default_factory=dict)
+    # fleet runs: the machine's busy fraction, CPU seconds per process label, cores
+    cpu: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failures(self) -> int:

@@ -208,10 +208,33 @@ class ProcPeak:
     first_seen: float
     last_seen: float
     hwm_kib: int = 0
+    cpu_s: float = 0.0  # user + system CPU time, as last sampled
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(stat_line: str) -> float:
+    """utime + stime from a /proc/<pid>/stat line (fields 14 and 15, after the `(comm)`)."""
+    fields = stat_line.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu_ticks(proc_stat: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs from /proc/stat's first line; idle and iowait
+    are not busy."""
+    values = [int(v) for v in proc_stat.splitlines()[0].split()[1:]]
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest in user)
+    return total - values[3] - values[4], total
+
+
+def read_machine_cpu() -> tuple[int, int]:
+    return machine_cpu_ticks(Path("/proc/stat").read_text())
 
 
 class RssSampler:
-    """Peak RSS of every process whose command line matches one of `patterns` (label -> regex)."""
+    """Peak RSS and CPU time of every process whose command line matches one of `patterns`
+    (label -> regex); a process's last CPU sample before it exits (every `interval`) counts."""
 
     def __init__(self, patterns: dict[str, str], interval: float = 0.05) -> None:
         self.patterns = {label: re.compile(rx) for label, rx in patterns.items()}
@@ -253,6 +276,9 @@ class RssSampler:
             if peak is None:
                 continue
             self.procs[pid] = peak
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                peak.cpu_s = max(peak.cpu_s, process_cpu_seconds(stat))
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
@@ -268,6 +294,13 @@ class RssSampler:
 
     def peaks_mib(self, label: str) -> list[float]:
         return [p.hwm_kib / 1024 for p in self.procs.values() if p.label == label and p.hwm_kib]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds per label, summed over that label's processes."""
+        out: dict[str, float] = {}
+        for p in self.procs.values():
+            out[p.label] = out.get(p.label, 0.0) + p.cpu_s
+        return {label: round(v, 2) for label, v in sorted(out.items())}
 
 
 _FLOW = re.compile(

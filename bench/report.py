@@ -155,6 +155,7 @@ def figures(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "reaction_p95": m.pct(reaction, 0.95),
             "single": one[-1]["wall_s"] if one else out[OURS]["realistic"],
             "single_label": f"{fleet_name}, N = 1" if one else "one local process",
+            "cpu": big.get("cpu") or {},
         }
     return out
 
@@ -272,19 +273,39 @@ def missed(fig: dict[str, dict[str, Any]], fleet_name: str) -> list[str]:
     if (local or 0) > 40 or (pod or 0) > 40:
         out.append(
             f"API requests: {_num(local)} per user for a runner started with a kubeconfig, "
-            f"{_num(pod)} in a pod, where it also patches its own Pod's step annotation at "
-            "every step start and end."
+            f"{_num(pod)} in a pod, where it also patches its own Pod's step annotation "
+            "(coalesced: at most one patch per 2 s, plus one when the run ends)."
         )
     single = big.get("single")
     if big and single and big["wall"] / single > 1.2:
-        out.append(
+        fleet = (
             f"Fleet: {big['n']} runners, the API server, etcd, the controller-manager, the "
             "simulators and the process kubelet share 2 cores; the fleet's wall time is "
             f"{big['wall'] / single:.2f}x one user's, not 1.2x."
         )
+        out.append(f"{fleet} {cpu_line(big)}".rstrip())
     if big.get("failures"):
         out.append(f"Fleet: {big['failures']} of {big['n']} users did not finish.")
     return (["Where a goal is missed:", ""] + [f"- {x}" for x in out] + [""]) if out else []
+
+
+def cpu_line(big: dict[str, Any]) -> str:
+    """Where the machine's CPU went during the largest fleet run (empty for older results)."""
+    cpu = big.get("cpu") or {}
+    seconds: dict[str, float] = cpu.get("seconds") or {}
+    if not seconds or not cpu.get("cores"):
+        return ""
+    cores, n = cpu["cores"], big["n"]
+    parts = [f"{label} {v:.1f} s" for label, v in sorted(seconds.items(), key=lambda kv: -kv[1])]
+    total = sum(seconds.values())
+    runner = seconds.get("runner", 0.0)
+    busy = cpu.get("machine_busy")
+    return (
+        (f"The machine's {cores} cores were {busy:.0%} busy during the run. " if busy else "")
+        + f"CPU time: {', '.join(parts)} ({runner / n:.2f} s per runner); together "
+        f"{total:.1f} CPU-seconds, which alone need {total / cores:.1f} s of wall time on "
+        f"{cores} cores."
+    )
 
 
 def overhead_line(o: dict[str, Any]) -> str:
@@ -359,15 +380,18 @@ def render(results: dict[str, Any], plot_name: str) -> str:
     if big:
         local = o["requests_per_user"]
         out += [
-            f"Largest fleet ({fleet_name}, N = {big['n']}): {big['requests_total']} API "
-            f"requests by the runners ({_num(big['requests_per_user'])} per user, against "
-            f"{_num(local)} for a runner started with a kubeconfig: in a pod it also patches "
-            "its own Pod's step annotation as steps start and end; "
-            f"{_num(big['discovery_per_process'])} discovery requests per process), "
-            f"{big['launcher_requests']} by the launcher; runner peak RSS median "
-            f"{_num(big['rss_median'])} MiB, max {_num(big['rss_max'])} MiB; reaction latency "
-            f"p50 {m.fmt_ms(big['reaction_p50'])}, p95 {m.fmt_ms(big['reaction_p95'])} "
-            "(2 cores shared by the control plane, the simulators and every runner).",
+            (
+                f"Largest fleet ({fleet_name}, N = {big['n']}): {big['requests_total']} API "
+                f"requests by the runners ({_num(big['requests_per_user'])} per user, against "
+                f"{_num(local)} for a runner started with a kubeconfig: in a pod it also "
+                "patches its own Pod's step annotation, coalesced to at most one patch per 2 s; "
+                f"{_num(big['discovery_per_process'])} discovery requests per process), "
+                f"{big['launcher_requests']} by the launcher; runner peak RSS median "
+                f"{_num(big['rss_median'])} MiB, max {_num(big['rss_max'])} MiB; reaction "
+                f"latency p50 {m.fmt_ms(big['reaction_p50'])}, p95 "
+                f"{m.fmt_ms(big['reaction_p95'])} (2 cores shared by the control plane, the "
+                f"simulators and every runner). {cpu_line(big)}"
+            ).rstrip(),
             "",
         ]
     out += notes(results)
