@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import measures as m
+from runner.progress import INTERVAL_SECONDS
 
 OURS = "workshop-runner"
 SERIAL = "workshop-runner --serial"
@@ -274,7 +275,7 @@ def missed(fig: dict[str, dict[str, Any]], fleet_name: str) -> list[str]:
         out.append(
             f"API requests: {_num(local)} per user for a runner started with a kubeconfig, "
             f"{_num(pod)} in a pod, where it also patches its own Pod's step annotation "
-            "(coalesced: at most one patch per 2 s, plus one when the run ends)."
+            f"(coalesced: at most one patch per {INTERVAL_SECONDS:g} s)."
         )
     single = big.get("single")
     if big and single and big["wall"] / single > 1.2:
@@ -384,7 +385,8 @@ def render(results: dict[str, Any], plot_name: str) -> str:
                 f"Largest fleet ({fleet_name}, N = {big['n']}): {big['requests_total']} API "
                 f"requests by the runners ({_num(big['requests_per_user'])} per user, against "
                 f"{_num(local)} for a runner started with a kubeconfig: in a pod it also "
-                "patches its own Pod's step annotation, coalesced to at most one patch per 2 s; "
+                "patches its own Pod's step annotation, coalesced to at most one patch per "
+                f"{INTERVAL_SECONDS:g} s; "
                 f"{_num(big['discovery_per_process'])} discovery requests per process), "
                 f"{big['launcher_requests']} by the launcher; runner peak RSS median "
                 f"{_num(big['rss_median'])} MiB, max {_num(big['rss_max'])} MiB; reaction "

@@ -2,8 +2,9 @@
 
 The engine reports every change of the running set; writing each one would cost an API
 request per step start and end. A background writer coalesces them instead: the first change
-is written at once, later ones at most once per interval and only the latest, and when the run
-ends the last unwritten value is flushed. The engine never waits for the API server here.
+is written at once, later ones at most once per interval and only the latest. Nothing is
+written when the run ends: a finished Pod's outcome and failed step come from its termination
+message, which the launcher reads. The engine never waits for the API server here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from runner.waits import Clock
 
-INTERVAL_SECONDS = 2.0
+INTERVAL_SECONDS = 5.0  # a human reads the live table; real steps take minutes
 
 
 class Coalescer:
@@ -40,13 +41,6 @@ class Coalescer:
         self.written, self.last_write = self.latest, now
         return self.latest, None
 
-    def unwritten(self) -> str | None:
-        """The latest value if it has not been written (and count it as written now)."""
-        if self.latest is None or self.latest == self.written:
-            return None
-        self.written = self.latest
-        return self.latest
-
 
 class ProgressWriter:
     """Feeds a Coalescer from the engine's callback and writes from its own thread."""
@@ -71,26 +65,23 @@ class ProgressWriter:
             self._cond.notify()
 
     def close(self, timeout: float) -> None:
-        """Stop the thread and write the last value it had not written yet."""
+        """Stop the thread (a write under way may finish within `timeout`); values not
+        written by then are dropped."""
         with self._cond:
             self._closed = True
             self._cond.notify()
         self._thread.join(timeout)
-        if self._thread.is_alive():  # stuck in a write: do not start another one beside it
-            return
-        with self._cond:
-            value = self._coalescer.unwritten()
-        if value is not None:
-            self._write(value)
 
     def _loop(self) -> None:
         while True:
             with self._cond:
                 while True:
-                    if self._closed:
-                        return
+                    # A value already due is written even when closing (the first one of a
+                    # quick run); one the interval holds back is not.
                     value, wait = self._coalescer.due(self._clock())
                     if value is not None:
                         break
+                    if self._closed:
+                        return
                     self._cond.wait(wait)
             self._write(value)

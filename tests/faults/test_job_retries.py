@@ -118,7 +118,7 @@ def test_pod_killed_mid_run_is_retried_by_the_job(
         unique_user,
         # Long enough that the coalesced step annotation (written at most every
         # runner.progress.INTERVAL_SECONDS) shows the step well before the wait ends.
-        {"rules": [{"user": unique_user, "kind": WAIT_KINDS[step], "delay": 6.0}]},
+        {"rules": [{"user": unique_user, "kind": WAIT_KINDS[step], "delay": 12.0}]},
     )
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
     job = make_job(unique_user, unique_user)

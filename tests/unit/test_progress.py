@@ -29,18 +29,7 @@ def test_a_value_equal_to_the_written_one_is_not_written_again() -> None:
     assert c.due(5.0) == (None, None)
 
 
-def test_unwritten_returns_the_latest_once() -> None:
-    c = Coalescer(interval=2.0)
-    assert c.unwritten() is None
-    c.offer("a")
-    assert c.due(0.0) == ("a", None)
-    assert c.unwritten() is None
-    c.offer("b")
-    assert c.unwritten() == "b"
-    assert c.unwritten() is None
-
-
-def test_writer_writes_the_first_at_once_and_flushes_the_last_on_close() -> None:
+def test_writer_writes_the_first_at_once_and_drops_what_is_left_on_close() -> None:
     written: list[str] = []
     first = threading.Event()
 
@@ -55,19 +44,31 @@ def test_writer_writes_the_first_at_once_and_flushes_the_last_on_close() -> None
     writer(["catalog-source", "rbac"])
     writer(["sso-operator"])
     writer.close(timeout=10)
-    assert written == ["namespace", "sso-operator"]
+    assert written == ["namespace"]  # the rest came within the interval; the run is over
 
 
-def test_writer_closed_with_nothing_new_writes_nothing_more() -> None:
+def test_writer_writes_the_latest_once_the_interval_has_passed() -> None:
+    now = [0.0]
     written: list[str] = []
-    done = threading.Event()
+    wrote = threading.Semaphore(0)
 
     def write(value: str) -> None:
         written.append(value)
-        done.set()
+        wrote.release()
 
-    writer = ProgressWriter(write, interval=3600.0)
+    writer = ProgressWriter(write, interval=2.0, clock=lambda: now[0])
     writer(["namespace"])
-    assert done.wait(10)
+    assert wrote.acquire(timeout=10)
+    now[0] = 10.0  # the interval has passed on the writer's clock
+    writer(["rbac"])
+    assert wrote.acquire(timeout=10)
+    writer.close(timeout=10)
+    assert written == ["namespace", "rbac"]
+
+
+def test_a_first_value_offered_just_before_close_is_still_written() -> None:
+    written: list[str] = []
+    writer = ProgressWriter(written.append, interval=3600.0)
+    writer(["namespace"])
     writer.close(timeout=10)
     assert written == ["namespace"]
