@@ -99,3 +99,37 @@ def test_cancel_wakes_an_open_watch(shared: Cluster, unique_user: str) -> None:
     assert time.monotonic() - started < 2
     assert len(raised) == 1
     assert isinstance(raised[0], errors.Cancelled)
+
+
+def test_apply_into_a_namespace_this_process_created_skips_the_read(
+    shared: Cluster, unique_user: str
+) -> None:
+    kube = view(shared)
+
+    def config_map(ns: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": ns},
+            "data": {"a": "1"},
+        }
+
+    def requests_for(desired: dict[str, Any]) -> tuple[int, str]:
+        before = shared.requests
+        applied = kube.apply(desired)
+        return shared.requests - before, applied.detail
+
+    ours = kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": unique_user}})
+    assert ours.detail == f"created Namespace {unique_user}"
+    assert requests_for(config_map(unique_user)) == (
+        1,
+        f"created ConfigMap {unique_user}/settings",
+    )
+    # A second process finds the namespace there: it observes before it writes.
+    other = view(Cluster(shared.api_client.configuration))
+    other.resource("v1", "ConfigMap")  # its own discovery, not counted below
+    before = other.cluster.requests
+    again = other.apply(config_map(unique_user))
+    assert (other.cluster.requests - before, again.changed) == (1, False)  # read; nothing to do
+    assert again.detail == f"ConfigMap {unique_user}/settings exists and matches"
+    assert kube.delete("v1", "Namespace", unique_user, None) is True
