@@ -285,8 +285,17 @@ def test_sigterm_stops_the_run_and_names_the_step(
         text=True,
     )
     assert proc.stdout is not None
-    for line in proc.stdout:  # the CatalogSource wait never ends by itself (knob)
-        if json.loads(line)["event"] == "waiting":
+    # The CatalogSource wait never ends by itself (knob); the other steps run beside it and
+    # finish. SIGTERM once catalog-source is the only step still running.
+    others = {"rbac", "istio-namespace", "limit-ranges"}
+    waiting = False
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["event"] == "waiting" and event["step"] == "catalog-source":
+            waiting = True
+        elif event["event"] == "step finished":
+            others.discard(event["step"])
+        if waiting and not others:
             break
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 1
