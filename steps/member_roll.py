@@ -38,21 +38,18 @@ def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[Step
     read (None in dry-run), for the wait to start from."""
     api, kind, meta = desired["apiVersion"], desired["kind"], desired["metadata"]
     what = f"{kind} {meta['namespace']}/{meta['name']}"
-    created_msg = f"created {what} with {', '.join(wanted)}"
-    if ctx.kube.fresh(meta["namespace"]):
-        # This run created the namespace: the roll cannot be there yet (unless someone is
-        # quicker, and then the create's 409 sends us to the merge below).
-        created = ctx.kube.create(desired)
-        if created is not None:
-            return StepResult.done(created_msg), created
+    # In a namespace this run created the roll cannot be there yet: create without reading
+    # first (if someone was quicker, the create's 409 sends the next pass to read and merge).
+    skip_read = ctx.kube.fresh(meta["namespace"])
     for _ in range(ATTEMPTS):
-        live = ctx.kube.get(api, kind, meta["name"], meta["namespace"])
+        live = None if skip_read else ctx.kube.get(api, kind, meta["name"], meta["namespace"])
+        skip_read = False
         if live is None:
             if ctx.dry_run:
                 return StepResult.done(f"would create {what} with {', '.join(wanted)}"), None
             created = ctx.kube.create(desired)
             if created is not None:
-                return StepResult.done(created_msg), created
+                return StepResult.done(f"created {what} with {', '.join(wanted)}"), created
             continue  # someone else created it meanwhile: merge into theirs
         members = list((live.get("spec") or {}).get("members") or [])
         missing = [m for m in wanted if m not in members]

@@ -105,15 +105,21 @@ def test_no_cluster_configuration(tmp_path: Path, unique_user: str) -> None:
     ]
 
 
-def test_missing_crd_is_exit_7(
-    runner: Any, objects: Objects, unique_user: str, tmp_path: Path
-) -> None:
+def widget_templates(tmp_path: Path, filename: str) -> Path:
+    """A templates directory whose `filename` is an object of an API nobody serves."""
     directory = tmp_path / "templates"
     directory.mkdir()
-    (directory / "catalog-source.yaml").write_text(
+    (directory / filename).write_text(
         "apiVersion: widgets.example.com/v1\nkind: Widget\n"
         "metadata:\n  name: w\n  namespace: ${user_namespace}\n"
     )
+    return directory
+
+
+def test_missing_crd_is_exit_7(
+    runner: Any, objects: Objects, unique_user: str, tmp_path: Path
+) -> None:
+    directory = widget_templates(tmp_path, "catalog-source.yaml")
     out = runner("--user", unique_user, "--templates", str(directory), "--steps", ISSUE4)
     _assert_refused(out, 7, "Widget (widgets.example.com/v1) is not served")
     assert out.result["failed_step"] == "catalog-source"
@@ -124,12 +130,7 @@ def test_missing_crd_of_an_extra_template_is_exit_7_before_any_write(
     runner: Any, objects: Objects, unique_user: str, tmp_path: Path
 ) -> None:
     """A template no step names is applied by `extra`, last; its API is still resolved first."""
-    directory = tmp_path / "templates"
-    directory.mkdir()
-    (directory / "widget.yaml").write_text(
-        "apiVersion: widgets.example.com/v1\nkind: Widget\n"
-        "metadata:\n  name: w\n  namespace: ${user_namespace}\n"
-    )
+    directory = widget_templates(tmp_path, "widget.yaml")
     out = runner("--user", unique_user, "--templates", str(directory))
     _assert_refused(out, 7, "Widget (widgets.example.com/v1) is not served")
     assert out.result["failed_step"] == "extra"

@@ -137,6 +137,14 @@ class ScriptedKube(FakeKube):
             yield {"type": "MODIFIED" if existed else "ADDED", "object": copy.deepcopy(obj)}
 
 
+def with_(obj: Obj, **changes: Any) -> Obj:
+    """A copy with metadata/spec/status fields replaced (one level deep)."""
+    out = copy.deepcopy(obj)
+    for section, fields in changes.items():
+        out.setdefault(section, {}).update(fields)
+    return out
+
+
 def status_only(obj: Obj) -> Obj:
     """A scripted state that changes only the status; an observedGeneration in it becomes the
     live object's generation (the operator observed the current spec)."""

@@ -12,17 +12,10 @@ import pytest
 from runner.apierrors import translate
 from runner.errors import OperatorFailed, TemplateError, TransientError, WaitTimeout
 from steps import kiali, member_roll, smcp
-from tests.unit.stepkit import ScriptedKube, context, load, run, status_only
+from tests.unit.stepkit import ScriptedKube, context, load, run, status_only, with_
 from tests.unit.test_kube import api_error
 
 Obj = dict[str, Any]
-
-
-def with_(obj: Obj, **changes: Any) -> Obj:
-    out = copy.deepcopy(obj)
-    for section, fields in changes.items():
-        out.setdefault(section, {}).update(fields)
-    return out
 
 
 # -- smcp ---------------------------------------------------------------------------------

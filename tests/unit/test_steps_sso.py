@@ -11,7 +11,7 @@ import pytest
 from runner.errors import OperatorFailed, TemplateError, WaitTimeout
 from steps import csv, install_plan, sso_operator
 from steps._olm import INSTALL_PLAN
-from tests.unit.stepkit import PINNED, ScriptedKube, context, load, run
+from tests.unit.stepkit import PINNED, ScriptedKube, context, load, run, with_
 
 Obj = dict[str, Any]
 OG_API = "operators.coreos.com/v1"
@@ -29,14 +29,6 @@ def og(name: str, targets: list[str] | None, *, ours: bool = False, **status: An
         "spec": spec,
         "status": status,
     }
-
-
-def with_(obj: Obj, **changes: Any) -> Obj:
-    """A copy with metadata/spec/status fields replaced (one level deep)."""
-    out = copy.deepcopy(obj)
-    for section, fields in changes.items():
-        out.setdefault(section, {}).update(fields)
-    return out
 
 
 # -- sso-operator -------------------------------------------------------------------------
