@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner import config, templates
+from runner import config, hints, templates
 from runner.context import StepContext, expand_templates, step_templates
 from runner.engine import Engine
 from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
@@ -36,6 +36,14 @@ ANNOTATE_SECONDS = 5.0
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise InvalidInput(message)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A value outside the choices (a flag value, a subcommand) names the closest one."""
+        if action.choices is not None and value not in action.choices:
+            known = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}; {hints.suggest([str(value)], known)}"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
