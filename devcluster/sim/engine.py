@@ -60,6 +60,7 @@ class Transition:
     step: str
     actions: tuple[Action, ...]
     delayed: bool = True
+    scale: float = 1.0  # times the knob delay (a controller's backoff)
 
 
 class Controller(Protocol):
@@ -127,8 +128,11 @@ class Engine:
         store: Store,
         knobs: Callable[[], Knobs],
         workers: int = 8,
+        synced: Callable[[Controller], bool] = lambda _c: True,
     ) -> None:
         self.kube = kube
+        self.synced = synced  # has every watch of this controller listed once?
+        self._held: set[tuple[Controller, Key]] = set()
         self.store = store
         self.knobs = knobs
         self.stats = Stats()
@@ -164,6 +168,8 @@ class Engine:
         return on_event
 
     def trigger(self, controller: Controller, key: Key, observed: float | None = None) -> None:
+        if not self._ready(controller, key):
+            return
         observed = time.monotonic() if observed is None else observed
         knobs = self.knobs()
         try:
@@ -177,10 +183,27 @@ class Engine:
                 if tid in self._pending:
                     continue
                 delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+                delay *= t.scale
                 due = _Due(observed + delay, next(self._seq), tid, controller, key, observed, delay)
                 self._pending[tid] = due
                 heapq.heappush(self._heap, due)
                 self._lock.notify()
+
+    def _ready(self, controller: Controller, key: Key) -> bool:
+        """Like a controller's WaitForCacheSync: no decision on a cache that has not listed
+        every resource the controller reads; the key is held until `release`."""
+        with self._lock:  # checked under the lock `release` takes: no key is left behind
+            if self.synced(controller):
+                return True
+            self._held.add((controller, key))
+        return False
+
+    def release(self) -> None:
+        """A watch has listed: re-trigger the held keys (held again if still not synced)."""
+        with self._lock:
+            held, self._held = self._held, set()
+        for controller, key in held:
+            self.trigger(controller, key)
 
     # -- scheduling ----------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -218,6 +241,8 @@ class Engine:
                 self.trigger(due.controller, due.key)
 
     def _fire(self, due: _Due) -> None:
+        if not self._ready(due.controller, due.key):
+            return
         wanted = due.controller.transitions(due.key, self.store, self.knobs())
         prefix = f"{due.controller.name}|"
         match = next((t for t in wanted if prefix + t.id == due.tid), None)
