@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from runner.errors import (
     TransientError,
     WaitTimeout,
 )
-from runner.logs import Logger
+from runner.logs import Logger, add_secret
 from runner.waits import CancelToken, Deadline, Obj, Target
 
 __all__ = [  # translate is re-exported: runner.launcher imports it from here
@@ -65,6 +66,8 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
+# An Authorization value as it may be sent: a scheme and one token of visible ASCII.
+AUTH_VALUE = re.compile(r"([A-Za-z]+) ([\x21-\x7e]+)")
 T = TypeVar("T")
 
 
@@ -98,9 +101,38 @@ def load_configuration(
             "no cluster configuration: pass --kubeconfig, set KUBECONFIG, or run in a pod "
             "(KUBERNETES_SERVICE_HOST/PORT and a service account token)"
         )
+    _clean_credentials(cfg, source)
     cfg.retries = False  # our own retry loop decides, within the step's deadline
     cfg.connection_pool_maxsize = 16
     return cfg, source
+
+
+def _clean_credentials(cfg: Configuration, source: str) -> None:
+    """Strip the whitespace around the token (a token file or a kubeconfig written with a
+    trailing newline, which client-go also trims) and refuse a malformed one, naming the source
+    but never the value: the HTTP library would otherwise fail with the whole header in its
+    message. The in-cluster loader re-reads the (rotated) token file: the same on every read."""
+
+    def clean(c: Configuration) -> None:
+        for key, value in list(c.api_key.items()):
+            scheme, _, token = str(value).strip().partition(" ")
+            cleaned = f"{scheme} {token.strip()}"
+            if not AUTH_VALUE.fullmatch(cleaned):
+                raise InvalidInput(
+                    f"{source}: the token is malformed (it must be one line of printable ASCII)"
+                )
+            add_secret(token.strip())
+            c.api_key[key] = cleaned
+
+    clean(cfg)
+    refresh = cfg.refresh_api_key_hook
+    if refresh is not None:
+
+        def refresh_and_clean(c: Configuration) -> None:
+            refresh(c)
+            clean(c)
+
+        cfg.refresh_api_key_hook = refresh_and_clean
 
 
 class Cluster:
