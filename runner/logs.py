@@ -20,6 +20,11 @@ from structlog.typing import FilteringBoundLogger
 Logger = FilteringBoundLogger
 SECRET_KEYS = re.compile(r"token|authorization|password|secret|bearer", re.IGNORECASE)
 BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+# A JSON Web Token (ServiceAccount tokens are JWTs), and `token=...` / `password: ...` pairs.
+JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+SECRET_PAIR = re.compile(
+    r"(?i)\b(token|password|secret|authorization)(\s*[=:]\s*)(?!bearer\b|\[redacted\])[^\s,;'\"]+"
+)
 
 
 def _ensure_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -32,9 +37,16 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     for key, value in list(event.items()):
         if SECRET_KEYS.search(key) and key != "event":
             event[key] = "[redacted]"
-        elif isinstance(value, str) and "earer" in value:
-            event[key] = BEARER.sub(r"\1 [redacted]", value)
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
     return event
+
+
+def redact_text(text: str) -> str:
+    """A free text (a log value, an Event's note) with anything credential-like replaced."""
+    text = BEARER.sub(r"\1 [redacted]", text)
+    text = JWT.sub("[redacted]", text)
+    return SECRET_PAIR.sub(r"\1\2[redacted]", text)
 
 
 class _CurrentStdout:
