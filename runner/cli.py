@@ -9,17 +9,18 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner import config, templates
+from runner import config, hints, templates
 from runner.context import StepContext, step_apis, step_templates
 from runner.engine import Engine
-from runner.errors import ApiMissing, InvalidInput, RunnerError
+from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import cli as launcher
-from runner.logs import Logger, configure, get_logger
+from runner.logs import Logger, configure, get_logger, redact
 from runner.progress import ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
@@ -35,6 +36,14 @@ ANNOTATE_SECONDS = 5.0
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise InvalidInput(message)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A value outside the choices (a flag value, a subcommand) names the closest one."""
+        if action.choices is not None and value not in action.choices:
+            known = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}; {hints.suggest([str(value)], known)}"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,9 +96,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         for step in STEPS:
             print(f"{step.NAME:<{width}}  {step.DESCRIPTION}")
         return 0
-    if args.command in launcher.COMMANDS:
-        return launcher.main(args, environ, STEPS)
-    return run(args, environ)
+    try:
+        if args.command in launcher.COMMANDS:
+            return launcher.main(args, environ, STEPS)
+        return run(args, environ)
+    except Exception as e:  # the last resort: the type and a redacted message, exit 1
+        error = InternalError.unexpected(args.command, e)
+        if args.command != "run":
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return error.exit_code
+        log = get_logger(user=None, step=None)
+        log.error("crashed", error=str(error), traceback=redact(traceback.format_exc()))
+        result = RunResult(None, error.exit_code, None, str(error))
+        return finish(result, log, termination_path(args.termination_log, environ))
 
 
 def run(args: argparse.Namespace, env: dict[str, str]) -> int:

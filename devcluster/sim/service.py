@@ -5,7 +5,8 @@ devcluster-system:
 - ConfigMap devcluster-sim-status: `ready` (instance id once serving), `webhook-port`,
   `controllers`, `knobs.<key>` (a digest of each knobs ConfigMap key it has applied, or
   `error: ...`), `webhook.<key>` (`refusing` / `open` for refusal windows set by that key),
-  `stats.json` (reaction latency percentiles).
+  `stats.json` (reaction latency percentiles, transitions performed per kind, and `queues`:
+  per work-queued kind its workers, reconciles, busy seconds and fraction, depth over time).
 - ConfigMap devcluster-kubelet-status: `ready`, `node`, `stats.json` (bind/start/running).
 - Lease devcluster-sim: renewed every 5 s while the simulators run.
 """
@@ -334,7 +335,7 @@ class Simulators:
             if ack.startswith("error"):
                 log.error("knobs key %s: %s", key, ack)
         # Fresh figures with every acknowledgement: a test that sets knobs reads current stats.
-        summary = {**self.engine.stats.summary(), "instance": self.instance}
+        summary = self.summary()
         update["stats.json"] = json.dumps(summary, sort_keys=True)
         self.board.update(update)
 
@@ -386,8 +387,16 @@ class Simulators:
             except Exception as exc:
                 log.warning("background: %s", exc)
 
+    def summary(self) -> dict[str, Any]:
+        """Reaction latencies, transitions per kind, and the work queues (engine.py)."""
+        return {
+            **self.engine.stats.summary(),
+            "queues": self.engine.queues(),
+            "instance": self.instance,
+        }
+
     def publish_stats(self) -> None:
-        summary = {**self.engine.stats.summary(), "instance": self.instance}
+        summary = self.summary()
         text = json.dumps(summary, sort_keys=True)
         if text != self._last_stats:
             self.board.set(**{"stats.json": text})
