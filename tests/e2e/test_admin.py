@@ -212,3 +212,56 @@ def _resource(dyn: Any, api_version: str) -> Any:
         return dyn.resources.get(api_version=api_version, kind="PackageManifest")
     except ResourceNotFoundError:  # not served yet
         return None
+
+
+def test_canary_failure_starts_nobody_else(
+    fleet_cluster: Cluster, wr: Any, prefix: str, tmp_path: Path
+) -> None:
+    """The second canary user's namespace exists and is not the runner's: the guard refuses
+    it (exit 4, no retry), so the canary fails and users 3-4 are never started."""
+    victim = f"{prefix}2"
+    launch_id = f"{prefix}k".replace("-", "")
+    with fleet_cluster.api_client() as api:
+        from kubernetes import client
+
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": victim}})
+    ran = wr(
+        fleet_cluster.kubeconfig,
+        *("launch", "--count", "4", "--prefix", prefix, "--image", IMAGE),
+        *("--canary", "2", "--launch-id", launch_id, "--skip-preflight"),
+    )
+    assert ran.rc == 14, ran.stdout + ran.stderr
+    assert f"canary {victim} failed: step namespace: " in ran.stderr
+    assert f"2 other user(s) not started ({prefix}3, {prefix}4)" in ran.stderr
+    assert ran.summary is not None
+    assert ran.summary["canary"] == {
+        "outcome": "failed",
+        "not_started": [f"{prefix}3", f"{prefix}4"],
+    }
+    assert ran.users()[f"{prefix}1"]["outcome"] == "succeeded"
+    with fleet_cluster.api_client() as api:
+        from kubernetes import client
+
+        jobs = client.BatchV1Api(api).list_namespaced_job(
+            "workshop-runner",
+            label_selector=f"workshop-runner.io/launch in ({launch_id},{launch_id}-c)",
+        )
+    assert [j.metadata.name for j in jobs.items] == [f"wr-{launch_id}-c"]
+    assert not namespace_exists(fleet_cluster, f"{prefix}3")
+
+
+def test_canary_success_then_the_rest(fleet_cluster: Cluster, wr: Any, prefix: str) -> None:
+    ran = wr(
+        fleet_cluster.kubeconfig,
+        *("launch", "--count", "3", "--prefix", prefix, "--image", IMAGE, "--canary", "1"),
+    )
+    assert ran.rc == 0, ran.stdout + ran.stderr
+    assert ran.summary["counts"] == {"succeeded": 3, "failed": 0, "unfinished": 0}
+    assert [u["user"] for u in ran.summary["users"]] == [f"{prefix}{n}" for n in (1, 2, 3)]
+    canary = ran.summary["canary"]
+    assert (canary["launch"], canary["users"]) == (f"{ran.summary['launch']}-c", [f"{prefix}1"])
+    assert f"canary {canary['launch']}: 1 user(s) succeeded; launching the other 2" in ran.stderr
+    assert [x["event"] for x in ran.lines() if "summary" in x["event"]] == [
+        "canary-summary",
+        "summary",
+    ]
