@@ -71,6 +71,7 @@ class Transition:
     step: str
     actions: tuple[Action, ...]
     delayed: bool = True
+    scale: float = 1.0  # times the knob delay (a controller's backoff)
 
 
 class Controller(Protocol):
@@ -225,8 +226,11 @@ class Engine:
         store: Store,
         knobs: Callable[[], Knobs],
         workers: int = 8,
+        synced: Callable[[Controller], bool] = lambda _c: True,
     ) -> None:
         self.kube = kube
+        self.synced = synced  # has every watch of this controller listed once?
+        self._held: set[tuple[Controller, Key]] = set()
         self.store = store
         self.knobs = knobs
         self.stats = Stats()
@@ -272,6 +276,8 @@ class Engine:
         """Schedule the transitions due for `key`. With `holder` (a transition that just fired
         on a worker of its kind's pool), a follow-up of the same kind that is due at once takes
         over that worker; returns True when one did (the caller must not release it)."""
+        if not self._ready(controller, key):
+            return False
         observed = time.monotonic() if observed is None else observed
         knobs = self.knobs()
         try:
@@ -286,6 +292,7 @@ class Engine:
                 if tid in self._pending:
                     continue
                 delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+                delay *= t.scale
                 due = _Due(observed + delay, next(self._seq), tid, controller, key, observed, delay)
                 due.kind = t.kind
                 due.workers = knobs.workers_for(t.kind)
@@ -302,6 +309,22 @@ class Engine:
                 heapq.heappush(self._heap, due)
                 self._lock.notify()
         return handed
+
+    def _ready(self, controller: Controller, key: Key) -> bool:
+        """Like a controller's WaitForCacheSync: no decision on a cache that has not listed
+        every resource the controller reads; the key is held until `release`."""
+        with self._lock:  # checked under the lock `release` takes: no key is left behind
+            if self.synced(controller):
+                return True
+            self._held.add((controller, key))
+        return False
+
+    def release(self) -> None:
+        """A watch has listed: re-trigger the held keys (held again if still not synced)."""
+        with self._lock:
+            held, self._held = self._held, set()
+        for controller, key in held:
+            self.trigger(controller, key)
 
     # -- scheduling ----------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -377,6 +400,8 @@ class Engine:
                 self._release(due)
 
     def _fire(self, due: _Due) -> None:
+        if not self._ready(due.controller, due.key):
+            return
         wanted = due.controller.transitions(due.key, self.store, self.knobs())
         prefix = f"{due.controller.name}|"
         match = next((t for t in wanted if prefix + t.id == due.tid), None)

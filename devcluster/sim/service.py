@@ -207,8 +207,8 @@ class Simulators:
         self.state_dir = state_dir
         self.instance = instance
         self.store = Store()
-        self.engine = Engine(kube, self.store, source.current)
         self.informers: dict[Resource, Informer] = {}
+        self.engine = Engine(kube, self.store, source.current, synced=self._synced)
         self.controllers: list[Controller] = []
         self.board = StatusBoard(kube, SIM_STATUS_CM)
         self.webhook: WebhookServer | None = None
@@ -262,6 +262,7 @@ class Simulators:
                 informer = self.informers.get(res)
                 if informer is None:
                     informer = self.informers[res] = Informer(self.kube, self.store, res)
+                    informer.on_synced.append(self.engine.release)
                 informer.handlers.append(self.engine.handler(controller))
         knobs_informer = Informer(
             self.kube, Store(), CONFIGMAPS, SYSTEM_NS, field_selector=f"metadata.name={KNOBS_CM}"
@@ -287,6 +288,12 @@ class Simulators:
             ready=self.instance,
             controllers=",".join(c.name for c in self.controllers),
             **{"webhook-port": str(self.webhook.port) if self.webhook else ""},
+        )
+
+    def _synced(self, controller: Controller) -> bool:
+        return all(
+            res in self.informers and self.informers[res].synced.is_set()
+            for res in controller.watches()
         )
 
     def _start_webhooks(self, apis: set[Resource]) -> None:
