@@ -13,7 +13,9 @@ from steps._status import describe_conditions, generation_observed, is_true, sta
 NAME = "member-roll"
 DESCRIPTION = "Add the user's namespace to the ServiceMeshMemberRoll and wait until configured"
 NEEDS = ("smcp",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+CAP = 3600.0
 TEMPLATES = ("member-roll.yaml",)
 
 
