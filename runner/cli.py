@@ -9,17 +9,19 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner import config, templates
+from runner import config, hints, templates
 from runner.context import StepContext, expand_templates, step_templates
 from runner.engine import Engine
-from runner.errors import ApiMissing, InvalidInput, RunnerError
+from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
+from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import cli as launcher
-from runner.logs import Logger, configure, get_logger
+from runner.logs import Logger, configure, get_logger, redact
 from runner.progress import ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
@@ -35,6 +37,14 @@ ANNOTATE_SECONDS = 5.0
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise InvalidInput(message)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """A value outside the choices (a flag value, a subcommand) names the closest one."""
+        if action.choices is not None and value not in action.choices:
+            known = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(
+                action, f"invalid choice: {value!r}; {hints.suggest([str(value)], known)}"
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,9 +97,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         for step in STEPS:
             print(f"{step.NAME:<{width}}  {step.DESCRIPTION}")
         return 0
-    if args.command in launcher.COMMANDS:
-        return launcher.main(args, environ, STEPS)
-    return run(args, environ)
+    try:
+        if args.command in launcher.COMMANDS:
+            return launcher.main(args, environ, STEPS)
+        return run(args, environ)
+    except Exception as e:  # the last resort: the type and a redacted message, exit 1
+        error = InternalError.unexpected(args.command, e)
+        if args.command != "run":
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return error.exit_code
+        log = get_logger(user=None, step=None)
+        log.error("crashed", error=str(error), traceback=redact(traceback.format_exc()))
+        result = RunResult(None, error.exit_code, None, str(error))
+        return finish(result, log, termination_path(args.termination_log, environ))
 
 
 def run(args: argparse.Namespace, env: dict[str, str]) -> int:
@@ -159,6 +179,8 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
             signal.signal(signal.SIGTERM, previous)
         if progress is not None:
             progress.close(ANNOTATE_SECONDS)
+    if not args.dry_run:
+        record_outcome(Recorder(cluster, log, env.get("POD_NAME") or PROG), env, user, result)
     log.info(
         "run finished",
         outcome=result.outcome,
@@ -220,6 +242,45 @@ def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Prog
             log.warning("could not annotate own pod", object=f"Pod {namespace}/{pod}", error=str(e))
 
     return ProgressWriter(annotate)
+
+
+def record_outcome(
+    recorder: Recorder, env: Mapping[str, str], user: config.User, result: RunResult
+) -> None:
+    """One Event per run: on the runner's own Pod in a pod, else on the user's namespace,
+    which is the runner's once the namespace step passed (or was not selected)."""
+    pod, namespace = env.get("POD_NAME"), env.get("POD_NAMESPACE")
+    if pod and namespace:
+        regarding = Regarding("v1", "Pod", pod, namespace, env.get("POD_UID") or None)
+    elif any(
+        s.name == "namespace"
+        and (s.status in ("changed", "unchanged") or s.detail == "not selected")
+        for s in result.steps
+    ):
+        regarding = Regarding("v1", "Namespace", user.namespace, user.namespace)
+    else:
+        return
+    recorder.record(regarding, outcome_note(user, result))
+
+
+def outcome_note(user: config.User, result: RunResult) -> Note:
+    if result.exit_code == 0:
+        changed = [s.name for s in result.steps if s.status == "changed"]
+        unchanged = sum(s.status == "unchanged" for s in result.steps)
+        what = f" ({', '.join(changed)})" if changed else ""
+        return Note(
+            "Normal",
+            "Provisioned",
+            "Provision",
+            f"user {user.name}: {len(changed)} step(s) changed{what}, {unchanged} unchanged",
+        )
+    where = f"step {result.failed_step}" if result.failed_step else "the run"
+    return Note(
+        "Warning",
+        "StepFailed",
+        "Provision",
+        f"user {user.name}: {where} failed with exit code {result.exit_code}: {result.reason}",
+    )
 
 
 def _on_sigterm(stop: Callable[[], None]) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from runner.errors import InvalidInput, TemplateError
+from runner.hints import article, suggest
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ISTIO_SUFFIX = "-istio"
@@ -134,7 +135,9 @@ def select_steps(
     known = set(names)
     unknown = [n for n in (*only, *skip, *([start] if start else [])) if n not in known]
     if unknown:
-        raise InvalidInput(f"unknown step(s) {', '.join(unknown)}; known steps: {', '.join(names)}")
+        raise InvalidInput(
+            f"unknown step(s) {', '.join(unknown)}; {suggest(unknown, names, quote=False)}"
+        )
     chosen = list(names[names.index(start) :] if start else names)
     if only:
         chosen = [n for n in chosen if n in only]
@@ -156,7 +159,9 @@ def parse_timeouts(values: Sequence[str] | None, names: Sequence[str]) -> dict[s
         if value <= 0:
             raise InvalidInput(f"--timeout {item!r}: expected STEP=SECONDS with SECONDS > 0")
         if name not in names:
-            raise InvalidInput(f"--timeout: unknown step {name}; known steps: {', '.join(names)}")
+            raise InvalidInput(
+                f"--timeout: unknown step {name}; {suggest([name], names, quote=False)}"
+            )
         timeouts[name] = value
     return timeouts
 
@@ -179,7 +184,7 @@ def load_params(params_file: Path | None, user: User, *, project_request: bool) 
             if name not in params:
                 raise TemplateError(
                     f"params file {params_file}: unknown parameter {name!r}; "
-                    f"known: {', '.join(sorted(params))}"
+                    f"{suggest([name], sorted(params))}"
                 )
             _check_type(params_file, name, params[name], value)
             params[name] = value
@@ -226,7 +231,8 @@ def _check_type(source: Path, name: str, default: Any, value: Any) -> None:
 
     if kind(default) != kind(value):
         raise TemplateError(
-            f"params file {source}: {name} must be a {kind(default)}, not a {kind(value)}"
+            f"params file {source}: {name} must be {article(kind(default))}, "
+            f"not {article(kind(value))}"
         )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import Cancelled, InternalError, RunnerError
-from runner.logs import Logger
+from runner.logs import Logger, redact
 from runner.result import RunResult, Status, Step, StepRecord
 from runner.waits import CancelToken, Clock, Deadline
 
@@ -131,8 +131,8 @@ class Engine:
         except RunnerError as e:
             error = e
         except Exception as e:  # the unexpected: keep the traceback in the log, exit 1
-            log.error("step crashed", error=repr(e), traceback=traceback.format_exc())
-            error = InternalError(f"step {step.NAME}: unexpected {type(e).__name__}: {e}")
+            error = InternalError.unexpected(f"step {step.NAME}", e)
+            log.error("step crashed", error=str(error), traceback=redact(traceback.format_exc()))
         ms = int((self.clock() - started) * 1000)
         if isinstance(error, Cancelled):
             log.info("step cancelled", reason=str(error), ms=ms)

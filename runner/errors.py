@@ -7,6 +7,8 @@ action and the object.
 
 from __future__ import annotations
 
+from runner.logs import redact
+
 
 class RunnerError(Exception):
     """A known failure: one line for the user, a documented exit code."""
@@ -18,6 +20,12 @@ class InternalError(RunnerError):
     """Something the runner did not expect (a bug or an unexpected API answer)."""
 
     exit_code = 1
+
+    @classmethod
+    def unexpected(cls, where: str, e: BaseException) -> InternalError:
+        """The last resort for an exception nobody expected: its type and its message on one
+        line, redacted (an HTTP library's message can quote a whole request header)."""
+        return cls(f"{where}: unexpected {type(e).__name__}: {redact(' '.join(str(e).split()))}")
 
 
 class InvalidInput(RunnerError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from runner.errors import (
     TransientError,
     WaitTimeout,
 )
-from runner.logs import Logger
+from runner.logs import Logger, add_secret
 from runner.waits import CancelToken, Deadline, Obj, Target
 
 __all__ = [  # translate is re-exported: runner.launcher imports it from here
@@ -52,6 +53,7 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "Cluster",
     "Kube",
     "describe",
+    "in_sync",
     "is_subset",
     "load_configuration",
     "translate",
@@ -64,6 +66,8 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
+# An Authorization value as it may be sent: a scheme and one token of visible ASCII.
+AUTH_VALUE = re.compile(r"([A-Za-z]+) ([\x21-\x7e]+)")
 T = TypeVar("T")
 
 
@@ -97,9 +101,38 @@ def load_configuration(
             "no cluster configuration: pass --kubeconfig, set KUBECONFIG, or run in a pod "
             "(KUBERNETES_SERVICE_HOST/PORT and a service account token)"
         )
+    _clean_credentials(cfg, source)
     cfg.retries = False  # our own retry loop decides, within the step's deadline
     cfg.connection_pool_maxsize = 16
     return cfg, source
+
+
+def _clean_credentials(cfg: Configuration, source: str) -> None:
+    """Strip the whitespace around the token (a token file or a kubeconfig written with a
+    trailing newline, which client-go also trims) and refuse a malformed one, naming the source
+    but never the value: the HTTP library would otherwise fail with the whole header in its
+    message. The in-cluster loader re-reads the (rotated) token file: the same on every read."""
+
+    def clean(c: Configuration) -> None:
+        for key, value in list(c.api_key.items()):
+            scheme, _, token = str(value).strip().partition(" ")
+            cleaned = f"{scheme} {token.strip()}"
+            if not AUTH_VALUE.fullmatch(cleaned):
+                raise InvalidInput(
+                    f"{source}: the token is malformed (it must be one line of printable ASCII)"
+                )
+            add_secret(token.strip())
+            c.api_key[key] = cleaned
+
+    clean(cfg)
+    refresh = cfg.refresh_api_key_hook
+    if refresh is not None:
+
+        def refresh_and_clean(c: Configuration) -> None:
+            refresh(c)
+            clean(c)
+
+        cfg.refresh_api_key_hook = refresh_and_clean
 
 
 class Cluster:
@@ -285,10 +318,15 @@ class Kube:
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, desired: Obj, *, force: bool = True) -> Applied:
-        """Observe, then server-side apply only when the live object differs.
+        """Observe, then server-side apply only when the live object differs from `desired`
+        or still holds a field this manager applied before and `desired` no longer has (the
+        apply prunes it).
 
-        In a namespace this process created moments ago there is nothing to observe: the
-        apply goes straight out (a re-run finds the namespace and observes again)."""
+        The read is what makes "changed" exact: the answer to a no-op apply and to one that
+        wrote differ only in the resourceVersion (whose previous value only the read knows)
+        and in this manager's managedFields time, which has one-second resolution. In a
+        namespace this process created moments ago there is nothing to observe: the apply
+        goes straight out (a re-run finds the namespace and observes again)."""
         kind, name, ns = (
             desired["kind"],
             desired["metadata"]["name"],
@@ -302,7 +340,7 @@ class Kube:
             if blind
             else self.get(desired["apiVersion"], kind, name, ns if res.namespaced else None)
         )
-        if before is not None and is_subset(desired, before):
+        if before is not None and in_sync(desired, before):
             return Applied(before, False, f"{what} exists and matches")
         params: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
         if self.dry_run:
@@ -499,6 +537,37 @@ def _rv(obj: Obj) -> str:
 def describe(kind: str, name: str | None, namespace: str | None) -> str:
     where = "/".join(p for p in (namespace, name) if p)
     return f"{kind} {where}".strip()
+
+
+def in_sync(desired: Obj, live: Obj) -> bool:
+    """Whether applying `desired` would change nothing: every field of it is live, and this
+    field manager owns no field (from an earlier apply) that `desired` has dropped."""
+    if not is_subset(desired, live):
+        return False
+    wanted = _field_paths(desired)
+    for entry in live.get("metadata", {}).get("managedFields") or []:
+        ours = entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+        if ours and not _owned_paths(entry.get("fieldsV1") or {}) <= wanted:
+            return False
+    return True
+
+
+def _field_paths(obj: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Every map path in `obj` (lists are leaves, as a manager's field set stops there)."""
+    paths = {prefix}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            paths |= _field_paths(value, (*prefix, key))
+    return paths
+
+
+def _owned_paths(fields: Obj, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The map paths of a managedFields fieldsV1 set ("f:name" keys; list items are leaves)."""
+    paths = {prefix}
+    for key, sub in fields.items():
+        if key.startswith("f:"):
+            paths |= _owned_paths(sub or {}, (*prefix, key[2:]))
+    return paths
 
 
 def is_subset(desired: Any, live: Any) -> bool:

@@ -3,7 +3,9 @@
 JSON lines when stdout is not a terminal (in the cluster), console lines on a terminal;
 `--log-format` overrides. Every line carries `user`, `step` and `object` (null when a line
 concerns none). Values that look like credentials are redacted as a last line of defence: the
-runner never logs its configuration or HTTP headers in the first place.
+runner never logs its configuration or HTTP headers in the first place. The credential the
+process loaded is registered with `add_secret`, and `redact` removes it (and anything shaped
+like a bearer token or a JWT) from any text: log values, error lines, termination messages.
 """
 
 from __future__ import annotations
@@ -20,6 +22,24 @@ from structlog.typing import FilteringBoundLogger
 Logger = FilteringBoundLogger
 SECRET_KEYS = re.compile(r"token|authorization|password|secret|bearer", re.IGNORECASE)
 BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+# A JWT (service-account tokens) or an OpenShift OAuth token, wherever it appears.
+TOKEN_SHAPED = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*|sha256~[\w-]+")
+REDACTED = "[redacted]"
+_secrets: set[str] = set()
+
+
+def add_secret(value: str) -> None:
+    """Never show this value (the loaded token) in any output of this process."""
+    if len(value) >= 4:
+        _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """`text` without the registered secrets, bearer credentials or token-shaped strings."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = BEARER.sub(r"\1 " + REDACTED, text)
+    return TOKEN_SHAPED.sub(REDACTED, text)
 
 
 def _ensure_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -31,9 +51,9 @@ def _ensure_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if SECRET_KEYS.search(key) and key != "event":
-            event[key] = "[redacted]"
-        elif isinstance(value, str) and "earer" in value:
-            event[key] = BEARER.sub(r"\1 [redacted]", value)
+            event[key] = REDACTED
+        elif isinstance(value, str):
+            event[key] = redact(value)
     return event
 
 
@@ -64,8 +84,8 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _ensure_fields,
-            _redact,
             structlog.processors.format_exc_info if fmt == "json" else _noop,
+            _redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from runner.errors import TemplateError
+from runner.hints import suggest
 
 PLACEHOLDER = re.compile(r"\$(\$?)\{([^{}]*)\}")
 PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -104,7 +105,8 @@ def render(template: Template, params: Mapping[str, Any]) -> list[dict[str, Any]
     unknown = sorted(placeholders(template.documents) - set(params))
     if unknown:
         raise TemplateError(
-            f"template {template.source}: unknown parameter(s) {', '.join(unknown)}"
+            f"template {template.source}: unknown parameter(s) {', '.join(unknown)}; "
+            f"{suggest(unknown, sorted(params), quote=False)}"
         )
     out: list[dict[str, Any]] = []
     for index, doc in enumerate(template.documents):

@@ -1,8 +1,11 @@
 """Approve the InstallPlan that lists the pinned CSV. InstallPlans are per namespace (one may
 cover several Subscriptions) and OLM writes a new plan's phase in a second step: approving
 before RequiresApproval makes OLM resolve again into a duplicate plan, so a plan is approved
-only in RequiresApproval. The step then waits for Complete, so a plan that fails while
-installing is reported here (exit 6 with its reason), not as a CSV that never appears."""
+only in RequiresApproval. At most one plan is approved: once a plan listing the CSV is
+approved and on its way (RequiresApproval, Installing, Complete), a later plan listing the same
+CSV (OLM resolving again after a restart) is left alone. The step then waits for Complete, so
+a plan that fails while installing is reported here (exit 6 with its reason), not as a CSV that
+never appears."""
 
 from __future__ import annotations
 
@@ -24,9 +27,14 @@ def _approved(plan: Obj) -> bool:
     return (plan.get("spec") or {}).get("approved") is True
 
 
+# An approved plan in one of these phases is the one OLM installs from.
+ON_ITS_WAY = ("RequiresApproval", "Installing", "Complete")
+
+
 def plan_for(csv: str) -> CollectionPredicate:
     """Done when a plan listing `csv` is Complete, or waits for approval (the step approves
-    it); failed when every plan listing it Failed. Newest plan first (duplicates)."""
+    it) while no other plan listing it is approved and on its way; failed when every plan
+    listing it Failed. Newest plan first (duplicates)."""
 
     def verdict(plans: list[Obj]) -> Verdict:
         mine = [
@@ -35,7 +43,8 @@ def plan_for(csv: str) -> CollectionPredicate:
         mine.sort(key=lambda p: (p["metadata"].get("creationTimestamp", ""), _approved(p)))
         if not mine:
             return pending(f"no InstallPlan lists {csv} yet")
-        for plan in reversed(mine):
+        chosen = [p for p in mine if _approved(p) and phase(p) in ON_ITS_WAY]
+        for plan in reversed(chosen or mine):
             name = plan["metadata"]["name"]
             if phase(plan) == "Complete":
                 return done(f"InstallPlan {name} is Complete", plan)
@@ -46,7 +55,7 @@ def plan_for(csv: str) -> CollectionPredicate:
             return failed(
                 f"InstallPlan {mine[-1]['metadata']['name']} Failed: {failure_reason(mine[-1])}"
             )
-        newest = live[-1]
+        newest = (chosen or live)[-1]
         approved = ", approved" if _approved(newest) else ""
         return pending(
             f"InstallPlan {newest['metadata']['name']} phase={phase(newest) or '(not written yet)'}"

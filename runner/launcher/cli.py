@@ -19,7 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
-from runner import config
+from runner import config, hints
 from runner.errors import InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import summary as summaries
@@ -56,14 +56,16 @@ def register(sub: Any) -> None:
     who = launch.add_argument_group("users (exactly one of)")
     who.add_argument("--users", action="append", help="comma-separated user names")
     who.add_argument("--users-file", type=Path, help="file with user names (lines or commas)")
-    who.add_argument("--count", type=int, help="N users named <prefix><start>…")
+    who.add_argument("--count", type=hints.integer, help="N users named <prefix><start>…")
     launch.add_argument("--prefix", default="user", help="name prefix for --count (user)")
-    launch.add_argument("--start", type=int, default=1, help="first number for --count (1)")
+    launch.add_argument(
+        "--start", type=hints.integer, default=1, help="first number for --count (1)"
+    )
     launch.add_argument("--image", help="runner image (default: the deploy base's)")
     launch.add_argument("--mode", choices=("indexed", "jobs"), default="indexed")
     launch.add_argument(
         "--parallelism",
-        type=int,
+        type=hints.integer,
         help=f"pods at once, --mode indexed (default {DEFAULT_PARALLELISM})",
     )
     launch.add_argument("--templates", type=Path, help="directory overriding/adding templates")
@@ -83,7 +85,9 @@ def register(sub: Any) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", "-n", help="the Jobs namespace (default: workshop-runner)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait")
+    parser.add_argument(
+        "--timeout", type=hints.number, default=DEFAULT_TIMEOUT, help="seconds to wait"
+    )
     parser.add_argument("--no-wait", action="store_true", help="do not follow the Jobs")
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     parser.add_argument("--progress", choices=("auto", "table", "json"), default="auto")

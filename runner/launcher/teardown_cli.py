@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from runner import config
+from runner import config, hints
 from runner.config import User
 from runner.errors import InvalidInput
 from runner.kube import Cluster, Kube, load_configuration
@@ -39,7 +39,7 @@ def add_teardown_parser(sub: Any) -> None:
     p.add_argument("--templates", type=Path, help="the launch's template overrides")
     p.add_argument("--params", type=Path, help="the launch's parameters file")
     p.add_argument("--project-request", action="store_true", help="as `run --project-request`")
-    p.add_argument("--parallel", type=int, default=8, help="users torn down at once (8)")
+    p.add_argument("--parallel", type=hints.integer, default=8, help="users torn down at once (8)")
     p.add_argument("--namespace", "-n", help="the Jobs namespace (never a user's)")
     p.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: $KUBECONFIG)")
     p.add_argument("--context", help="kubeconfig context")

@@ -79,7 +79,7 @@ class LaunchWatch:
             if not self.cancel.cancelled:
                 self.events.put(Event(kind, "ERROR", error=e))
         except Exception as e:  # a thread boundary: hand the unexpected to the main thread
-            error = InternalError(f"watch {kind}: unexpected {type(e).__name__}: {e}")
+            error = InternalError.unexpected(f"watch {kind}", e)
             self.events.put(Event(kind, "ERROR", error=error))
 
     def _follow(self, kind: Kind) -> None:

@@ -119,6 +119,12 @@ CASES = [
     Case("unknown-skip", 2, "unknown step(s) bogus", ("--user", USER, "--skip", "bogus")),
     Case("unknown-from", 2, "unknown step(s) later", ("--user", USER, "--from", "later")),
     Case(
+        "step-typo",
+        2,
+        "unknown step(s) memberroll; did you mean member-roll?",
+        ("--user", USER, "--steps", "memberroll"),
+    ),
+    Case(
         "empty-selection",
         2,
         "the step selection is empty",
@@ -128,6 +134,12 @@ CASES = [
         "unknown-flag", 2, "unrecognized arguments: --frobnicate", ("--user", USER, "--frobnicate")
     ),
     Case("bad-log-format", 2, "invalid choice: 'xml'", ("--user", USER, "--log-format", "xml")),
+    Case(
+        "flag-value-typo",
+        2,
+        "invalid choice: 'jsn'; did you mean 'json'?",
+        ("--user", USER, "--log-format", "jsn"),
+    ),
     Case("timeout-syntax", 2, "--timeout 'namespace'", ("--user", USER, "--timeout", "namespace")),
     Case(
         "timeout-step", 2, "--timeout: unknown step nope", ("--user", USER, "--timeout", "nope=5")
@@ -143,9 +155,23 @@ CASES = [
     Case(
         "param-type",
         3,
-        "catalog_image must be a string, not a integer",
+        "catalog_image must be a string, not an integer",
         ("--user", USER),
         params="catalog_image: 5\n",
+    ),
+    Case(
+        "param-typo",
+        3,
+        "unknown parameter 'smcp_verison'; did you mean 'smcp_version'?",
+        ("--user", USER),
+        params="smcp_verison: v2.5\n",
+    ),
+    Case(
+        "param-not-integer",
+        3,
+        "smcp_trace_sampling must be an integer, not a string",
+        ("--user", USER),
+        params="smcp_trace_sampling: lots\n",
     ),
     Case(
         "param-derived",

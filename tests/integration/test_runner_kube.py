@@ -70,6 +70,32 @@ def test_apply_observes_then_acts(shared: Cluster, unique_user: str) -> None:
     assert kube.delete("v1", "Namespace", unique_user, None) is True
 
 
+def test_a_field_dropped_from_the_template_is_pruned(shared: Cluster, unique_user: str) -> None:
+    kube = view(shared)
+
+    def config_map(labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"prune-{unique_user}", "namespace": "default", "labels": labels},
+            "data": {"k": "v"},
+        }
+
+    what = f"ConfigMap default/prune-{unique_user}"
+    first = kube.apply(config_map({"a": "1", "b": "2"}))
+    assert (first.changed, first.detail) == (True, f"created {what}")
+    pruned = kube.apply(config_map({"a": "1"}))
+    assert (pruned.changed, pruned.detail) == (True, f"updated {what}")
+    assert pruned.obj["metadata"]["labels"] == {"a": "1"}
+    live = kube.get("v1", "ConfigMap", f"prune-{unique_user}", "default")
+    assert live is not None
+    assert live["metadata"]["labels"] == {"a": "1"}
+    again = kube.apply(config_map({"a": "1"}))
+    assert (again.changed, again.detail) == (False, f"{what} exists and matches")
+    assert again.obj["metadata"]["resourceVersion"] == pruned.obj["metadata"]["resourceVersion"]
+    assert kube.delete("v1", "ConfigMap", f"prune-{unique_user}", "default") is True
+
+
 def test_cancel_wakes_an_open_watch(shared: Cluster, unique_user: str) -> None:
     cancel = CancelToken()
     kube = view(shared, seconds=120, cancel=cancel)

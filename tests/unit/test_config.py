@@ -142,7 +142,7 @@ def test_params_override(tmp_path: Path) -> None:
     [
         ("catalog_imgae: x\n", "unknown parameter 'catalog_imgae'"),
         ("user: root\n", "derived from the user"),
-        ("smcp_trace_sampling: lots\n", "must be a integer, not a string"),
+        ("smcp_trace_sampling: lots\n", "must be an integer, not a string"),
         ("smcp_grafana_enabled: 1\n", "must be a boolean"),
         ("catalog_image: {kind: Secret}\n", "must be a string, not a dict"),
         ("kiali_excluded_workloads: [1, 2]\n", "must be a list of strings"),

@@ -162,10 +162,32 @@ def test_approving_while_the_phase_is_empty_makes_a_second_plan() -> None:
     assert second["spec"]["approved"] is False
     assert second["spec"]["clusterServiceVersionNames"] == [CSV]
     assert phase(second) == "RequiresApproval"
+    assert (first["spec"]["generation"], second["spec"]["generation"]) == (1, 2)
     s = w.get(SUBSCRIPTIONS, NS, "rhsso-operator")
     assert s is not None
     assert s["status"]["installPlanRef"]["name"] == second["metadata"]["name"]
     assert w.get(CSVS, NS, CSV) is None
+
+
+def test_a_subscription_with_a_plan_under_way_is_not_resolved_again() -> None:
+    # OLM's nothingToUpdate: installPlanRef set and state UpgradePending. Even when the plan
+    # is not in the cache (yet), no second plan is made.
+    w = FakeWorld()
+    w.add(OPERATORGROUPS, og())
+    pending = sub()
+    pending["status"] = {
+        "installPlanRef": {"kind": "InstallPlan", "name": "install-elsewhere", "namespace": NS},
+        "installPlanGeneration": 3,
+        "state": "UpgradePending",
+    }
+    w.add(SUBSCRIPTIONS, pending)
+    settle(w)
+    assert plans(w) == []
+    w.add(SUBSCRIPTIONS, sub("other-operator", csv="other-operator.v2.0.0"))
+    settle(w)
+    (plan,) = plans(w)
+    assert plan["spec"]["clusterServiceVersionNames"] == ["other-operator.v2.0.0"]
+    assert plan["spec"]["generation"] == 4  # one more than any Subscription's
 
 
 def test_two_operator_groups_fail_the_csv_until_one_is_removed() -> None:

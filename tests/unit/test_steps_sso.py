@@ -228,6 +228,28 @@ def test_install_plan_duplicate_of_an_early_approval_is_the_one_approved() -> No
     assert result.changed
 
 
+DUPLICATE = with_(
+    WAITING, metadata={"name": "install-dup", "creationTimestamp": "2024-03-05T10:14:00Z"}
+)
+
+
+def test_install_plan_duplicate_after_our_approval_is_left_alone() -> None:
+    # The 2026-12-01 fault-suite failure: OLM resolved again after an apiserver restart while
+    # the approved plan was installing; the runner approved the duplicate too (2 approved).
+    result, kube = run_plan([WAITING], [INSTALLING, DUPLICATE, COMPLETE])
+    assert [w for w, _ in kube.patches] == ["InstallPlan user1/install-7x2kq"]
+    assert kube.objects[("InstallPlan", "user1", "install-dup")]["spec"]["approved"] is False
+    assert result.detail.startswith("approved InstallPlan install-7x2kq;")
+
+
+def test_install_plan_predicate_waits_for_the_approved_plan_not_a_newer_duplicate() -> None:
+    verdict = install_plan.plan_for(PINNED)([INSTALLING, DUPLICATE])
+    assert (verdict.state, verdict.summary) == (
+        "pending",
+        "InstallPlan install-7x2kq phase=Installing, approved",
+    )
+
+
 def test_install_plan_conflict_reads_again() -> None:
     result, kube = run_plan([WAITING], [INSTALLING, COMPLETE], conflicts=1)
     assert len(kube.patches) == 2
