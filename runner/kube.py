@@ -12,6 +12,7 @@ translated into runner.errors naming the action and the object.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
 from kubernetes.client import ApiClient, Configuration
@@ -40,6 +41,7 @@ from runner.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TemporaryCondition,
     TransientError,
     WaitTimeout,
 )
@@ -52,10 +54,13 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "Applied",
     "Cluster",
     "Kube",
+    "Mutate",
+    "Updated",
     "describe",
     "in_sync",
     "is_subset",
     "load_configuration",
+    "read_modify_write",
     "translate",
 ]
 FIELD_MANAGER = "workshop-runner"
@@ -66,6 +71,8 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
+# client-go's retry.DefaultRetry, as RetryOnConflict uses it: 5 attempts, 10 ms apart, 10 % jitter.
+CONFLICT_ATTEMPTS, CONFLICT_PAUSE, CONFLICT_JITTER = 5, 0.01, 0.1
 # An Authorization value as it may be sent: a scheme and one token of visible ASCII.
 AUTH_VALUE = re.compile(r"([A-Za-z]+) ([\x21-\x7e]+)")
 T = TypeVar("T")
@@ -178,6 +185,19 @@ class Applied:
     obj: Obj
     changed: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class Updated:
+    """What a read-modify-write found and left: `obj` is the object as written (the server's
+    dry-run answer in dry-run), or as read when there was nothing to do."""
+
+    before: Obj | None
+    obj: Obj | None
+    changed: bool
+
+
+Mutate = Callable[[Obj | None], Obj | None]
 
 
 class Kube:
@@ -356,7 +376,7 @@ class Kube:
                 **params,
             )
         except NotFound as e:
-            if self.dry_run and e.details.get("kind") == "namespaces":
+            if self._namespace_to_come(e):
                 return Applied(
                     desired,
                     True,
@@ -375,6 +395,18 @@ class Kube:
         self.log.info(f"{verb}d", object=what)
         return Applied(after, True, f"{verb}d {what}")
 
+    def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated:
+        """read_modify_write on this view; in a namespace this process created there is
+        nothing to read on the first pass."""
+        return read_modify_write(
+            self,
+            target,
+            mutate,
+            known=known,
+            absent=known is None and self.fresh(target.namespace),
+            pause=lambda: self._sleep(CONFLICT_PAUSE * self._rng.uniform(1, 1 + CONFLICT_JITTER)),
+        )
+
     def create(self, body: Obj) -> Obj | None:
         """Create-only objects (e.g. ProjectRequest): AlreadyExists means done (None)."""
         kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"].get("namespace")
@@ -391,10 +423,23 @@ class Kube:
             )
         except Conflict:
             return None
+        except NotFound as e:
+            if not self._namespace_to_come(e):
+                raise
+            created = body
         self.log.info(
             "created" if not self.dry_run else "would create", object=describe(kind, name, ns)
         )
         return created
+
+    def _namespace_to_come(self, e: NotFound) -> bool:
+        """In a dry run, a namespace an earlier step would create is not there."""
+        return self.dry_run and e.details.get("kind") == "namespaces"
+
+    def review(self, body: Obj) -> Obj:
+        """POST a review (SubjectAccessReview and kin: unnamed, answered, never stored)."""
+        res = self.resource(body["apiVersion"], body["kind"])
+        return self._json("review", body["kind"], "POST", _path(res), body=body)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         """Delete; NotFound means it is already gone (False)."""
@@ -532,6 +577,83 @@ def _path(res: Resource, name: str | None = None, namespace: str | None = None) 
 
 def _rv(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+class Writes(Protocol):
+    """What a read-modify-write needs of the cluster (Kube; the step fakes in tests)."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None: ...
+
+    def create(self, body: Obj) -> Obj | None: ...
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
+    ) -> Obj: ...
+
+
+def read_modify_write(
+    kube: Writes,
+    target: Target,
+    mutate: Mutate,
+    *,
+    known: Obj | None = None,
+    absent: bool = False,
+    pause: Callable[[], None] = lambda: None,
+) -> Updated:
+    """client-go's RetryOnConflict around a read-modify-write.
+
+    `mutate` gets a copy of the live object (None when there is none; `known`, or None when
+    `absent`, stands in for the first read) and returns what it should be: None when nothing
+    is to change, else the whole object, which is created when nothing was live, else written
+    as a merge patch carrying the resourceVersion it was computed from. A 409 (a concurrent
+    write, or a create that lost a race) pauses, reads again and calls `mutate` again, up to
+    CONFLICT_ATTEMPTS times; then TemporaryCondition (exit 5)."""
+    if target.name is None:
+        raise ValueError("read_modify_write needs a named target")
+    name, ns = target.name, target.namespace
+    for attempt in range(CONFLICT_ATTEMPTS):
+        if attempt:
+            pause()
+        if attempt == 0 and (known is not None or absent):
+            live = known
+        else:
+            live = kube.get(target.api_version, target.kind, name, ns)
+        wanted = mutate(copy.deepcopy(live))
+        if wanted is None:
+            return Updated(live, live, False)
+        if live is None:
+            created = kube.create(wanted)
+            if created is not None:
+                return Updated(None, created, True)
+            continue  # someone else created it meanwhile: read theirs and mutate that
+        patch = merge_patch_between(live, wanted)
+        patch.setdefault("metadata", {})["resourceVersion"] = _rv(live)
+        try:
+            written = kube.merge_patch(target.api_version, target.kind, name, ns, patch)
+        except Conflict:
+            continue
+        return Updated(live, written, True)
+    raise TemporaryCondition(
+        f"update {target.describe()}: still conflicting after {CONFLICT_ATTEMPTS} attempts"
+    )
+
+
+def merge_patch_between(live: Obj, wanted: Obj) -> Obj:
+    """The JSON merge patch (RFC 7386) that turns `live` into `wanted`: changed maps recurse,
+    other changed values (lists too) are replaced whole, dropped keys are set to null."""
+    patch: Obj = {}
+    for key, value in wanted.items():
+        before = live.get(key)
+        if isinstance(before, dict) and isinstance(value, dict):
+            inner = merge_patch_between(before, value)
+            if inner:
+                patch[key] = inner
+        elif key not in live or before != value:
+            patch[key] = value
+    patch.update({key: None for key in live if key not in wanted})
+    return patch
 
 
 def describe(kind: str, name: str | None, namespace: str | None) -> str:

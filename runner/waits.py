@@ -119,6 +119,12 @@ class Target:
     namespace: str | None
     name: str | None = None
 
+    @classmethod
+    def of(cls, obj: Obj) -> Target:
+        """The target naming `obj` itself (a template or a live object)."""
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+
     def describe(self) -> str:
         where = "/".join(p for p in (self.namespace, self.name) if p)
         return f"{self.kind} {where}" if where else self.kind

@@ -13,7 +13,15 @@ from kubernetes.client.exceptions import ApiException
 from runner import errors
 from runner.apierrors import translate
 from runner.discovery import AggregatedDiscoverer
-from runner.kube import FIELD_MANAGER, SETTLE_SECONDS, Cluster, Kube, in_sync, is_subset
+from runner.kube import (
+    FIELD_MANAGER,
+    SETTLE_SECONDS,
+    Cluster,
+    Kube,
+    in_sync,
+    is_subset,
+    merge_patch_between,
+)
 from runner.logs import get_logger
 from runner.waits import CancelToken, Deadline
 
@@ -187,6 +195,20 @@ def test_in_sync_knows_what_an_apply_would_prune(
 ) -> None:
     desired = {"metadata": {"name": "x", "labels": desired_labels}}
     assert in_sync(desired, live) is expected
+
+
+@pytest.mark.parametrize(
+    ("live", "wanted", "patch"),
+    [
+        ({"spec": {"a": 1, "b": 2}}, {"spec": {"a": 1, "b": 3}}, {"spec": {"b": 3}}),
+        ({"spec": {"m": [1]}}, {"spec": {"m": [1, 2]}}, {"spec": {"m": [1, 2]}}),
+        ({"spec": {"a": 1, "gone": 2}}, {"spec": {"a": 1}}, {"spec": {"gone": None}}),
+        ({"spec": {"a": 1}}, {"spec": {"a": 1}, "new": {"x": 1}}, {"new": {"x": 1}}),
+        ({"spec": {"a": 1}}, {"spec": {"a": 1}}, {}),
+    ],
+)
+def test_merge_patch_between(live: Any, wanted: Any, patch: Any) -> None:
+    assert merge_patch_between(live, wanted) == patch
 
 
 class FakeResponse:

@@ -11,8 +11,8 @@ import pytest
 
 from runner import config, templates
 from runner.context import StepContext
-from runner.errors import Forbidden
-from runner.kube import Applied, Kube, describe, is_subset
+from runner.errors import Forbidden, TemporaryCondition
+from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
 from runner.waits import CancelToken, Deadline, Target
@@ -80,7 +80,7 @@ class FakeKube:
         key = self.key(desired)
         what = describe(key[0], key[2], key[1])
         before = self.objects.get(key)
-        if before is not None and is_subset(desired, before):
+        if before is not None and in_sync(desired, before):
             return Applied(before, False, f"{what} exists and matches")
         self.actions.append(f"apply {what}")
         if self.dry_run:
@@ -90,6 +90,10 @@ class FakeKube:
             merged["status"] = before["status"]
         self.objects[key] = merged
         return Applied(merged, True, f"{'updated' if before else 'created'} {what}")
+
+    def update(self, target: Target, mutate: Mutate, *, known: Any = None) -> Updated:
+        absent = known is None and self.fresh(target.namespace)
+        return read_modify_write(self, target, mutate, known=known, absent=absent)
 
     def create(self, body: dict[str, Any]) -> Any:
         kind, namespace, name = self.key(body)
@@ -176,6 +180,14 @@ def test_namespace_already_there() -> None:
     result, kube = run_step(namespace, [existing])
     assert result == StepResult(False, "Namespace user1 exists and matches")
     assert kube.actions == []
+
+
+def test_namespace_being_deleted_is_a_temporary_condition() -> None:
+    existing = run_step(namespace)[1].objects[("Namespace", None, "user1")]
+    existing["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    with pytest.raises(TemporaryCondition, match="being deleted") as e:
+        run_step(namespace, [existing])
+    assert e.value.exit_code == 5
 
 
 def test_namespace_labels_repaired() -> None:
