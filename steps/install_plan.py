@@ -19,7 +19,9 @@ from steps._status import describe_conditions
 NAME = "install-plan"
 DESCRIPTION = "Approve the InstallPlan listing the pinned CSV (only in RequiresApproval)"
 NEEDS = ("sso-operator",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+CAP = 1800.0
 APIS = (INSTALL_PLAN, CSV)
 
 

@@ -20,7 +20,9 @@ from steps._status import describe_conditions, generation_observed, is_true, sta
 NAME = "member-roll"
 DESCRIPTION = "Add the user's namespace to the ServiceMeshMemberRoll and wait until configured"
 NEEDS = ("smcp",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+CAP = 3600.0
 TEMPLATES = ("member-roll.yaml", "mesh-member-rbac.yaml")
 ACCESS_TEMPLATE = "mesh-member-rbac.yaml"
 # The webhook's 403 (maistra webhooks/validation/memberroll.go)
