@@ -46,7 +46,15 @@ from runner.errors import (
     WaitTimeout,
 )
 from runner.logs import Logger, add_secret
-from runner.waits import CancelToken, Deadline, Obj, Target
+from runner.waits import (
+    MAX_WATCH_SECONDS,
+    CancelToken,
+    Deadline,
+    Obj,
+    Target,
+    WatchEvent,
+    follow,
+)
 
 __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "FIELD_MANAGER",
@@ -471,11 +479,37 @@ class Kube:
             **params,
         )
 
-    # -- the WatchSource side of runner.waits ------------------------------------------------
+    # -- watching: runner.waits.follow over this view ----------------------------------------
+    def watch(
+        self,
+        target: Target,
+        *,
+        cancel: CancelToken | None = None,
+        deadline: Deadline | None = None,
+        watch_seconds: int = MAX_WATCH_SECONDS,
+    ) -> Iterator[WatchEvent]:
+        """The events of `target` (list, then watch; see runner.waits.follow) until `deadline`
+        (forever without one). `cancel` (default: this view's) also closes an open watch."""
+        view = self if cancel is None else self.with_cancel(cancel)
+        return follow(
+            view, target, cancel=view.cancel, deadline=deadline, watch_seconds=watch_seconds
+        )
+
+    def with_cancel(self, cancel: CancelToken) -> Kube:
+        """This view with another cancellation (e.g. one that stops a watch thread)."""
+        return Kube(
+            self.cluster,
+            log=self.log,
+            deadline=self.deadline,
+            cancel=cancel,
+            dry_run=self.dry_run,
+            sleep=cancel.sleep,
+            rng=self._rng,
+        )
+
     def list_objects(self, target: Target) -> tuple[list[Obj], str]:
-        selector = f"metadata.name={target.name}" if target.name else ""
         return self.list_items(
-            target.api_version, target.kind, target.namespace, field_selector=selector
+            target.api_version, target.kind, target.namespace, **_selectors(target)
         )
 
     def watch_objects(
@@ -488,9 +522,8 @@ class Kube:
             "allow_watch_bookmarks": True,
             "timeout_seconds": timeout_seconds,
             "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
+            **_selectors(target),
         }
-        if target.name:
-            params["field_selector"] = f"metadata.name={target.name}"
         what = target.describe()
         resp = self._call(
             "watch",
@@ -568,6 +601,14 @@ def watch_events(
     finally:
         unregister()
         resp.release_conn()
+
+
+def _selectors(target: Target) -> dict[str, str]:
+    selectors = {
+        "field_selector": f"metadata.name={target.name}" if target.name else "",
+        "label_selector": target.selector,
+    }
+    return {key: value for key, value in selectors.items() if value}
 
 
 def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:
