@@ -73,6 +73,4 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: take only this user's namespace out of the roll; other members stay."""
-    from runner.teardown import remove_member
-
-    return remove_member(ctx, Target.of(ctx.object("member-roll.yaml")), ctx.user.namespace)
+    return ctx.remove_member(Target.of(ctx.object("member-roll.yaml")), ctx.user.namespace)
