@@ -108,7 +108,7 @@ def test_an_injected_csv_failure_fails_that_user_only(
 ) -> None:
     victim = f"{prefix}2"
     sim_knobs.set(
-        {"user": victim, "kind": "CSV", "fail": "InstallComponentFailed: injected by e2e"}
+        {"user": victim, "kind": "CSV", "fail": "InstallComponentFailedNoRetry: injected by e2e"}
     )
     ran = wr(fleet_cluster.kubeconfig, *launch_args(prefix, 3))
     assert ran.rc == 10, ran.stdout + ran.stderr
