@@ -162,6 +162,7 @@ class Cluster:
         self.requests = 0
         self.unsettled_until = float("-inf")
         self._fresh: set[str] = set()
+        self.username: str | None = None  # this identity, once asked (SelfSubjectReview)
 
     def mark_fresh(self, namespace: str) -> None:
         """This process created the namespace: nothing of ours can be in it yet."""
@@ -280,6 +281,68 @@ class Kube:
             **params,
         )
         return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
+
+    # -- this identity ---------------------------------------------------------------------
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        """Whether this identity may `verb` `resource` in `namespace` (None: in every one), as
+        the API server's authorizer answers a SelfSubjectAccessReview."""
+        attributes = {"verb": verb, "group": group, "resource": resource}
+        if namespace:
+            attributes["namespace"] = namespace
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        where = f"in {namespace}" if namespace else "cluster-wide"
+        answer = self._json(
+            "review",
+            f"access to {verb} {resource} {where}",
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            body=body,
+        )
+        status = answer.get("status") or {}
+        return bool(status.get("allowed")) and not status.get("denied")
+
+    def username(self) -> str:
+        """This identity's user name as the API server authenticates it (SelfSubjectReview;
+        asked once per process)."""
+        if self.cluster.username is None:
+            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            answer = self._json(
+                "review",
+                "own identity",
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                body=body,
+            )
+            name = str(((answer.get("status") or {}).get("userInfo") or {}).get("username") or "")
+            if not name:
+                raise InvalidInput("the API server did not say who this identity is")
+            self.cluster.username = name
+        return self.cluster.username
+
+    def retry_forbidden(
+        self, fn: Callable[[], T], when: Callable[[Forbidden], bool], seconds: float
+    ) -> T:
+        """fn(); a Forbidden that `when` accepts is retried with backoff for up to `seconds`
+        (and the deadline): a permission this process granted itself a moment ago may not
+        have reached every authorizer's cache yet."""
+        give_up = self.deadline.clock() + seconds
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Forbidden as error:
+                top = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+                delay = self._rng.uniform(top / 2, top)
+                now = self.deadline.clock()
+                if not when(error) or now + delay > give_up or self.deadline.remaining() < delay:
+                    raise
+                self.log.warning("retrying: permission granted moments ago", error=str(error))
+                self._sleep(delay)
+                attempt += 1
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, desired: Obj, *, force: bool = True) -> Applied:
