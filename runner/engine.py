@@ -1,5 +1,6 @@
 """The engine: runs the selected steps, each with its own deadline, concurrently along their
-declared needs (or one by one with --serial), and records what each did.
+declared needs (or one by one with --serial), and records what each did. Teardown is the same
+engine running each step's `undo` in reverse order, one at a time, with the same records.
 
 A step failure cancels the run: steps not started are skipped, running ones stop at their next
 wait or API call boundary. The first failure names the failed step and sets the exit code.
@@ -18,11 +19,13 @@ from typing import Any
 
 from runner.errors import Cancelled, InternalError, RunnerError
 from runner.logs import Logger, redact
-from runner.result import RunResult, Status, Step, StepRecord
+from runner.result import RunResult, Status, Step, StepRecord, StepResult
 from runner.waits import CancelToken, Clock, Deadline
 
 ContextFactory = Callable[[Step, Deadline, CancelToken, Logger], Any]
 ProgressCallback = Callable[[list[str]], None]
+Action = Callable[[Any], StepResult]
+UNDO_MIN_SECONDS = 180.0  # an undo waits for namespaces and finalizers to let go
 
 
 @dataclass(frozen=True)
@@ -132,10 +135,29 @@ class Engine:
         name, error = failure
         return RunResult(user, error.exit_code, name or None, str(error), ordered)
 
-    def _execute(self, step: Step, cancel: CancelToken) -> _Outcome:
-        log = self.log.bind(step=step.NAME)
+    def teardown(self, user: str | None) -> RunResult:
+        """Every step's `undo`, in reverse order, one at a time; the first failure stops."""
+        records: list[StepRecord] = []
+        for step in reversed(self.steps):
+            undo: Action | None = getattr(step, "undo", None)
+            if undo is None:
+                records.append(StepRecord(step.NAME, "skipped", "nothing to undo"))
+                continue
+            outcome = self._execute(step, self._cancel, undo=undo)
+            records.append(outcome.record)
+            if outcome.error is not None:
+                error = outcome.error
+                return RunResult(user, error.exit_code, step.NAME, str(error), tuple(records))
+        return RunResult(user, 0, steps=tuple(records))
+
+    def _execute(self, step: Step, cancel: CancelToken, *, undo: Action | None = None) -> _Outcome:
+        """Run the step (or its `undo`) with its deadline; its record and error, timed."""
+        log = self.log.bind(step=step.NAME, **({"undo": True} if undo else {}))
         started = self.clock()
-        deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+        if undo:
+            deadline = Deadline(self.clock, started + max(step.TIMEOUT, UNDO_MIN_SECONDS))
+        else:
+            deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
         deadline.on_change = lambda _state: self._progress(None)
         with self._progress_lock:
             self._deadlines[step.NAME] = deadline
@@ -146,7 +168,8 @@ class Engine:
         )
         error: RunnerError | None = None
         try:
-            result = step.run(self.make_context(step, deadline, cancel, log))
+            action = undo or step.run
+            result = action(self.make_context(step, deadline, cancel, log))
         except Cancelled as e:
             error = e
         except RunnerError as e:

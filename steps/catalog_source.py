@@ -40,6 +40,4 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the CatalogSource."""
-    from runner.teardown import remove
-
-    return remove(ctx, "catalog-source.yaml")
+    return ctx.remove("catalog-source.yaml")
