@@ -9,6 +9,7 @@ The engine knows nothing about the cluster: the CLI gives it a context factory.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -74,6 +75,9 @@ class Engine:
         self.clock = clock
         self.on_progress = on_progress
         self._last_progress: list[str] = []
+        self._running: list[str] = []
+        self._deadlines: dict[str, Deadline] = {}
+        self._progress_lock = threading.Lock()
         self.timeouts = dict(timeouts or {})
         self._cancel = CancelToken()
         self._stopped: str | None = None
@@ -154,6 +158,9 @@ class Engine:
             deadline = Deadline(self.clock, started + max(step.TIMEOUT, UNDO_MIN_SECONDS))
         else:
             deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+        deadline.on_change = lambda _state: self._progress(None)
+        with self._progress_lock:
+            self._deadlines[step.NAME] = deadline
         log.info(
             "step started",
             timeout=deadline.stall or deadline.at - started,
@@ -181,7 +188,20 @@ class Engine:
         log.info("step finished", status=status, detail=result.detail, ms=ms)
         return _Outcome(StepRecord(step.NAME, status, result.detail, ms), None)
 
-    def _progress(self, running: list[str]) -> None:
-        if self.on_progress is not None and running and running != self._last_progress:
-            self._last_progress = running
-            self.on_progress(running)
+    def _progress(self, running: list[str] | None) -> None:
+        """Report the running steps, each with its wait's state (`smcp (queued)`); None: the
+        same steps, a wait's state changed."""
+        if self.on_progress is None:
+            return
+        with self._progress_lock:
+            if running is not None:
+                self._running = running
+            labels = []
+            for name in self._running:
+                deadline = self._deadlines.get(name)
+                state = deadline.state if deadline is not None else ""
+                labels.append(f"{name} ({state})" if state else name)
+            if not labels or labels == self._last_progress:
+                return
+            self._last_progress = labels
+            self.on_progress(labels)  # only hands the value over (runner/progress.py)
