@@ -21,14 +21,13 @@ from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
 from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
 from runner.logs import Logger, configure, get_logger, redact
-from runner.progress import ProgressWriter
+from runner.progress import STEP_ANNOTATION, ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
 from steps import STEPS
 
 PROG = "workshop-runner"
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
-STEP_ANNOTATION = "workshop-runner.io/step"
 PREFLIGHT_SECONDS = 60.0
 ANNOTATE_SECONDS = 5.0
 

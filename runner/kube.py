@@ -52,6 +52,7 @@ from runner.waits import (
     Obj,
     Target,
     WatchEvent,
+    describe,
     follow,
 )
 
@@ -699,11 +700,6 @@ def merge_patch_between(live: Obj, wanted: Obj) -> Obj:
             patch[key] = value
     patch.update({key: None for key in live if key not in wanted})
     return patch
-
-
-def describe(kind: str, name: str | None, namespace: str | None) -> str:
-    where = "/".join(p for p in (namespace, name) if p)
-    return f"{kind} {where}".strip()
 
 
 def in_sync(desired: Obj, live: Obj) -> bool:
