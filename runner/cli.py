@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runner import config, hints, templates
-from runner.context import StepContext, expand_templates, step_templates
+from runner.context import StepContext, step_apis, step_templates
 from runner.engine import Engine
 from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
 from runner.events import Note, Recorder, Regarding
@@ -211,11 +211,8 @@ def preflight(
     or a rejected identity fails the run with nothing created."""
     kube = Kube(cluster, log=log, deadline=Deadline.after(PREFLIGHT_SECONDS), cancel=CancelToken())
     for step in chosen:
-        apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
-        for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
-            apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
         try:
-            for api_version, kind in dict.fromkeys(apis):
+            for api_version, kind in step_apis(step, rendered, named):
                 kube.resource(api_version, kind)
         except ApiMissing as e:
             raise _StepPreflightError(step.NAME, e) from None

@@ -333,6 +333,11 @@ class Kube:
         )
         return created
 
+    def review(self, body: Obj) -> Obj:
+        """POST a review (SubjectAccessReview and kin: unnamed, answered, never stored)."""
+        res = self.resource(body["apiVersion"], body["kind"])
+        return self._json("review", body["kind"], "POST", _path(res), body=body)
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         """Delete; NotFound means it is already gone (False)."""
         res = self.resource(api_version, kind)

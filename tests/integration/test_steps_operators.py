@@ -4,6 +4,7 @@ simulated operators: a full run, re-run, the OLM traps, failures, deadlines, con
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -186,15 +187,49 @@ def test_a_second_plan_after_the_approved_one_is_not_approved(
     assert approved == [name]
 
 
+def test_a_csv_failed_for_a_reason_olm_retries_recovers_and_the_run_succeeds(
+    runner: Any, cluster_objects: Cluster, unique_user: str, sim_knobs: Any
+) -> None:
+    """InstallCheckFailed (a slow image pull) is not final: OLM re-checks the deployment. The
+    CSV fails (again and again) until the knob is cleared - the deployment became healthy -
+    and the csv step, still waiting, succeeds."""
+    user = unique_user
+    sim_knobs.set({"kind": "CSV", "fail": "InstallCheckFailed: install timeout"})
+    healed = threading.Event()
+
+    def heal_once_failed() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            csv = cluster_objects.get(OLM, "ClusterServiceVersion", PINNED, user)
+            if csv and (csv.get("status") or {}).get("phase") == "Failed":
+                sim_knobs.clear()
+                healed.set()
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=heal_once_failed, daemon=True)
+    thread.start()
+    out = runner(
+        "--user", user, "--steps", "namespace,catalog-source,sso-operator,install-plan,csv"
+    )
+    thread.join(5)
+    assert healed.is_set()
+    assert out.code == 0, out.stderr
+    csv = cluster_objects.get(OLM, "ClusterServiceVersion", PINNED, user)
+    reasons = [c["reason"] for c in csv["status"]["conditions"]]
+    assert "InstallCheckFailed" in reasons
+    assert reasons[-1] == "InstallSucceeded"
+
+
 def test_injected_csv_failure_is_exit_6_naming_csv_and_reason(
     runner: Any, unique_user: str, sim_knobs: Any
 ) -> None:
-    sim_knobs.set({"kind": "CSV", "fail": "InstallComponentFailed: injected by the test"})
+    sim_knobs.set({"kind": "CSV", "fail": "InstallComponentFailedNoRetry: injected by the test"})
     out = runner("--user", unique_user)
     assert out.code == 6, out.stderr
     assert out.result["failed_step"] == "csv"
     assert PINNED in out.result["reason"]
-    assert "InstallComponentFailed: injected by the test" in out.result["reason"]
+    assert "InstallComponentFailedNoRetry: injected by the test" in out.result["reason"]
     assert out.statuses["csv"] == "failed"
     assert out.statuses["extra"] == "skipped"  # the other chain stopped cleanly
     assert "failed" not in {s for n, s in out.statuses.items() if n != "csv"}
