@@ -402,12 +402,10 @@ def record_finished(recorder: Recorder, fleet: Fleet, namespace: str, view: User
         return
     meta = job["metadata"]
     regarding = Regarding("batch/v1", "Job", meta["name"], namespace, meta.get("uid"))
-    retries = f"{view.retries} retr{'y' if view.retries == 1 else 'ies'}"
+    # No retry count: the Job's verdict can arrive before the last Pod's update (two watches).
     if view.state == "succeeded":
-        changed = f"{view.changed}/{view.steps} step(s) changed" if view.steps else "done"
-        note = Note(
-            "Normal", "UserSucceeded", "Provision", f"user {view.user}: {changed}, {retries}"
-        )
+        changed = f"{view.changed}/{view.steps} step(s) changed" if view.steps else "succeeded"
+        note = Note("Normal", "UserSucceeded", "Provision", f"user {view.user}: {changed}")
     else:
         step = f"step {view.failed_step}" if view.failed_step else "the run"
         code = f" with exit code {view.exit_code}" if view.exit_code is not None else ""
@@ -415,7 +413,7 @@ def record_finished(recorder: Recorder, fleet: Fleet, namespace: str, view: User
             "Warning",
             "UserFailed",
             "Provision",
-            f"user {view.user}: {step} failed{code} after {retries}: {view.reason or ''}",
+            f"user {view.user}: {step} failed{code}: {view.reason or ''}",
         )
     recorder.record(regarding, note, name=f"{meta['name']}.{view.user}")
 

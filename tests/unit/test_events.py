@@ -122,6 +122,6 @@ def test_the_launcher_names_the_job_the_user_and_the_outcome() -> None:
         Regarding("batch/v1", "Job", "wr-l1", "workshop-runner", "job-uid")
     ] * 2
     assert [(n.type, n.reason, n.text) for _, n in recorder.calls] == [
-        ("Normal", "UserSucceeded", "user u1: 3/12 step(s) changed, 0 retries"),
-        ("Warning", "UserFailed", "user u2: step csv failed with exit code 6 after 2 retries: x"),
+        ("Normal", "UserSucceeded", "user u1: 3/12 step(s) changed"),
+        ("Warning", "UserFailed", "user u2: step csv failed with exit code 6: x"),
     ]
