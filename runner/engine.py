@@ -1,5 +1,6 @@
 """The engine: runs the selected steps, each with its own deadline, concurrently along their
-declared needs (or one by one with --serial), and records what each did.
+declared needs (or one by one with --serial), and records what each did. Teardown is the same
+engine running each step's `undo` in reverse order, one at a time, with the same records.
 
 A step failure cancels the run: steps not started are skipped, running ones stop at their next
 wait or API call boundary. The first failure names the failed step and sets the exit code.
@@ -8,6 +9,7 @@ The engine knows nothing about the cluster: the CLI gives it a context factory.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -17,11 +19,13 @@ from typing import Any
 
 from runner.errors import Cancelled, InternalError, RunnerError
 from runner.logs import Logger, redact
-from runner.result import RunResult, Status, Step, StepRecord
+from runner.result import RunResult, Status, Step, StepRecord, StepResult
 from runner.waits import CancelToken, Clock, Deadline
 
 ContextFactory = Callable[[Step, Deadline, CancelToken, Logger], Any]
 ProgressCallback = Callable[[list[str]], None]
+Action = Callable[[Any], StepResult]
+UNDO_MIN_SECONDS = 180.0  # an undo waits for namespaces and finalizers to let go
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,17 @@ def check_declaration(steps: Sequence[Step]) -> None:
         seen.add(step.NAME)
 
 
+def step_deadline(step: Step, override: float | None, clock: Clock, started: float) -> Deadline:
+    """A step's deadline: `--timeout STEP=S` is a plain S seconds; otherwise TIMEOUT, as a
+    stall window up to the step's CAP when it has one."""
+    if override is not None:
+        return Deadline(clock, started + override)
+    cap = getattr(step, "CAP", None)
+    if cap is None or cap <= step.TIMEOUT:
+        return Deadline(clock, started + step.TIMEOUT)
+    return Deadline(clock, started + cap, step.TIMEOUT)
+
+
 class Engine:
     def __init__(
         self,
@@ -60,6 +75,9 @@ class Engine:
         self.clock = clock
         self.on_progress = on_progress
         self._last_progress: list[str] = []
+        self._running: list[str] = []
+        self._deadlines: dict[str, Deadline] = {}
+        self._progress_lock = threading.Lock()
         self.timeouts = dict(timeouts or {})
         self._cancel = CancelToken()
         self._stopped: str | None = None
@@ -117,15 +135,41 @@ class Engine:
         name, error = failure
         return RunResult(user, error.exit_code, name or None, str(error), ordered)
 
-    def _execute(self, step: Step, cancel: CancelToken) -> _Outcome:
-        log = self.log.bind(step=step.NAME)
+    def teardown(self, user: str | None) -> RunResult:
+        """Every step's `undo`, in reverse order, one at a time; the first failure stops."""
+        records: list[StepRecord] = []
+        for step in reversed(self.steps):
+            undo: Action | None = getattr(step, "undo", None)
+            if undo is None:
+                records.append(StepRecord(step.NAME, "skipped", "nothing to undo"))
+                continue
+            outcome = self._execute(step, self._cancel, undo=undo)
+            records.append(outcome.record)
+            if outcome.error is not None:
+                error = outcome.error
+                return RunResult(user, error.exit_code, step.NAME, str(error), tuple(records))
+        return RunResult(user, 0, steps=tuple(records))
+
+    def _execute(self, step: Step, cancel: CancelToken, *, undo: Action | None = None) -> _Outcome:
+        """Run the step (or its `undo`) with its deadline; its record and error, timed."""
+        log = self.log.bind(step=step.NAME, **({"undo": True} if undo else {}))
         started = self.clock()
-        timeout = self.timeouts.get(step.NAME, step.TIMEOUT)
-        deadline = Deadline(self.clock, started + timeout)
-        log.info("step started", timeout=timeout)
+        if undo:
+            deadline = Deadline(self.clock, started + max(step.TIMEOUT, UNDO_MIN_SECONDS))
+        else:
+            deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+        deadline.on_change = lambda _state: self._progress(None)
+        with self._progress_lock:
+            self._deadlines[step.NAME] = deadline
+        log.info(
+            "step started",
+            timeout=deadline.stall or deadline.at - started,
+            cap=deadline.at - started,
+        )
         error: RunnerError | None = None
         try:
-            result = step.run(self.make_context(step, deadline, cancel, log))
+            action = undo or step.run
+            result = action(self.make_context(step, deadline, cancel, log))
         except Cancelled as e:
             error = e
         except RunnerError as e:
@@ -144,7 +188,20 @@ class Engine:
         log.info("step finished", status=status, detail=result.detail, ms=ms)
         return _Outcome(StepRecord(step.NAME, status, result.detail, ms), None)
 
-    def _progress(self, running: list[str]) -> None:
-        if self.on_progress is not None and running and running != self._last_progress:
-            self._last_progress = running
-            self.on_progress(running)
+    def _progress(self, running: list[str] | None) -> None:
+        """Report the running steps, each with its wait's state (`smcp (queued)`); None: the
+        same steps, a wait's state changed."""
+        if self.on_progress is None:
+            return
+        with self._progress_lock:
+            if running is not None:
+                self._running = running
+            labels = []
+            for name in self._running:
+                deadline = self._deadlines.get(name)
+                state = deadline.state if deadline is not None else ""
+                labels.append(f"{name} ({state})" if state else name)
+            if not labels or labels == self._last_progress:
+                return
+            self._last_progress = labels
+            self.on_progress(labels)  # only hands the value over (runner/progress.py)

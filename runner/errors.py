@@ -1,6 +1,6 @@
 """The runner's own error tree, split by what the caller should do.
 
-Each class carries the exit code the CLI returns for it (the contract in DESIGN.md). The HTTP
+Each class carries the exit code the CLI returns for it (the contract in docs/design.md and the README). The HTTP
 library's exceptions never leak past runner.kube: they are translated into these, naming the
 action and the object.
 """
@@ -48,6 +48,13 @@ class Forbidden(RunnerError):
 
 class WaitTimeout(RunnerError):
     """A wait (or the retries of a transient API failure) ran past the step's deadline."""
+
+    exit_code = 5
+
+
+class TemporaryCondition(RunnerError):
+    """The cluster is in a state that should pass (a write still conflicting after its
+    retries, a namespace being deleted): a later run can succeed, so the Job retries."""
 
     exit_code = 5
 

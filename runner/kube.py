@@ -12,6 +12,7 @@ translated into runner.errors naming the action and the object.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
 from kubernetes.client import ApiClient, Configuration
@@ -40,11 +41,20 @@ from runner.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TemporaryCondition,
     TransientError,
     WaitTimeout,
 )
 from runner.logs import Logger, add_secret
-from runner.waits import CancelToken, Deadline, Obj, Target
+from runner.waits import (
+    MAX_WATCH_SECONDS,
+    CancelToken,
+    Deadline,
+    Obj,
+    Target,
+    WatchEvent,
+    follow,
+)
 
 __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "FIELD_MANAGER",
@@ -52,10 +62,13 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "Applied",
     "Cluster",
     "Kube",
+    "Mutate",
+    "Updated",
     "describe",
     "in_sync",
     "is_subset",
     "load_configuration",
+    "read_modify_write",
     "translate",
 ]
 FIELD_MANAGER = "workshop-runner"
@@ -66,6 +79,8 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
+# client-go's retry.DefaultRetry, as RetryOnConflict uses it: 5 attempts, 10 ms apart, 10 % jitter.
+CONFLICT_ATTEMPTS, CONFLICT_PAUSE, CONFLICT_JITTER = 5, 0.01, 0.1
 # An Authorization value as it may be sent: a scheme and one token of visible ASCII.
 AUTH_VALUE = re.compile(r"([A-Za-z]+) ([\x21-\x7e]+)")
 T = TypeVar("T")
@@ -147,6 +162,7 @@ class Cluster:
         self.requests = 0
         self.unsettled_until = float("-inf")
         self._fresh: set[str] = set()
+        self.username: str | None = None  # this identity, once asked (SelfSubjectReview)
 
     def mark_fresh(self, namespace: str) -> None:
         """This process created the namespace: nothing of ours can be in it yet."""
@@ -177,6 +193,19 @@ class Applied:
     obj: Obj
     changed: bool
     detail: str
+
+
+@dataclass(frozen=True)
+class Updated:
+    """What a read-modify-write found and left: `obj` is the object as written (the server's
+    dry-run answer in dry-run), or as read when there was nothing to do."""
+
+    before: Obj | None
+    obj: Obj | None
+    changed: bool
+
+
+Mutate = Callable[[Obj | None], Obj | None]
 
 
 class Kube:
@@ -253,6 +282,68 @@ class Kube:
         )
         return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
 
+    # -- this identity ---------------------------------------------------------------------
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        """Whether this identity may `verb` `resource` in `namespace` (None: in every one), as
+        the API server's authorizer answers a SelfSubjectAccessReview."""
+        attributes = {"verb": verb, "group": group, "resource": resource}
+        if namespace:
+            attributes["namespace"] = namespace
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        where = f"in {namespace}" if namespace else "cluster-wide"
+        answer = self._json(
+            "review",
+            f"access to {verb} {resource} {where}",
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            body=body,
+        )
+        status = answer.get("status") or {}
+        return bool(status.get("allowed")) and not status.get("denied")
+
+    def username(self) -> str:
+        """This identity's user name as the API server authenticates it (SelfSubjectReview;
+        asked once per process)."""
+        if self.cluster.username is None:
+            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            answer = self._json(
+                "review",
+                "own identity",
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                body=body,
+            )
+            name = str(((answer.get("status") or {}).get("userInfo") or {}).get("username") or "")
+            if not name:
+                raise InvalidInput("the API server did not say who this identity is")
+            self.cluster.username = name
+        return self.cluster.username
+
+    def retry_forbidden(
+        self, fn: Callable[[], T], when: Callable[[Forbidden], bool], seconds: float
+    ) -> T:
+        """fn(); a Forbidden that `when` accepts is retried with backoff for up to `seconds`
+        (and the deadline): a permission this process granted itself a moment ago may not
+        have reached every authorizer's cache yet."""
+        give_up = self.deadline.clock() + seconds
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Forbidden as error:
+                top = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+                delay = self._rng.uniform(top / 2, top)
+                now = self.deadline.clock()
+                if not when(error) or now + delay > give_up or self.deadline.remaining() < delay:
+                    raise
+                self.log.warning("retrying: permission granted moments ago", error=str(error))
+                self._sleep(delay)
+                attempt += 1
+
     # -- writes ----------------------------------------------------------------------------
     def apply(self, desired: Obj, *, force: bool = True) -> Applied:
         """Observe, then server-side apply only when the live object differs from `desired`
@@ -293,7 +384,7 @@ class Kube:
                 **params,
             )
         except NotFound as e:
-            if self.dry_run and e.details.get("kind") == "namespaces":
+            if self._namespace_to_come(e):
                 return Applied(
                     desired,
                     True,
@@ -312,6 +403,18 @@ class Kube:
         self.log.info(f"{verb}d", object=what)
         return Applied(after, True, f"{verb}d {what}")
 
+    def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated:
+        """read_modify_write on this view; in a namespace this process created there is
+        nothing to read on the first pass."""
+        return read_modify_write(
+            self,
+            target,
+            mutate,
+            known=known,
+            absent=known is None and self.fresh(target.namespace),
+            pause=lambda: self._sleep(CONFLICT_PAUSE * self._rng.uniform(1, 1 + CONFLICT_JITTER)),
+        )
+
     def create(self, body: Obj) -> Obj | None:
         """Create-only objects (e.g. ProjectRequest): AlreadyExists means done (None)."""
         kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"].get("namespace")
@@ -328,10 +431,18 @@ class Kube:
             )
         except Conflict:
             return None
+        except NotFound as e:
+            if not self._namespace_to_come(e):
+                raise
+            created = body
         self.log.info(
             "created" if not self.dry_run else "would create", object=describe(kind, name, ns)
         )
         return created
+
+    def _namespace_to_come(self, e: NotFound) -> bool:
+        """In a dry run, a namespace an earlier step would create is not there."""
+        return self.dry_run and e.details.get("kind") == "namespaces"
 
     def review(self, body: Obj) -> Obj:
         """POST a review (SubjectAccessReview and kin: unnamed, answered, never stored)."""
@@ -368,11 +479,37 @@ class Kube:
             **params,
         )
 
-    # -- the WatchSource side of runner.waits ------------------------------------------------
+    # -- watching: runner.waits.follow over this view ----------------------------------------
+    def watch(
+        self,
+        target: Target,
+        *,
+        cancel: CancelToken | None = None,
+        deadline: Deadline | None = None,
+        watch_seconds: int = MAX_WATCH_SECONDS,
+    ) -> Iterator[WatchEvent]:
+        """The events of `target` (list, then watch; see runner.waits.follow) until `deadline`
+        (forever without one). `cancel` (default: this view's) also closes an open watch."""
+        view = self if cancel is None else self.with_cancel(cancel)
+        return follow(
+            view, target, cancel=view.cancel, deadline=deadline, watch_seconds=watch_seconds
+        )
+
+    def with_cancel(self, cancel: CancelToken) -> Kube:
+        """This view with another cancellation (e.g. one that stops a watch thread)."""
+        return Kube(
+            self.cluster,
+            log=self.log,
+            deadline=self.deadline,
+            cancel=cancel,
+            dry_run=self.dry_run,
+            sleep=cancel.sleep,
+            rng=self._rng,
+        )
+
     def list_objects(self, target: Target) -> tuple[list[Obj], str]:
-        selector = f"metadata.name={target.name}" if target.name else ""
         return self.list_items(
-            target.api_version, target.kind, target.namespace, field_selector=selector
+            target.api_version, target.kind, target.namespace, **_selectors(target)
         )
 
     def watch_objects(
@@ -385,9 +522,8 @@ class Kube:
             "allow_watch_bookmarks": True,
             "timeout_seconds": timeout_seconds,
             "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
+            **_selectors(target),
         }
-        if target.name:
-            params["field_selector"] = f"metadata.name={target.name}"
         what = target.describe()
         resp = self._call(
             "watch",
@@ -467,6 +603,14 @@ def watch_events(
         resp.release_conn()
 
 
+def _selectors(target: Target) -> dict[str, str]:
+    selectors = {
+        "field_selector": f"metadata.name={target.name}" if target.name else "",
+        "label_selector": target.selector,
+    }
+    return {key: value for key, value in selectors.items() if value}
+
+
 def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:
     path: str = res.path(name=name, namespace=namespace)
     return path
@@ -474,6 +618,83 @@ def _path(res: Resource, name: str | None = None, namespace: str | None = None) 
 
 def _rv(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
+
+
+class Writes(Protocol):
+    """What a read-modify-write needs of the cluster (Kube; the step fakes in tests)."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None: ...
+
+    def create(self, body: Obj) -> Obj | None: ...
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
+    ) -> Obj: ...
+
+
+def read_modify_write(
+    kube: Writes,
+    target: Target,
+    mutate: Mutate,
+    *,
+    known: Obj | None = None,
+    absent: bool = False,
+    pause: Callable[[], None] = lambda: None,
+) -> Updated:
+    """client-go's RetryOnConflict around a read-modify-write.
+
+    `mutate` gets a copy of the live object (None when there is none; `known`, or None when
+    `absent`, stands in for the first read) and returns what it should be: None when nothing
+    is to change, else the whole object, which is created when nothing was live, else written
+    as a merge patch carrying the resourceVersion it was computed from. A 409 (a concurrent
+    write, or a create that lost a race) pauses, reads again and calls `mutate` again, up to
+    CONFLICT_ATTEMPTS times; then TemporaryCondition (exit 5)."""
+    if target.name is None:
+        raise ValueError("read_modify_write needs a named target")
+    name, ns = target.name, target.namespace
+    for attempt in range(CONFLICT_ATTEMPTS):
+        if attempt:
+            pause()
+        if attempt == 0 and (known is not None or absent):
+            live = known
+        else:
+            live = kube.get(target.api_version, target.kind, name, ns)
+        wanted = mutate(copy.deepcopy(live))
+        if wanted is None:
+            return Updated(live, live, False)
+        if live is None:
+            created = kube.create(wanted)
+            if created is not None:
+                return Updated(None, created, True)
+            continue  # someone else created it meanwhile: read theirs and mutate that
+        patch = merge_patch_between(live, wanted)
+        patch.setdefault("metadata", {})["resourceVersion"] = _rv(live)
+        try:
+            written = kube.merge_patch(target.api_version, target.kind, name, ns, patch)
+        except Conflict:
+            continue
+        return Updated(live, written, True)
+    raise TemporaryCondition(
+        f"update {target.describe()}: still conflicting after {CONFLICT_ATTEMPTS} attempts"
+    )
+
+
+def merge_patch_between(live: Obj, wanted: Obj) -> Obj:
+    """The JSON merge patch (RFC 7386) that turns `live` into `wanted`: changed maps recurse,
+    other changed values (lists too) are replaced whole, dropped keys are set to null."""
+    patch: Obj = {}
+    for key, value in wanted.items():
+        before = live.get(key)
+        if isinstance(before, dict) and isinstance(value, dict):
+            inner = merge_patch_between(before, value)
+            if inner:
+                patch[key] = inner
+        elif key not in live or before != value:
+            patch[key] = value
+    patch.update({key: None for key in live if key not in wanted})
+    return patch
 
 
 def describe(kind: str, name: str | None, namespace: str | None) -> str:

@@ -9,6 +9,7 @@ the sleep are injected so unit tests never wait for real.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,20 +74,113 @@ class CancelToken:
         return remove
 
 
-@dataclass(frozen=True)
 class Deadline:
-    clock: Clock
-    at: float
+    """When a step gives up: a hard cap on elapsed time and, optionally, a stall window.
+
+    With `stall`, a wait that sees no progress for that many seconds expires before the cap.
+    Progress is what an operator shows while it works: an awaited object's status (phase,
+    conditions, readiness components), `observedGeneration` or `generation` changed. An object
+    without any status is *queued*: its operator has not reconciled it yet (it may be working
+    through a queue of other users' objects), and so is one whose status.observedGeneration is
+    behind its generation: only the cap applies. Waits report what they
+    observe through `observe`; `state` says queued / in progress / stalled for displays.
+    """
+
+    def __init__(self, clock: Clock, at: float, stall: float | None = None) -> None:
+        self.clock = clock
+        self.at = at
+        self.stall = stall
+        self._lock = threading.Lock()
+        self._progress_at = clock()
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._queued = False
+        self._observed = False
+        self._reported = ""
+        # Called with the new `state` when it changes (the engine shows it in the live table).
+        self.on_change: Callable[[str], None] | None = None
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
         return cls(clock, clock() + seconds)
 
+    @classmethod
+    def progress_aware(cls, stall: float, cap: float, clock: Clock = time.monotonic) -> Deadline:
+        return cls(clock, clock() + cap, stall if stall < cap else None)
+
     def remaining(self) -> float:
-        return self.at - self.clock()
+        now = self.clock()
+        left = self.at - now
+        with self._lock:
+            if self.stall is not None and not self._queued:
+                left = min(left, self._progress_at + self.stall - now)
+        return left
 
     def expired(self) -> bool:
         return self.remaining() <= 0
+
+    def observe(self, objects: list[Obj]) -> None:
+        """Record what a wait saw now; a change in what operators write is progress."""
+        fingerprint = tuple(sorted((_name(o), _progress_of(o)) for o in objects))
+        queued = bool(objects) and all(_queued(o) for o in objects)
+        with self._lock:
+            self._queued = queued
+            self._observed = True
+            if fingerprint != self._fingerprint:
+                self._fingerprint = fingerprint
+                self._progress_at = self.clock()
+        self.tick()
+
+    def tick(self) -> None:
+        """Report a changed state (waits call it on every event and watch restart)."""
+        state = self.state
+        with self._lock:
+            changed, self._reported = state != self._reported, state
+        if changed and self.on_change is not None:
+            self.on_change(state)
+
+    @property
+    def state(self) -> str:
+        """queued | in progress | stalled (no progress for half the stall window or more);
+        empty before a wait has observed anything."""
+        with self._lock:
+            if not self._observed:
+                return ""
+            if self._queued:
+                return "queued"
+            quiet = self.clock() - self._progress_at
+            if self.stall is not None and quiet >= self.stall / 2:
+                return "stalled"
+            return "in progress"
+
+    def why(self) -> str:
+        """Why it expired, for the timeout message: "timed out", then the state it was in."""
+        now = self.clock()
+        with self._lock:
+            quiet, queued = now - self._progress_at, self._queued
+        if self.stall is not None and not queued and now < self.at:
+            return (
+                f"timed out: stalled, no progress for {quiet:.0f} s (stall window {self.stall:g} s)"
+            )
+        cap = " at the hard cap" if self.stall is not None else ""
+        if queued:
+            return f"timed out{cap}, still queued: the operator has not reconciled it yet"
+        return f"timed out{cap}, still in progress" if cap else "timed out"
+
+
+def _queued(obj: Obj) -> bool:
+    """The operator has not reconciled this object (or its current spec) yet."""
+    status = obj.get("status") or {}
+    observed = status.get("observedGeneration")
+    generation = (obj.get("metadata") or {}).get("generation")
+    if not status:
+        return True
+    return isinstance(observed, int) and isinstance(generation, int) and observed < generation
+
+
+def _progress_of(obj: Obj) -> str:
+    """What an operator changes as it works on `obj`: status and generations, as text."""
+    meta = obj.get("metadata") or {}
+    return json.dumps([meta.get("generation"), obj.get("status")], sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -118,10 +212,18 @@ class Target:
     kind: str
     namespace: str | None
     name: str | None = None
+    selector: str = ""  # a label selector, for a collection
+
+    @classmethod
+    def of(cls, obj: Obj) -> Target:
+        """The target naming `obj` itself (a template or a live object)."""
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
 
     def describe(self) -> str:
         where = "/".join(p for p in (self.namespace, self.name) if p)
-        return f"{self.kind} {where}" if where else self.kind
+        described = f"{self.kind} {where}" if where else self.kind
+        return f"{described} -l {self.selector}" if self.selector else described
 
 
 class WatchSource(Protocol):
@@ -132,6 +234,73 @@ class WatchSource(Protocol):
     def watch_objects(
         self, target: Target, resource_version: str, timeout_seconds: int
     ) -> Iterator[Obj]: ...
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """SYNC carries everything a (re-)list returned; the others one object each."""
+
+    type: Literal["SYNC", "ADDED", "MODIFIED", "DELETED"]
+    obj: Obj = field(default_factory=dict)
+    objects: tuple[Obj, ...] = ()
+
+
+def follow(
+    source: WatchSource,
+    target: Target,
+    *,
+    cancel: CancelToken,
+    deadline: Deadline | None = None,
+    watch_seconds: int = MAX_WATCH_SECONDS,
+    resource_version: str | None = None,
+    sleep: Callable[[float], None] | None = None,
+    backoff: tuple[float, ...] = STREAM_BACKOFF,
+) -> Iterator[WatchEvent]:
+    """The one watch engine: the events of `target` until the deadline (forever without one).
+
+    It lists (a SYNC event; skipped when `resource_version` says where to start), then watches
+    from the list's resourceVersion with bookmarks and a server timeout of at most
+    `watch_seconds` (and never past the deadline), resumes from the last resourceVersion seen
+    when the server ends a watch, re-lists (another SYNC) on 410 Gone, and after a broken
+    stream resumes after a short backoff, so a flapping server is not hammered. Cancellation
+    raises Cancelled, also from inside an open watch."""
+    pause = sleep or cancel.sleep
+    broken = 0
+    while True:
+        cancel.check()
+        if deadline is not None:
+            deadline.tick()  # a wait's state can turn stalled between events
+            if deadline.expired():
+                return
+        if resource_version is None:
+            items, resource_version = source.list_objects(target)
+            yield WatchEvent("SYNC", objects=tuple(items))
+            continue
+        timeout = watch_seconds
+        if deadline is not None:
+            timeout = max(1, min(watch_seconds, int(deadline.remaining() + 0.999)))
+        try:
+            for event in source.watch_objects(target, resource_version, timeout):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        resource_version = None
+                        break
+                    raise ApiError(f"watch {target.describe()}: {obj.get('message', obj)}")
+                resource_version = obj.get("metadata", {}).get("resourceVersion", resource_version)
+                broken = 0
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    yield WatchEvent(kind, obj)
+                    cancel.check()
+                if deadline is not None and deadline.expired():
+                    break
+        except ApiError as e:
+            if e.status != 410:
+                raise
+            resource_version = None
+        except TransientError:
+            pause(backoff[min(broken, len(backoff) - 1)])
+            broken += 1
 
 
 Predicate = Callable[[Obj | None], Verdict]
@@ -206,64 +375,41 @@ def _wait(
     sleep: Callable[[float], None] | None,
     known: list[Obj] | None = None,
 ) -> Verdict:
-    pause = sleep or cancel.sleep
     label = f"wait {target.describe()} {what}"
     objects: dict[str, Obj] = {}
     resource_version: str | None = None
     verdict = pending("not observed yet")
-    broken_streams = 0
     if known:
         objects = {_name(o): o for o in known}
         resource_version = max((_rv(o) for o in known), key=_rv_order) or None
-        verdict = _decide(evaluate, objects, label)
+        verdict = _decide(evaluate, objects, label, deadline)
         if verdict.state == "done":
             return verdict
-    while True:
-        cancel.check()
-        if deadline.expired():
-            raise WaitTimeout(f"{label}: timed out; last observed: {verdict.summary}")
-        if resource_version is None:
-            items, resource_version = source.list_objects(target)
-            objects = {_name(o): o for o in items}
-            verdict = _decide(evaluate, objects, label)
-            if verdict.state == "done":
-                return verdict
-            continue
-        timeout = max(1, min(MAX_WATCH_SECONDS, int(deadline.remaining() + 0.999)))
-        try:
-            for event in source.watch_objects(target, resource_version, timeout):
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        resource_version = None
-                        break
-                    raise ApiError(f"{label}: watch error: {obj.get('message', obj)}")
-                resource_version = obj.get("metadata", {}).get("resourceVersion", resource_version)
-                broken_streams = 0
-                if kind == "BOOKMARK":
-                    continue
-                if kind == "DELETED":
-                    objects.pop(_name(obj), None)
-                else:
-                    objects[_name(obj)] = obj
-                verdict = _decide(evaluate, objects, label)
-                if verdict.state == "done":
-                    return verdict
-                cancel.check()
-                if deadline.expired():
-                    break
-        except ApiError as e:
-            if e.status != 410:
-                raise
-            resource_version = None
-        except TransientError:
-            # The stream broke (connection reset, server restart): resume from the last
-            # resourceVersion after a short pause so a flapping server is not hammered.
-            pause(STREAM_BACKOFF[min(broken_streams, len(STREAM_BACKOFF) - 1)])
-            broken_streams += 1
+    events = follow(
+        source,
+        target,
+        cancel=cancel,
+        deadline=deadline,
+        resource_version=resource_version,
+        sleep=sleep,
+    )
+    for event in events:
+        if event.type == "SYNC":
+            objects = {_name(o): o for o in event.objects}
+        elif event.type == "DELETED":
+            objects.pop(_name(event.obj), None)
+        else:
+            objects[_name(event.obj)] = event.obj
+        verdict = _decide(evaluate, objects, label, deadline)
+        if verdict.state == "done":
+            return verdict
+    raise WaitTimeout(f"{label}: {deadline.why()}; last observed: {verdict.summary}")
 
 
-def _decide(evaluate: CollectionPredicate, objects: dict[str, Obj], label: str) -> Verdict:
+def _decide(
+    evaluate: CollectionPredicate, objects: dict[str, Obj], label: str, deadline: Deadline
+) -> Verdict:
+    deadline.observe(list(objects.values()))
     verdict = evaluate(list(objects.values()))
     if verdict.state == "failed":
         raise OperatorFailed(f"{label}: {verdict.summary}")

@@ -10,7 +10,7 @@ Namespace.
 from __future__ import annotations
 
 from runner.context import StepContext
-from runner.errors import Forbidden, WaitTimeout
+from runner.errors import Forbidden, TemporaryCondition
 from runner.result import StepResult
 from runner.waits import Obj, Target, Verdict, done, pending
 
@@ -36,7 +36,7 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
     deleted_at = applied.obj.get("metadata", {}).get("deletionTimestamp")
     if deleted_at:
         # Writing into it would fail with 403 "being terminated"; exit 5 lets the Job retry.
-        raise WaitTimeout(
+        raise TemporaryCondition(
             f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
         )
     if made_by_project:

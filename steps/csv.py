@@ -17,7 +17,9 @@ from steps._olm import CSV, failure_reason, phase, pinned_csv
 NAME = "csv"
 DESCRIPTION = "Wait for the pinned RH-SSO CSV (by name) to reach Succeeded"
 NEEDS = ("install-plan",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 600.0
+CAP = 3600.0
 APIS = (CSV,)
 
 

@@ -10,7 +10,7 @@ never appears."""
 from __future__ import annotations
 
 from runner.context import StepContext
-from runner.errors import Conflict, WaitTimeout
+from runner.errors import WaitTimeout
 from runner.result import StepResult
 from runner.waits import CollectionPredicate, Obj, Target, Verdict, done, failed, pending
 from steps._olm import CSV, INSTALL_PLAN, SUBSCRIPTION_TEMPLATE, failure_reason, phase, pinned_csv
@@ -19,7 +19,9 @@ from steps._status import describe_conditions
 NAME = "install-plan"
 DESCRIPTION = "Approve the InstallPlan listing the pinned CSV (only in RequiresApproval)"
 NEEDS = ("sso-operator",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+CAP = 1800.0
 APIS = (INSTALL_PLAN, CSV)
 
 
@@ -89,10 +91,14 @@ def approve(ctx: StepContext, ns: str, csv: str) -> StepResult:
             return StepResult(bool(approved), f"{did}{verdict.summary}")
         name = plan["metadata"]["name"]
         others = [c for c in plan["spec"].get("clusterServiceVersionNames", []) if c != csv]
-        patch = {"metadata": {"resourceVersion": plan["metadata"]["resourceVersion"]}}
-        try:  # the resourceVersion: approve the plan exactly as observed in RequiresApproval
-            ctx.kube.merge_patch(*INSTALL_PLAN, name, ns, {**patch, "spec": {"approved": True}})
-        except Conflict:
-            continue
-        ctx.log.info("approved", object=f"InstallPlan {ns}/{name}", also_installs=others)
-        approved.append(name + (f" (also installs {', '.join(others)})" if others else ""))
+
+        def approved_copy(live: Obj | None) -> Obj | None:
+            # approve the plan only as observed in RequiresApproval (a 409 reads it again)
+            if live is None or phase(live) != "RequiresApproval" or _approved(live):
+                return None
+            live["spec"]["approved"] = True
+            return live
+
+        if ctx.kube.update(Target(*INSTALL_PLAN, ns, name), approved_copy, known=plan).changed:
+            ctx.log.info("approved", object=f"InstallPlan {ns}/{name}", also_installs=others)
+            approved.append(name + (f" (also installs {', '.join(others)})" if others else ""))

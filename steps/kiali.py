@@ -19,7 +19,9 @@ from steps._status import condition, describe_conditions, is_true, status_of
 NAME = "kiali"
 DESCRIPTION = "Let Kiali show DeploymentConfigs (excluded_workloads) and wait for its reconcile"
 NEEDS = ("member-roll",)
-TIMEOUT = 300.0
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
+TIMEOUT = 600.0
+CAP = 3600.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
 _UNSEEN = "<unseen>"

@@ -1,12 +1,18 @@
 """The member roll `default` in <user>-istio, with the user's namespace added to the members
 already there (never dropping one). Maistra's CRD does not declare spec.members a set, so a
-server-side apply would replace the whole list: this is a read-modify-write whose patch carries
-the resourceVersion it was computed from (409 -> read again)."""
+server-side apply would replace the whole list: this is a read-modify-write (kube.update: the
+patch carries the resourceVersion it was computed from; 409 -> read again).
+
+Maistra's admission webhook lets a namespace into a roll only if the requester may `update
+pods` there (a SubjectAccessReview). Where this identity may not (a plain Namespace it made),
+the step first binds ClusterRole workshop-runner-mesh-member to itself in that namespace
+(mesh-member-rbac.yaml; only namespaces of this user), then writes the roll; a refusal in the
+moments after that binding is retried while RBAC's caches catch up."""
 
 from __future__ import annotations
 
 from runner.context import StepContext
-from runner.errors import Conflict, WaitTimeout
+from runner.errors import Forbidden
 from runner.result import StepResult
 from runner.waits import Obj, Predicate, Target, Verdict, done, pending
 from steps._status import describe_conditions, generation_observed, is_true, status_of
@@ -14,9 +20,40 @@ from steps._status import describe_conditions, generation_observed, is_true, sta
 NAME = "member-roll"
 DESCRIPTION = "Add the user's namespace to the ServiceMeshMemberRoll and wait until configured"
 NEEDS = ("smcp",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
-TEMPLATES = ("member-roll.yaml",)
-ATTEMPTS = 5
+CAP = 3600.0
+TEMPLATES = ("member-roll.yaml", "mesh-member-rbac.yaml")
+ACCESS_TEMPLATE = "mesh-member-rbac.yaml"
+# The webhook's 403 (maistra webhooks/validation/memberroll.go)
+REFUSED = "does not have permission to access namespace"
+RBAC_SETTLE_SECONDS = 20.0
+
+
+def refused_by_webhook(error: Forbidden) -> bool:
+    return REFUSED in str(error)
+
+
+def rbac_subject(username: str) -> Obj:
+    """The RBAC subject for an authenticated user name (ServiceAccounts by their own kind)."""
+    parts = username.split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+        return {"kind": "ServiceAccount", "name": parts[3], "namespace": parts[2]}
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": username}
+
+
+def grant_member_access(ctx: StepContext, members: list[str]) -> list[str]:
+    """Bind the mesh-member role to this identity in each templated namespace among `members`
+    where it may not update pods yet; the namespaces whose binding was written."""
+    granted: list[str] = []
+    for binding in ctx.objects(ACCESS_TEMPLATE):
+        ns = binding["metadata"]["namespace"]
+        if ns not in members or ctx.kube.may("update", "pods", ns):
+            continue
+        binding["subjects"] = [rbac_subject(ctx.kube.username())]
+        if ctx.kube.apply(binding).changed:
+            granted.append(ns)
+    return granted
 
 
 def configured(members: list[str]) -> Predicate:
@@ -36,56 +73,63 @@ def configured(members: list[str]) -> Predicate:
 def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[StepResult, Obj | None]:
     """Create the roll or merge `wanted` into it; also returns the roll as last written or
     read (None in dry-run), for the wait to start from."""
-    api, kind, meta = desired["apiVersion"], desired["kind"], desired["metadata"]
-    what = f"{kind} {meta['namespace']}/{meta['name']}"
-    # In a namespace this run created the roll cannot be there yet: create without reading
-    # first (if someone was quicker, the create's 409 sends the next pass to read and merge).
-    skip_read = ctx.kube.fresh(meta["namespace"])
-    for _ in range(ATTEMPTS):
-        live = None if skip_read else ctx.kube.get(api, kind, meta["name"], meta["namespace"])
-        skip_read = False
+    what = Target.of(desired).describe()
+    seen: list[str] = []  # the members found by the last read (the update may read again)
+
+    def add(live: Obj | None) -> Obj | None:
+        seen[:] = [] if live is None else (live.get("spec") or {}).get("members") or []
         if live is None:
-            if ctx.dry_run:
-                return StepResult.done(f"would create {what} with {', '.join(wanted)}"), None
-            created = ctx.kube.create(desired)
-            if created is not None:
-                return StepResult.done(f"created {what} with {', '.join(wanted)}"), created
-            continue  # someone else created it meanwhile: merge into theirs
-        members = list((live.get("spec") or {}).get("members") or [])
-        missing = [m for m in wanted if m not in members]
-        if not missing:
-            return StepResult.noop(f"{', '.join(wanted)} already in {what}"), live
-        patch = {
-            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
-            "spec": {"members": members + missing},
-        }
-        try:
-            patched = ctx.kube.merge_patch(api, kind, meta["name"], meta["namespace"], patch)
-        except Conflict:
-            continue
-        kept = f"; kept {', '.join(members)}" if members else ""
-        if ctx.dry_run:
-            return StepResult.done(f"would add {', '.join(missing)} to {what}{kept}"), None
-        return StepResult.done(f"added {', '.join(missing)} to {what}{kept}"), patched
-    raise WaitTimeout(f"update {what}: still conflicting after {ATTEMPTS} attempts")
+            return desired
+        if all(m in seen for m in wanted):
+            return None
+        live.setdefault("spec", {})["members"] = seen + [m for m in wanted if m not in seen]
+        return live
+
+    updated = ctx.kube.update(Target.of(desired), add)
+    known = None if ctx.dry_run else updated.obj
+    if not updated.changed:
+        return StepResult.noop(f"{', '.join(wanted)} already in {what}"), known
+    if updated.before is None:
+        verb = "would create" if ctx.dry_run else "created"
+        return StepResult.done(f"{verb} {what} with {', '.join(wanted)}"), known
+    missing = [m for m in wanted if m not in seen]
+    kept = f"; kept {', '.join(seen)}" if seen else ""
+    verb = "would add" if ctx.dry_run else "added"
+    return StepResult.done(f"{verb} {', '.join(missing)} to {what}{kept}"), known
 
 
 def run(ctx: StepContext) -> StepResult:
     desired = ctx.object("member-roll.yaml")
     wanted = list(desired["spec"]["members"])
-    added, known = add_members(ctx, desired, wanted)
-    meta = desired["metadata"]
-    target = Target(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+    target = Target.of(desired)
+    granted = grant_member_access(ctx, wanted)
+    verb = "would bind" if ctx.dry_run else "bound"
+    bound = f"{verb} workshop-runner-mesh-member in {', '.join(granted)}; " if granted else ""
+    if ctx.dry_run and granted:
+        # The webhook would review the binding that a dry-run does not make: not asked.
+        return StepResult.done(f"{bound}would add {', '.join(wanted)} to {target.describe()}")
+    try:
+        added, known = ctx.kube.retry_forbidden(
+            lambda: add_members(ctx, desired, wanted),
+            refused_by_webhook,
+            RBAC_SETTLE_SECONDS if granted else 0.0,
+        )
+    except Forbidden as e:
+        if not refused_by_webhook(e):
+            raise
+        raise Forbidden(
+            f"{e} (the runner binds ClusterRole workshop-runner-mesh-member to itself in the "
+            "user's namespaces for this review: is that ClusterRole deployed, see "
+            "manifests/deploy?)"
+        ) from None
+    changed = added.changed or bool(granted)
     if ctx.wait(target, configured(wanted), "members configured", known=known) is None:
-        return StepResult(added.changed, f"{added.detail}; dry-run: not waiting")
-    return StepResult(added.changed, f"{added.detail}; configured")
+        return StepResult(changed, f"{bound}{added.detail}; dry-run: not waiting")
+    return StepResult(changed, f"{bound}{added.detail}; configured")
 
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: take only this user's namespace out of the roll; other members stay."""
-    from runner.teardown import remove_member
-
-    doc = ctx.object("member-roll.yaml")
-    meta = doc["metadata"]
-    roll = Target(doc["apiVersion"], doc["kind"], meta["namespace"], meta["name"])
-    return remove_member(ctx, roll, ctx.user.namespace)
+    removed = ctx.remove_member(Target.of(ctx.object("member-roll.yaml")), ctx.user.namespace)
+    unbound = ctx.remove(ACCESS_TEMPLATE)
+    return StepResult(removed.changed or unbound.changed, f"{removed.detail}; {unbound.detail}")

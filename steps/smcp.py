@@ -13,7 +13,9 @@ from steps._status import condition, describe_conditions, generation_observed, i
 NAME = "smcp"
 DESCRIPTION = "Create the ServiceMeshControlPlane in <user>-istio and wait until it is Ready"
 NEEDS = ("limit-ranges",)
-TIMEOUT = 600.0
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
+TIMEOUT = 1200.0
+CAP = 7200.0
 TEMPLATES = ("smcp.yaml",)
 
 
@@ -42,12 +44,7 @@ def gone(objects: list[Obj]) -> Verdict:
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the SMCP and wait until the operator's finalizer let it go (its
     components and the Kiali CR go with it), so the namespace is not left half-deleted."""
-    from runner.teardown import remove
-
-    result = remove(ctx, "smcp.yaml")
+    result = ctx.remove("smcp.yaml")
     if result.changed:
-        doc = ctx.object("smcp.yaml")
-        meta = doc["metadata"]
-        target = Target(doc["apiVersion"], doc["kind"], meta["namespace"], meta["name"])
-        ctx.wait_collection(target, gone, "deleted")
+        ctx.wait_collection(Target.of(ctx.object("smcp.yaml")), gone, "deleted")
     return result

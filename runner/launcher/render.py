@@ -145,7 +145,7 @@ def render_jobs(base: DeployBase, plan: LaunchPlan) -> list[Obj]:
         job["spec"]["completions"] = n
         job["spec"]["parallelism"] = parallelism
         # Each wave of pods gets one user's whole budget (the per-user Job's deadline).
-        per_user = int(base.per_user_job["spec"].get("activeDeadlineSeconds") or 1800)
+        per_user = int(base.per_user_job["spec"].get("activeDeadlineSeconds") or 14400)
         job["spec"]["activeDeadlineSeconds"] = math.ceil(n / parallelism) * per_user
         return [job]
     return [

@@ -24,6 +24,7 @@ from tests.e2e.support import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 STEP_NAMES = [s.NAME for s in STEPS]
+MESH_MEMBER = "workshop-runner-mesh-member"
 FIGURES = Path(__file__).resolve().parents[2] / ".cache" / "e2e-launcher-figures.json"
 
 
@@ -48,6 +49,17 @@ def test_indexed_launch_of_ten_users_all_succeed(
     for n in (1, 10):
         assert namespace_exists(fleet_cluster, f"{prefix}{n}")
         assert namespace_exists(fleet_cluster, f"{prefix}{n}-istio")
+    # The Jobs ran as the deploy ServiceAccount, which Maistra's member-roll webhook lets into
+    # a roll only after it bound the mesh-member role to itself in the user's namespace.
+    with fleet_cluster.api_client() as api:
+        from kubernetes import client
+
+        rbac = client.RbacAuthorizationV1Api(api)
+        for n in (1, 10):
+            binding = rbac.read_namespaced_role_binding(MESH_MEMBER, f"{prefix}{n}")
+            assert [(s.kind, s.namespace, s.name) for s in binding.subjects] == [
+                ("ServiceAccount", "workshop-runner", "workshop-runner")
+            ]
     # Live progress: one JSON line per change, showing the steps the pods reported.
     lines = ran.lines()
     seen_steps = {
@@ -108,7 +120,7 @@ def test_an_injected_csv_failure_fails_that_user_only(
 ) -> None:
     victim = f"{prefix}2"
     sim_knobs.set(
-        {"user": victim, "kind": "CSV", "fail": "InstallComponentFailed: injected by e2e"}
+        {"user": victim, "kind": "CSV", "fail": "InstallComponentFailedNoRetry: injected by e2e"}
     )
     ran = wr(fleet_cluster.kubeconfig, *launch_args(prefix, 3))
     assert ran.rc == 10, ran.stdout + ran.stderr

@@ -232,3 +232,17 @@ def test_stop_from_outside_names_the_interrupted_step() -> None:
     assert (result.exit_code, result.failed_step) == (1, "b")
     assert result.reason == "cancelled: terminated by SIGTERM"
     assert [s.status for s in result.steps] == ["unchanged", "skipped", "skipped"]
+
+
+def test_progress_shows_each_running_waits_state() -> None:
+    """A wait that sees an object its operator has not reconciled shows `(queued)`, then
+    `(in progress)` once status appears; the live table and `status` show this label."""
+    progress: list[list[str]] = []
+
+    def waits_on_operator(ctx: Any) -> StepResult:
+        ctx.deadline.observe([{"metadata": {"name": "smcp"}}])
+        ctx.deadline.observe([{"metadata": {"name": "smcp"}, "status": {"phase": "x"}}])
+        return StepResult.done("ready")
+
+    engine([FakeStep("smcp", (), waits_on_operator)], progress).run("u1", ["smcp"])
+    assert progress == [["smcp"], ["smcp (queued)"], ["smcp (in progress)"]]

@@ -9,10 +9,11 @@ import pytest
 
 from runner.config import User
 from runner.context import StepContext
-from runner.errors import Conflict, OperatorFailed
+from runner.errors import Conflict, OperatorFailed, TemporaryCondition
+from runner.kube import Mutate, Updated, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
-from runner.teardown import remove, remove_member, teardown_user
+from runner.teardown import teardown_user
 from runner.waits import CancelToken, Deadline, Target
 
 
@@ -79,6 +80,12 @@ class FakeKube:
         live["spec"]["members"] = patch["spec"]["members"]
         return live
 
+    def create(self, body: Any) -> Any:
+        raise AssertionError(f"teardown created {body}")
+
+    def update(self, target: Target, mutate: Mutate, *, known: Any = None) -> Updated:
+        return read_modify_write(self, target, mutate, known=known)
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         self.deleted.append(f"{kind}/{name}")
         return self.objects.pop((kind, name), None) is not None
@@ -107,7 +114,7 @@ def roll(*members: str) -> dict[str, Any]:
 
 def test_remove_member_keeps_the_other_members_and_retries_on_conflict() -> None:
     kube = FakeKube({("ServiceMeshMemberRoll", "default"): roll("ann", "bookinfo")}, conflicts=1)
-    result = remove_member(ctx_with(kube), ROLL, "ann")
+    result = ctx_with(kube).remove_member(ROLL, "ann")
     assert result.changed
     assert kube.objects[("ServiceMeshMemberRoll", "default")]["spec"]["members"] == [
         "bookinfo",
@@ -116,11 +123,19 @@ def test_remove_member_keeps_the_other_members_and_retries_on_conflict() -> None
     assert len(kube.patches) == 2  # recomputed after the conflict
 
 
+def test_a_write_still_conflicting_after_five_attempts_is_temporary() -> None:
+    kube = FakeKube({("ServiceMeshMemberRoll", "default"): roll("ann", "bookinfo")}, conflicts=9)
+    with pytest.raises(TemporaryCondition, match="still conflicting after 5 attempts") as e:
+        ctx_with(kube).remove_member(ROLL, "ann")
+    assert e.value.exit_code == 5
+    assert len(kube.patches) == 5  # client-go's DefaultRetry: five attempts, then give up
+
+
 @pytest.mark.parametrize("live", [None, roll("bookinfo")])
 def test_remove_member_is_a_noop_when_not_a_member(live: dict[str, Any] | None) -> None:
     objects = {("ServiceMeshMemberRoll", "default"): live} if live else {}
     kube = FakeKube(objects)
-    result = remove_member(ctx_with(kube), ROLL, "ann")
+    result = ctx_with(kube).remove_member(ROLL, "ann")
     assert not result.changed
     assert "not a member" in result.detail
     assert kube.patches == []
@@ -142,10 +157,10 @@ def test_remove_deletes_rendered_objects_last_document_first() -> None:
         ]
     }
     kube = FakeKube({("ConfigMap", "a"): {}})
-    result = remove(ctx_with(kube, rendered), "t.yaml")
+    result = ctx_with(kube, rendered).remove("t.yaml")
     assert kube.deleted == ["ConfigMap/b", "ConfigMap/a"]
     assert result.changed
     assert result.detail == "deleted ConfigMap ann/a"
-    again = remove(ctx_with(kube, rendered), "t.yaml")
+    again = ctx_with(kube, rendered).remove("t.yaml")
     assert not again.changed
     assert "already absent" in again.detail

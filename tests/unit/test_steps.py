@@ -4,14 +4,15 @@ The cluster is an in-memory fake with the runner.kube surface the steps use."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
 
 from runner import config, templates
 from runner.context import StepContext
-from runner.kube import Applied, Kube, describe, is_subset
+from runner.errors import Forbidden, TemporaryCondition
+from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
 from runner.waits import CancelToken, Deadline, Target
@@ -37,9 +38,32 @@ class FakeKube:
         self.apis, self.dry_run = apis, dry_run
         self.actions: list[str] = []
         self.fresh_namespaces: set[str] = set()  # as if this process had created them
+        # Where this identity may update pods (None: everywhere, as a cluster admin).
+        self.pod_updaters: set[str] | None = None
+        self.username_asked = 0
 
     def fresh(self, namespace: str | None) -> bool:
         return not self.dry_run and namespace in self.fresh_namespaces
+
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        assert (verb, resource, group) == ("update", "pods", "")
+        return self.pod_updaters is None or namespace in self.pod_updaters
+
+    def username(self) -> str:
+        self.username_asked += 1
+        return "system:serviceaccount:workshop-runner:workshop-runner"
+
+    def retry_forbidden(
+        self, fn: Callable[[], Any], when: Callable[[Forbidden], bool], seconds: float
+    ) -> Any:
+        """Kube.retry_forbidden without time: retried up to 3 times while `seconds` > 0."""
+        for attempt in range(4):
+            try:
+                return fn()
+            except Forbidden as e:
+                if not when(e) or seconds <= 0 or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def key(obj: dict[str, Any]) -> Key:
@@ -56,7 +80,7 @@ class FakeKube:
         key = self.key(desired)
         what = describe(key[0], key[2], key[1])
         before = self.objects.get(key)
-        if before is not None and is_subset(desired, before):
+        if before is not None and in_sync(desired, before):
             return Applied(before, False, f"{what} exists and matches")
         self.actions.append(f"apply {what}")
         if self.dry_run:
@@ -66,6 +90,10 @@ class FakeKube:
             merged["status"] = before["status"]
         self.objects[key] = merged
         return Applied(merged, True, f"{'updated' if before else 'created'} {what}")
+
+    def update(self, target: Target, mutate: Mutate, *, known: Any = None) -> Updated:
+        absent = known is None and self.fresh(target.namespace)
+        return read_modify_write(self, target, mutate, known=known, absent=absent)
 
     def create(self, body: dict[str, Any]) -> Any:
         kind, namespace, name = self.key(body)
@@ -152,6 +180,14 @@ def test_namespace_already_there() -> None:
     result, kube = run_step(namespace, [existing])
     assert result == StepResult(False, "Namespace user1 exists and matches")
     assert kube.actions == []
+
+
+def test_namespace_being_deleted_is_a_temporary_condition() -> None:
+    existing = run_step(namespace)[1].objects[("Namespace", None, "user1")]
+    existing["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    with pytest.raises(TemporaryCondition, match="being deleted") as e:
+        run_step(namespace, [existing])
+    assert e.value.exit_code == 5
 
 
 def test_namespace_labels_repaired() -> None:
