@@ -78,9 +78,7 @@ class StepContext:
         """Apply `desired`, then wait (from the applied object on, so no first list) until
         `predicate` says done; the step's result names both. No wait in dry-run."""
         applied = self.kube.apply(desired)
-        meta = desired["metadata"]
-        target = Target(desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"])
-        found = self.wait(target, predicate, what, known=applied.obj)
+        found = self.wait(Target.of(desired), predicate, what, known=applied.obj)
         waited = what if found is not None else f"dry-run: not waiting for {what}"
         return StepResult(applied.changed, f"{applied.detail}; {waited}")
 

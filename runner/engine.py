@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from graphlib import TopologicalSorter
 from typing import Any
 
 from runner.errors import Cancelled, InternalError, RunnerError
@@ -90,23 +91,23 @@ class Engine:
 
     def run(self, user: str | None, selected: Sequence[str], *, serial: bool = False) -> RunResult:
         chosen = [s for s in self.steps if s.NAME in selected]
-        names = {s.NAME for s in chosen}
-        needs = {s.NAME: [n for n in s.NEEDS if n in names] for s in chosen}
+        order = {s.NAME: i for i, s in enumerate(chosen)}
+        graph = TopologicalSorter({s.NAME: [n for n in s.NEEDS if n in order] for s in chosen})
+        graph.prepare()
         cancel = self._cancel
         records: dict[str, StepRecord] = {}
         failure: tuple[str, RunnerError] | None = None
-        waiting = list(chosen)
+        ready: list[Step] = []  # needs met, not started yet: declaration order
         running: dict[Future[_Outcome], Step] = {}
-        succeeded: set[str] = set()
         with ThreadPoolExecutor(max_workers=max(len(chosen), 1)) as pool:
-            while waiting or running:
+            while True:
                 if not cancel.cancelled:
-                    for step in list(waiting):
-                        if serial and running:
-                            break
-                        if all(n in succeeded for n in needs[step.NAME]):
-                            waiting.remove(step)
-                            running[pool.submit(self._execute, step, cancel)] = step
+                    now_ready = graph.get_ready()
+                    ready += [s for s in chosen if s.NAME in now_ready]
+                    ready.sort(key=lambda s: order[s.NAME])
+                    while ready and not (serial and running):
+                        step = ready.pop(0)
+                        running[pool.submit(self._execute, step, cancel)] = step
                     self._progress([s.NAME for s in self.steps if s in running.values()])
                 if not running:
                     break
@@ -116,20 +117,21 @@ class Engine:
                     outcome = future.result()
                     records[step.NAME] = outcome.record
                     if outcome.error is None:
-                        succeeded.add(step.NAME)
+                        graph.done(step.NAME)
                     elif failure is None and not isinstance(outcome.error, Cancelled):
                         failure = (step.NAME, outcome.error)
                         cancel.cancel(f"step {step.NAME} failed")
                     elif failure is None and self._stopped:
                         failure = (step.NAME, outcome.error)
-        for step in waiting:
+        not_run = [s for s in chosen if s.NAME not in records]
+        for step in not_run:
             why = f"not run: step {failure[0]} failed" if failure else "not run"
             records[step.NAME] = StepRecord(step.NAME, "skipped", why)
         ordered = tuple(
             records.get(s.NAME) or StepRecord(s.NAME, "skipped", "not selected") for s in self.steps
         )
         if failure is None and self._stopped:
-            failure = (waiting[0].NAME if waiting else "", Cancelled(self._stopped))
+            failure = (not_run[0].NAME if not_run else "", Cancelled(self._stopped))
         if failure is None:
             return RunResult(user, 0, steps=ordered)
         name, error = failure

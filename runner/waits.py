@@ -221,9 +221,14 @@ class Target:
         return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
 
     def describe(self) -> str:
-        where = "/".join(p for p in (self.namespace, self.name) if p)
-        described = f"{self.kind} {where}" if where else self.kind
+        described = describe(self.kind, self.name, self.namespace)
         return f"{described} -l {self.selector}" if self.selector else described
+
+
+def describe(kind: str, name: str | None, namespace: str | None) -> str:
+    """How every message names an object: "Kind namespace/name" (or less, when unset)."""
+    where = "/".join(p for p in (namespace, name) if p)
+    return f"{kind} {where}".strip()
 
 
 class WatchSource(Protocol):
