@@ -100,7 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fleet", default=",".join(map(str, FLEET_SIZES)), help="fleet sizes (1,10,50,100)"
     )
     p.add_argument("--quick", action="store_true", help="one repetition, fleet 1,10 (smoke)")
-    p.add_argument("--skip", default="", help="comma-separated: ansible,bash,fleet,capacity,startup")
+    p.add_argument(
+        "--skip", default="", help="comma-separated: ansible,bash,fleet,capacity,startup"
+    )
     p.add_argument("--report-only", action="store_true", help="re-render from results.json")
     p.add_argument(
         "--capacity",

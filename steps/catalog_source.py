@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runner.context import StepContext
 from runner.result import StepResult
-from runner.waits import Obj, Target, Verdict, done, pending
+from runner.waits import Obj, Verdict, done, pending
 
 NAME = "catalog-source"
 DESCRIPTION = "Create the user's CatalogSource and wait until it is READY"
@@ -27,19 +27,9 @@ def ready(obj: Obj | None) -> Verdict:
 
 
 def run(ctx: StepContext) -> StepResult:
-    desired = ctx.object("catalog-source.yaml")
-    applied = ctx.kube.apply(desired)
-    meta = desired["metadata"]
-    target = Target(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-    if ready(applied.obj).state == "done":
-        return StepResult(applied.changed, f"{applied.detail}; READY")
-    if ctx.wait(target, ready, "READY", known=applied.obj) is None:
-        return StepResult(applied.changed, f"{applied.detail}; dry-run: not waiting for READY")
-    return StepResult(applied.changed, f"{applied.detail}; READY")
+    return ctx.apply_and_wait(ctx.object("catalog-source.yaml"), ready, "READY")
 
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the CatalogSource."""
-    from runner.teardown import remove
-
-    return remove(ctx, "catalog-source.yaml")
+    return ctx.remove("catalog-source.yaml")

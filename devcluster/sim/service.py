@@ -53,7 +53,7 @@ from devcluster.sim.memberroll import SmmController, SmmrController
 from devcluster.sim.objects import now_micro
 from devcluster.sim.olm import OlmController
 from devcluster.sim.openshift import ProjectRequestController
-from devcluster.sim.webhook import Admission, WebhookServer
+from devcluster.sim.webhook import Admission, WebhookServer, kube_access_review
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,12 @@ class Simulators:
         if not (with_smcp or with_projects):
             return
         self.webhook = WebhookServer(
-            Admission(self.store, self.source.current, lambda ns: self.kube.list(SMCPS, ns)[0]),
+            Admission(
+                self.store,
+                self.source.current,
+                lambda ns: self.kube.list(SMCPS, ns)[0],
+                kube_access_review(self.kube),
+            ),
             self.state_dir / "webhook",
         )
         self.webhook.start()

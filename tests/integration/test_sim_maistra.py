@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,6 +15,8 @@ from devcluster.sim.kube import (
     PROJECTREQUESTS,
     PROJECTS,
     ROLEBINDINGS,
+    ROLES,
+    SERVICEACCOUNTS,
     SMCPS,
     SMMRS,
     SMMS,
@@ -261,3 +264,68 @@ def test_project_request_becomes_a_project(kube: Kube, unique_user: str) -> None
     finally:
         kube.delete(NAMESPACES, None, name)
         kube.delete(PROJECTS, None, name)
+
+
+def test_member_roll_webhook_reviews_the_writer_s_pod_rights(
+    kube: Kube, istio: str, unique_user: str, cluster: Any
+) -> None:
+    """smmr.validation.maistra.io makes a real SubjectAccessReview (update pods) for the
+    identity writing the roll, in each namespace it adds: refused, with Maistra's message,
+    until that identity may update pods there."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    writer = "mesh-writer"
+    kube.create(SERVICEACCOUNTS, istio, {"metadata": {"name": writer}})
+    sa = {"kind": "ServiceAccount", "name": writer, "namespace": istio}
+    rules = [
+        {
+            "apiGroups": ["maistra.io"],
+            "resources": ["servicemeshmemberrolls"],
+            "verbs": ["create", "get"],
+        }
+    ]
+    kube.create(ROLES, istio, {"metadata": {"name": writer}, "rules": rules})
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": writer}
+    binding = {"metadata": {"name": writer}, "roleRef": ref, "subjects": [sa]}
+    kube.create(ROLEBINDINGS, istio, binding)
+    api = config.new_client_from_config(config_file=str(cluster.sa_kubeconfig(istio, writer)))
+    roll = {
+        "apiVersion": "maistra.io/v1",
+        "kind": "ServiceMeshMemberRoll",
+        "metadata": {"name": "default"},
+        "spec": {"members": [unique_user]},
+    }
+
+    def create() -> tuple[int, str]:
+        try:
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                "maistra.io", "v1", istio, "servicemeshmemberrolls", roll
+            )
+        except ApiException as e:
+            return int(e.status), str(json.loads(e.body).get("message"))
+        return 201, ""
+
+    username = f"system:serviceaccount:{istio}:{writer}"
+    expected = (
+        'admission webhook "smmr.validation.maistra.io" denied the request: '
+        f"user '{username}' does not have permission to access namespace(s): [{unique_user}]"
+    )
+    try:
+        # RBAC reaches the authorizer's cache asynchronously: until then, RBAC's own 403
+        deadline = time.monotonic() + 15
+        while (answer := create()) != (403, expected) and time.monotonic() < deadline:
+            assert answer[0] == 403, answer
+            time.sleep(0.2)
+        assert answer == (403, expected)
+        edit = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+        pods = {"metadata": {"name": "may-update-pods"}, "roleRef": edit, "subjects": [sa]}
+        kube.create(ROLEBINDINGS, unique_user, pods)
+        deadline = time.monotonic() + 15
+        while (answer := create()) != (201, "") and time.monotonic() < deadline:
+            assert answer == (403, expected), answer
+            time.sleep(0.2)
+        assert answer == (201, "")
+    finally:
+        api.close()
+    assert kube.get(SMMRS, istio, "default")["spec"]["members"] == [unique_user]

@@ -4,14 +4,14 @@ The cluster is an in-memory fake with the runner.kube surface the steps use."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
 
 from runner import config, templates
 from runner.context import StepContext
-from runner.errors import TemporaryCondition
+from runner.errors import Forbidden, TemporaryCondition
 from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
@@ -38,9 +38,32 @@ class FakeKube:
         self.apis, self.dry_run = apis, dry_run
         self.actions: list[str] = []
         self.fresh_namespaces: set[str] = set()  # as if this process had created them
+        # Where this identity may update pods (None: everywhere, as a cluster admin).
+        self.pod_updaters: set[str] | None = None
+        self.username_asked = 0
 
     def fresh(self, namespace: str | None) -> bool:
         return not self.dry_run and namespace in self.fresh_namespaces
+
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        assert (verb, resource, group) == ("update", "pods", "")
+        return self.pod_updaters is None or namespace in self.pod_updaters
+
+    def username(self) -> str:
+        self.username_asked += 1
+        return "system:serviceaccount:workshop-runner:workshop-runner"
+
+    def retry_forbidden(
+        self, fn: Callable[[], Any], when: Callable[[Forbidden], bool], seconds: float
+    ) -> Any:
+        """Kube.retry_forbidden without time: retried up to 3 times while `seconds` > 0."""
+        for attempt in range(4):
+            try:
+                return fn()
+            except Forbidden as e:
+                if not when(e) or seconds <= 0 or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def key(obj: dict[str, Any]) -> Key:
