@@ -334,7 +334,7 @@ def _queues_only(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plot(points: dict[str, Any], out: Path, dst: Path, *flags: str) -> None:
-    data = out / f"{dst.stem}.json"
+    data = out / f"{dst.stem}-plot.json"
     data.write_text(json.dumps(points))
     plot = [str(env.bench_bin("python")), str(HERE / "plot.py"), str(data), str(dst), *flags]
     if subprocess.run(plot).returncode != 0:
