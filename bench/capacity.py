@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import measures as m
+from devcluster.sim.knobs import CAPACITY_SCALE
 
 START = "<!-- capacity section: written by `python -m bench --capacity` -->"
 END = "<!-- end of capacity section -->"
@@ -207,6 +208,20 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
     for goal, measured, ok in goal_rows(results, ours):
         verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
         out.append(f"| {goal} | {measured} | {verdict} |")
+    big = fleet_runs(results, ours)
+    if big and (lim := limit(big[max(big)])):
+        out += [
+            "",
+            f"Calibration: every duration of the profile is a real cluster's divided by "
+            f"{CAPACITY_SCALE:g}, for every kind alike, so each second here is "
+            f"{CAPACITY_SCALE:g} s on a cluster whose operators take those times: the N = "
+            f"{max(big)} limit of {lim[0]:.0f} s stands for about "
+            f"{lim[0] * CAPACITY_SCALE / 60:.0f} minutes of {SHORT.get(lim[1], lim[1])} work. "
+            "The steps' deadlines are not scaled: against this profile they are ten times "
+            "more generous than against real operators, so 0 timeouts here says the waits "
+            "tell queued from stuck, not that real stall windows suffice (README.md, "
+            '"Deadlines", sizes those for a real 100-user fleet).',
+        ]
     out += ["", *table(results), ""]
     if line := cpu_line(results, ours):
         out += [line, ""]
