@@ -94,6 +94,10 @@ class Deadline:
         self._progress_at = clock()
         self._fingerprint: tuple[Any, ...] | None = None
         self._queued = False
+        self._observed = False
+        self._reported = ""
+        # Called with the new `state` when it changes (the engine shows it in the live table).
+        self.on_change: Callable[[str], None] | None = None
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
@@ -120,14 +124,27 @@ class Deadline:
         queued = bool(objects) and all(_queued(o) for o in objects)
         with self._lock:
             self._queued = queued
+            self._observed = True
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
                 self._progress_at = self.clock()
+        self.tick()
+
+    def tick(self) -> None:
+        """Report a changed state (waits call it on every event and watch restart)."""
+        state = self.state
+        with self._lock:
+            changed, self._reported = state != self._reported, state
+        if changed and self.on_change is not None:
+            self.on_change(state)
 
     @property
     def state(self) -> str:
-        """queued | in progress | stalled (no progress for half the stall window or more)."""
+        """queued | in progress | stalled (no progress for half the stall window or more);
+        empty before a wait has observed anything."""
         with self._lock:
+            if not self._observed:
+                return ""
             if self._queued:
                 return "queued"
             quiet = self.clock() - self._progress_at
@@ -204,9 +221,14 @@ class Target:
         return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
 
     def describe(self) -> str:
-        where = "/".join(p for p in (self.namespace, self.name) if p)
-        described = f"{self.kind} {where}" if where else self.kind
+        described = describe(self.kind, self.name, self.namespace)
         return f"{described} -l {self.selector}" if self.selector else described
+
+
+def describe(kind: str, name: str | None, namespace: str | None) -> str:
+    """How every message names an object: "Kind namespace/name" (or less, when unset)."""
+    where = "/".join(p for p in (namespace, name) if p)
+    return f"{kind} {where}".strip()
 
 
 class WatchSource(Protocol):
@@ -251,8 +273,10 @@ def follow(
     broken = 0
     while True:
         cancel.check()
-        if deadline is not None and deadline.expired():
-            return
+        if deadline is not None:
+            deadline.tick()  # a wait's state can turn stalled between events
+            if deadline.expired():
+                return
         if resource_version is None:
             items, resource_version = source.list_objects(target)
             yield WatchEvent("SYNC", objects=tuple(items))

@@ -45,9 +45,7 @@ def run(ctx: StepContext) -> StepResult:
     installed = _pinned_csv_succeeded(ctx, applied.obj)
     if installed:
         return StepResult(changed, f"{detail}; {installed}")
-    meta = desired["metadata"]
-    target = Target(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
-    if ctx.wait(target, ready, "READY", known=applied.obj) is None:
+    if ctx.wait(Target.of(desired), ready, "READY", known=applied.obj) is None:
         return StepResult(changed, f"{detail}; dry-run: not waiting for READY")
     return StepResult(changed, f"{detail}; READY")
 
@@ -67,6 +65,4 @@ def _pinned_csv_succeeded(ctx: StepContext, catalog: Obj) -> str:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the CatalogSource."""
-    from runner.teardown import remove
-
-    return remove(ctx, "catalog-source.yaml")
+    return ctx.remove("catalog-source.yaml")

@@ -130,9 +130,6 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: take only this user's namespace out of the roll; other members stay."""
-    from runner.teardown import remove, remove_member
-
-    roll = Target.of(ctx.object("member-roll.yaml"))
-    removed = remove_member(ctx, roll, ctx.user.namespace)
-    unbound = remove(ctx, ACCESS_TEMPLATE)
+    removed = ctx.remove_member(Target.of(ctx.object("member-roll.yaml")), ctx.user.namespace)
+    unbound = ctx.remove(ACCESS_TEMPLATE)
     return StepResult(removed.changed or unbound.changed, f"{removed.detail}; {unbound.detail}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import socket
 import string
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,13 +23,14 @@ from rich.console import Console
 
 from runner import config, hints
 from runner.errors import InvalidInput, RunnerError
+from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import preflight
 from runner.launcher import summary as summaries
 from runner.launcher.apply import Applier, apply_deploy, apply_launch
 from runner.launcher.display import Display, JsonLines, LiveTable
 from runner.launcher.follow import follow, snapshot, utcnow
-from runner.launcher.progress import Fleet
+from runner.launcher.progress import Fleet, UserView
 from runner.launcher.render import (
     APP,
     LAUNCH_LABEL,
@@ -49,6 +51,7 @@ from runner.result import Step
 from runner.waits import CancelToken, Deadline
 
 COMMANDS = ("launch", "status", "teardown", "preflight")
+LAUNCHER_INSTANCE = "workshop-runner-launcher"
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_PARALLELISM = 20
 SETUP_SECONDS = 120.0
@@ -368,6 +371,7 @@ def watch_and_summarize(
     canary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     fleet = Fleet(info.users, indexed=info.mode == "indexed")
+    recorder = Recorder(kube.cluster, kube.log, f"{LAUNCHER_INSTANCE}@{socket.gethostname()}")
     followed = follow(
         kube,
         fleet,
@@ -375,6 +379,7 @@ def watch_and_summarize(
         f"{LAUNCH_LABEL}={info.launch_id}",
         display=make_display(args.progress, info.launch_id, started),
         deadline=Deadline.after(args.timeout),
+        on_finished=lambda view: record_finished(recorder, fleet, info.namespace, view),
     )
     return report(
         args,
@@ -387,6 +392,30 @@ def watch_and_summarize(
         final=final,
         canary=canary,
     )
+
+
+def record_finished(recorder: Recorder, fleet: Fleet, namespace: str, view: UserView) -> None:
+    """One Event on the user's Job when the launcher sees that user finish. Its name is fixed
+    per Job and user, so a second launcher following the same launch adds none."""
+    job = fleet.jobs.get(view.job or "")
+    if job is None:
+        return
+    meta = job["metadata"]
+    regarding = Regarding("batch/v1", "Job", meta["name"], namespace, meta.get("uid"))
+    # No retry count: the Job's verdict can arrive before the last Pod's update (two watches).
+    if view.state == "succeeded":
+        changed = f"{view.changed}/{view.steps} step(s) changed" if view.steps else "succeeded"
+        note = Note("Normal", "UserSucceeded", "Provision", f"user {view.user}: {changed}")
+    else:
+        step = f"step {view.failed_step}" if view.failed_step else "the run"
+        code = f" with exit code {view.exit_code}" if view.exit_code is not None else ""
+        note = Note(
+            "Warning",
+            "UserFailed",
+            "Provision",
+            f"user {view.user}: {step} failed{code}: {view.reason or ''}",
+        )
+    recorder.record(regarding, note, name=f"{meta['name']}.{view.user}")
 
 
 def report(

@@ -12,7 +12,6 @@ from runner.launcher.render import (
     PARAMS_KEY,
     USER_LABEL,
     LaunchPlan,
-    apply_order,
     job_name,
     load_deploy,
     owned_by,
@@ -22,6 +21,7 @@ from runner.launcher.render import (
     users_of_job,
 )
 from runner.launcher.users import select_users, validate_users
+from runner.templates import apply_order
 
 
 def plan(
