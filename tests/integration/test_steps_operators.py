@@ -358,6 +358,7 @@ def test_the_two_chains_overlap_unless_serial(
     assert order == ALL_STEPS
 
 
+@pytest.mark.usefixtures("simulators")  # also when this test runs alone
 def test_teardown_undoes_every_step(
     runner: Any, cluster_objects: Cluster, kubeconfig: Path, unique_user: str,
     capsys: pytest.CaptureFixture[str],
