@@ -11,6 +11,7 @@ DESCRIPTION = "Create the user's CatalogSource and wait until it is READY"
 NEEDS = ("namespace",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+APIS: tuple[tuple[str, str], ...] = ()
 CAP = 1800.0
 TEMPLATES = ("catalog-source.yaml",)
 
