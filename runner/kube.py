@@ -25,8 +25,7 @@ from typing import Any, Protocol, TypeVar
 import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config import ConfigException, load_kube_config
-from kubernetes.config.incluster_config import InClusterConfigLoader
+from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
@@ -96,6 +95,9 @@ def load_configuration(
     cfg = Configuration()
     path = str(kubeconfig) if kubeconfig else env.get("KUBECONFIG")
     if path:
+        # Imported here: a runner in a pod never loads a kubeconfig (runner/_lazy.py).
+        from kubernetes.config.kube_config import load_kube_config  # noqa: PLC0415 - start-up cost
+
         try:
             load_kube_config(
                 config_file=path, context=context, client_configuration=cfg, persist_config=False
@@ -104,6 +106,8 @@ def load_configuration(
             raise InvalidInput(f"kubeconfig {path}: {' '.join(str(e).split())}") from None
         source = f"kubeconfig {path}"
     elif env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
+        from kubernetes.config.incluster_config import InClusterConfigLoader  # noqa: PLC0415 - start-up cost
+
         sa_dir = service_account_dir(env)
         try:
             InClusterConfigLoader(

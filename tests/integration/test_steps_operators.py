@@ -221,6 +221,17 @@ def test_a_csv_failed_for_a_reason_olm_retries_recovers_and_the_run_succeeds(
     assert reasons[-1] == "InstallSucceeded"
 
 
+def test_a_csv_still_failing_for_a_retried_reason_times_out_naming_the_last_failure(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    sim_knobs.set({"kind": "CSV", "fail": "InstallCheckFailed: install timeout"})
+    steps = "namespace,catalog-source,sso-operator,install-plan,csv"
+    out = runner("--user", unique_user, "--steps", steps, "--timeout", "csv=8")
+    assert out.code == 5, out.stderr
+    assert out.result["failed_step"] == "csv"
+    assert "InstallCheckFailed: install timeout" in out.result["reason"]
+
+
 def test_injected_csv_failure_is_exit_6_naming_csv_and_reason(
     runner: Any, unique_user: str, sim_knobs: Any
 ) -> None:
