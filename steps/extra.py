@@ -1,6 +1,6 @@
 """Any further templates - those no other step names - applied last, in dependency order
-(namespaces, then RBAC, then the rest), so a workshop adds resources (e.g. the NetworkPolicy
-letting mesh traffic into the user namespace) with a template and no code."""
+(namespaces, then RBAC, then the rest), so a workshop adds resources (a ConfigMap, a Role for
+its lab) with a template and no code. None are shipped."""
 
 from __future__ import annotations
 
