@@ -9,7 +9,7 @@ from typing import Any
 
 from runner.config import User
 from runner.errors import TemplateError
-from runner.kube import Kube
+from runner.kube import StepKube
 from runner.logs import Logger
 from runner.result import Step, StepResult
 from runner.waits import (
@@ -33,7 +33,7 @@ class StepContext:
     user: User
     params: Mapping[str, Any]
     rendered: Mapping[str, list[Obj]]
-    kube: Kube
+    kube: StepKube
     log: Logger
     deadline: Deadline
     cancel: CancelToken
@@ -155,7 +155,7 @@ OTHER_TEMPLATES = "*"
 
 def step_templates(steps: Sequence[Step]) -> frozenset[str]:
     """Every template a step names in its TEMPLATES."""
-    named = (t for s in steps for t in getattr(s, "TEMPLATES", ()))
+    named = (t for s in steps for t in s.TEMPLATES)
     return frozenset(t for t in named if t != OTHER_TEMPLATES)
 
 
@@ -173,7 +173,7 @@ def step_apis(
     step: Step, rendered: Mapping[str, list[Obj]], named: frozenset[str]
 ) -> list[tuple[str, str]]:
     """(apiVersion, kind) of everything a step touches: its APIS and its templates' objects."""
-    apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
-    for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
+    apis = list(step.APIS)
+    for name in expand_templates(step.TEMPLATES, rendered, named):
         apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
     return list(dict.fromkeys(apis))

@@ -52,6 +52,7 @@ from runner.waits import (
     Obj,
     Target,
     WatchEvent,
+    WatchSource,
     describe,
     follow,
 )
@@ -63,6 +64,7 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "Cluster",
     "Kube",
     "Mutate",
+    "StepKube",
     "Updated",
     "describe",
     "in_sync",
@@ -637,6 +639,30 @@ class Writes(Protocol):
     def merge_patch(
         self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
     ) -> Obj: ...
+
+
+class StepKube(WatchSource, Writes, Protocol):
+    """The cluster as a step sees it (StepContext.kube): Kube, or a test's in-memory fake."""
+
+    def has_api(self, api_version: str, kind: str) -> bool: ...
+
+    def list_items(
+        self, api_version: str, kind: str, namespace: str | None = None
+    ) -> tuple[list[Obj], str]: ...
+
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool: ...
+
+    def username(self) -> str: ...
+
+    def retry_forbidden(
+        self, fn: Callable[[], T], when: Callable[[Forbidden], bool], seconds: float
+    ) -> T: ...
+
+    def apply(self, desired: Obj) -> Applied: ...
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool: ...
+
+    def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated: ...
 
 
 def read_modify_write(

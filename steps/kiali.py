@@ -21,6 +21,7 @@ DESCRIPTION = "Let Kiali show DeploymentConfigs (excluded_workloads) and wait fo
 NEEDS = ("member-roll",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 600.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 3600.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
@@ -144,3 +145,6 @@ def run(ctx: StepContext) -> StepResult:
     if ctx.wait(target, predicate, "reconciled after the change", known=patched) is None:
         return StepResult.done(f"{detail}; dry-run: not waiting")
     return StepResult.done(f"{detail}; reconciled")
+
+
+undo = None  # the Kiali CR is the SMCP's: it goes with the SMCP

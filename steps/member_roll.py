@@ -22,6 +22,7 @@ DESCRIPTION = "Add the user's namespace to the ServiceMeshMemberRoll and wait un
 NEEDS = ("smcp",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+APIS: tuple[tuple[str, str], ...] = ()
 CAP = 3600.0
 TEMPLATES = ("member-roll.yaml", "mesh-member-rbac.yaml")
 ACCESS_TEMPLATE = "mesh-member-rbac.yaml"
