@@ -11,7 +11,7 @@ from runner.config import User
 from runner.errors import TemplateError
 from runner.kube import StepKube
 from runner.logs import Logger
-from runner.result import Step, StepResult
+from runner.result import Step, StepResult, did
 from runner.waits import (
     CancelToken,
     CollectionPredicate,
@@ -41,6 +41,10 @@ class StepContext:
     # The templates steps apply by name (their TEMPLATES); the generic `extra` step applies
     # the others, so a workshop can add resources without code.
     step_templates: frozenset[str] = frozenset()
+
+    def did(self, verb: str, what: str) -> str:
+        """A write as the step reports it: "added X" (in a dry run "would add X")."""
+        return did(verb, what, dry_run=self.dry_run)
 
     def objects(self, template: str) -> list[Obj]:
         """The rendered documents of one template (copies; rendered before any API call)."""

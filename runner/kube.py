@@ -45,6 +45,7 @@ from runner.errors import (
     WaitTimeout,
 )
 from runner.logs import Logger, add_secret
+from runner.result import did
 from runner.waits import (
     MAX_WATCH_SECONDS,
     CancelToken,
@@ -395,20 +396,24 @@ class Kube:
                 return Applied(
                     desired,
                     True,
-                    f"would create {what} (its namespace is created by an earlier step)",
+                    did(
+                        "create",
+                        f"{what} (its namespace is created by an earlier step)",
+                        dry_run=True,
+                    ),
                 )
             raise
         verb = "create" if before is None else "update"
         if self.dry_run:
-            return Applied(after, True, f"would {verb} {what}")
+            return Applied(after, True, did(verb, what, dry_run=True))
         if before is not None and _rv(after) == _rv(before):
             return Applied(after, False, f"{what} already as desired")
         if blind and status != HTTP_CREATED:
             verb = "update"  # someone else made it first; the apply has made it ours
         if kind == "Namespace" and status == HTTP_CREATED:
             self.cluster.mark_fresh(name)
-        self.log.info(f"{verb}d", object=what)
-        return Applied(after, True, f"{verb}d {what}")
+        self.log.info(did(verb, "", dry_run=False).strip(), object=what)
+        return Applied(after, True, did(verb, what, dry_run=False))
 
     def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated:
         """read_modify_write on this view; in a namespace this process created there is
@@ -443,7 +448,7 @@ class Kube:
                 raise
             created = body
         self.log.info(
-            "created" if not self.dry_run else "would create", object=describe(kind, name, ns)
+            did("create", "", dry_run=self.dry_run).strip(), object=describe(kind, name, ns)
         )
         return created
 
@@ -467,7 +472,7 @@ class Kube:
             )
         except NotFound:
             return False
-        self.log.info("deleted" if not self.dry_run else "would delete", object=what)
+        self.log.info(did("delete", "", dry_run=self.dry_run).strip(), object=what)
         return True
 
     def merge_patch(

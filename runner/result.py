@@ -30,6 +30,18 @@ class StepResult:
         return cls(changed=False, detail=reason)
 
 
+_PAST = {"bind": "bound", "set": "set"}
+
+
+def did(verb: str, what: str, *, dry_run: bool) -> str:
+    """How a step reports a write: "created X" - or, in a dry run, "would create X". The one
+    place that phrases dry-run sentences (runner.kube and StepContext.did use it)."""
+    if dry_run:
+        return f"would {verb} {what}"
+    past = _PAST.get(verb) or (f"{verb}d" if verb.endswith("e") else f"{verb}ed")
+    return f"{past} {what}"
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """The engine's bookkeeping for one step of one run."""

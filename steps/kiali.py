@@ -136,8 +136,7 @@ def run(ctx: StepContext) -> StepResult:
     patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
     sent = dt.datetime.now(dt.UTC)
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
-    verb = "would set" if ctx.dry_run else "set"
-    detail = f"{verb} excluded_workloads of {what} to {', '.join(wanted)}"
+    detail = ctx.did("set", f"excluded_workloads of {what} to {', '.join(wanted)}")
     # The apiserver's time of the change (to the second) or our clock when we sent it,
     # whichever is later: a run that ended earlier within that second is not ours.
     since = max(t for t in (changed_at(patched), sent) if t is not None)

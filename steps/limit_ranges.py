@@ -27,8 +27,7 @@ def run(ctx: StepContext) -> StepResult:
     ]
     if not deleted:
         return StepResult.noop(f"no LimitRange in {namespace}")
-    verb = "would delete" if ctx.dry_run else "deleted"
-    return StepResult.done(f"{verb} LimitRange {', '.join(deleted)} in {namespace}")
+    return StepResult.done(ctx.did("delete", f"LimitRange {', '.join(deleted)} in {namespace}"))
 
 
 undo = None  # deleted LimitRanges are not brought back
