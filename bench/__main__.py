@@ -31,7 +31,7 @@ from typing import Any
 
 from bench import capacity, env, report
 from bench import contenders as c
-from bench.observe import RssSampler, first_connection, read_machine_cpu
+from bench.observe import RssSampler, first_connection, read_machine_cpu, start_cpu_seconds
 from bench.profiles import CAPACITY, PROFILES, REALISTIC, ZERO, Profile
 from bench.stage import Stage, stage
 
@@ -128,6 +128,7 @@ class Bench:
             self.fleet_sizes = [n for n in self.fleet_sizes if n <= 10]
         self.runs: list[dict[str, Any]] = []
         self.startup: dict[str, float] = {}
+        self.start_cpu: dict[str, float] = {}
         self.caveats: list[str] = []
         self.machine = env.machine()
 
@@ -248,6 +249,7 @@ class Bench:
     def capacity(self) -> None:
         """Fleets under upstream's work queues; sequential peers at N = 2, extrapolated."""
         say(f"capacity profile ({CAPACITY.describe()}), fleets of {self.fleet_sizes}")
+        self.start_cpu = measure_start_cpu()
         via_launcher = self.launcher_available()
         for n in self.fleet_sizes:
             self.fleet_run(n, "ours", via_launcher, CAPACITY)
@@ -315,7 +317,15 @@ class Bench:
             },
             "runs": self.runs,
             "startup": self.startup,
+            "start_cpu": self.start_cpu,
         }
+
+
+def measure_start_cpu() -> dict[str, float]:
+    """CPU seconds a runner spends before its first step: the interpreter, and the imports."""
+    bare = start_cpu_seconds(sys.executable, "pass")
+    imports = start_cpu_seconds(sys.executable, "import runner.cli")
+    return {"interpreter": bare, "imports": round(max(0.0, imports - bare), 3)}
 
 
 def _queues_only(stats: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench import measures as m
+from devcluster.sim.knobs import CAPACITY_SCALE
 
 START = "<!-- capacity section: written by `python -m bench --capacity` -->"
 END = "<!-- end of capacity section -->"
@@ -86,9 +87,35 @@ def ratio_text(wall: float, lim: float | None) -> str:
     return "-" if not lim else f"{wall / lim:.2f}x"
 
 
+def runner_cpu_per_user(run: m.Run) -> float | None:
+    seconds = (run.get("cpu") or {}).get("seconds") or {}
+    return seconds["runner"] / len(run["users"]) if seconds.get("runner") else None
+
+
+def cpu_line(results: dict[str, Any], ours: str) -> str:
+    """The runner's CPU per user in the largest fleet, and the share spent before its first
+    step (interpreter start and imports, measured apart in fresh interpreters)."""
+    start = results.get("start_cpu") or {}
+    by_n = fleet_runs(results, ours)
+    if not by_n:
+        return ""
+    n = max(by_n)
+    per_user = runner_cpu_per_user(by_n[n])
+    if per_user is None or not start:
+        return ""
+    before = start["interpreter"] + start["imports"]
+    return (
+        f"Runner CPU per user (N = {n}, in a pod): {per_user:.2f} CPU-s, of which about "
+        f"{before:.2f} s ({before / per_user:.0%}) is interpreter start "
+        f"({start['interpreter']:.2f} s) and imports ({start['imports']:.2f} s), measured "
+        "apart as the median of 7 fresh interpreters on the same machine."
+    )
+
+
 def table(results: dict[str, Any]) -> list[str]:
     head = "| contender | N | wall | limit (bottleneck) | wall ÷ limit | failed | timeouts |"
-    lines = [head + " busy fraction per controller | reconciles per user |", "|" + "---|" * 9]
+    head += " busy fraction per controller | reconciles per user | runner CPU-s per user |"
+    lines = [head, "|" + "---|" * 10]
     for who in contenders(results):
         for n, run in sorted(fleet_runs(results, who).items()):
             lim = limit(run)
@@ -181,7 +208,24 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
     for goal, measured, ok in goal_rows(results, ours):
         verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
         out.append(f"| {goal} | {measured} | {verdict} |")
-    out += ["", *table(results), "", f"![fleet wall time vs N, capacity profile]({plot_name})", ""]
+    big = fleet_runs(results, ours)
+    if big and (lim := limit(big[max(big)])):
+        out += [
+            "",
+            f"Calibration: every duration of the profile is a real cluster's divided by "
+            f"{CAPACITY_SCALE:g}, for every kind alike, so each second here is "
+            f"{CAPACITY_SCALE:g} s on a cluster whose operators take those times: the N = "
+            f"{max(big)} limit of {lim[0]:.0f} s stands for about "
+            f"{lim[0] * CAPACITY_SCALE / 60:.0f} minutes of {SHORT.get(lim[1], lim[1])} work. "
+            "The steps' deadlines are not scaled: against this profile they are ten times "
+            "more generous than against real operators, so 0 timeouts here says the waits "
+            "tell queued from stuck, not that real stall windows suffice (README.md, "
+            '"Deadlines", sizes those for a real 100-user fleet).',
+        ]
+    out += ["", *table(results), ""]
+    if line := cpu_line(results, ours):
+        out += [line, ""]
+    out += [f"![fleet wall time vs N, capacity profile]({plot_name})", ""]
     out += [END]
     return out
 

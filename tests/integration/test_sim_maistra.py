@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from devcluster.sim.kube import (
+    CATALOGSOURCES,
     KIALIS,
     LIMITRANGES,
     NAMESPACES,
+    NETWORKPOLICIES,
     PROJECTREQUESTS,
     PROJECTS,
     ROLEBINDINGS,
@@ -23,7 +25,7 @@ from devcluster.sim.kube import (
     Kube,
     KubeError,
 )
-from devcluster.sim.memberroll import MEMBER_OF
+from devcluster.sim.maistra import MEMBER_OF
 from devcluster.sim.objects import condition
 from devcluster.sim.testkit import cond_is, namespaces, smcp
 from devcluster.sim.waiting import wait_for, wait_list
@@ -329,3 +331,59 @@ def test_member_roll_webhook_reviews_the_writer_s_pod_rights(
     finally:
         api.close()
     assert kube.get(SMMRS, istio, "default")["spec"]["members"] == [unique_user]
+
+
+def catalog_state(state: str) -> Any:
+    def check(obj: dict[str, Any]) -> bool:
+        found = ((obj.get("status") or {}).get("connectionState") or {}).get("lastObservedState")
+        return bool(found == state)
+
+    return check
+
+
+def test_mesh_policies_copied_into_a_member_cut_its_catalog_off(
+    kube: Kube, istio: str, unique_user: str
+) -> None:
+    """Maistra puts istio-mesh-default / istio-expose-route-default into the control plane
+    namespace and copies them into each member namespace; there they isolate every pod, and
+    OLM's catalog-operator (not a mesh member) can no longer reach a catalog's registry pod:
+    TRANSIENT_FAILURE, until a policy admits it (the workshop's: every namespace)."""
+    member = unique_user
+    kube.create(
+        CATALOGSOURCES,
+        member,
+        {"metadata": {"name": "cat"}, "spec": {"sourceType": "grpc", "image": "x"}},
+    )
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("READY"), timeout=30)
+    create_smcp(kube, istio)
+    kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [member]}})
+    names = {"istio-mesh-default", "istio-expose-route-default"}
+
+    def copied(items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        found = [p for p in items if p["metadata"]["name"] in names]
+        return found if len(found) == len(names) else None
+
+    copies = wait_list(kube, NETWORKPOLICIES, member, copied, timeout=30)
+    for policy in copies:
+        assert policy["metadata"]["labels"][MEMBER_OF] == istio
+        assert "maistra.io/owner" not in policy["metadata"]["labels"]
+    originals = {p["metadata"]["name"]: p for p in kube.list(NETWORKPOLICIES, istio)[0]}
+    assert originals["istio-mesh-default"]["metadata"]["labels"]["maistra.io/owner"] == istio
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("TRANSIENT_FAILURE"), timeout=30)
+    allow_all = {
+        "metadata": {"name": "istio-mesh-workshop-all"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]},
+    }
+    kube.create(NETWORKPOLICIES, member, allow_all)
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("READY"), timeout=30)
+    # Out of the mesh: the copies go again.
+    kube.patch(SMMRS, istio, "default", {"spec": {"members": []}})
+    wait_list(
+        kube,
+        NETWORKPOLICIES,
+        member,
+        lambda items: (
+            items if {p["metadata"]["name"] for p in items} == {"istio-mesh-workshop-all"} else None
+        ),
+        timeout=30,
+    )

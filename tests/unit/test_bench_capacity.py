@@ -74,3 +74,13 @@ def test_points_extrapolate_a_sequential_peer_and_draw_the_limit() -> None:
     assert pts["bash"] == [[2, 60.0, True], [10, 300.0, False]]
     (limit_label,) = [k for k in pts if k.startswith("limit")]
     assert pts[limit_label] == [[10, 30.0, True]]
+
+
+def test_cpu_line_gives_the_share_before_the_first_step() -> None:
+    r = run(100, 330.0, 300.0, 400.0)
+    r["cpu"] = {"seconds": {"runner": 50.0}}
+    res = results(r) | {"start_cpu": {"interpreter": 0.02, "imports": 0.23}}
+    line = capacity.cpu_line(res, OURS)
+    assert "0.50 CPU-s" in line
+    assert "about 0.25 s (50%)" in line
+    assert capacity.cpu_line(results(r), OURS) == ""  # start-up not measured

@@ -22,8 +22,8 @@ from devcluster.sim.kube import (
     SMMRS,
     SMMS,
 )
-from devcluster.sim.maistra import SmcpController, components
-from devcluster.sim.memberroll import MEMBER_OF, SmmController, SmmrController
+from devcluster.sim.maistra import MEMBER_OF, SmcpController, components
+from devcluster.sim.memberroll import SmmController, SmmrController
 from devcluster.sim.objects import condition
 from devcluster.sim.openshift import ProjectRequestController, admission_refusal
 from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE, Admission

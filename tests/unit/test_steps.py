@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from runner import config, templates
 from runner.context import StepContext
 from runner.errors import Forbidden, TemporaryCondition
-from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
+from runner.kube import Applied, Mutate, StepKube, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
 from runner.waits import CancelToken, Deadline, Target
@@ -124,6 +124,11 @@ class FakeKube:
             return (kind, namespace, name) in self.objects
         return self.objects.pop((kind, namespace, name), None) is not None
 
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any
+    ) -> Any:
+        raise AssertionError("the core steps never patch")
+
     def list_items(
         self, api_version: str, kind: str, namespace: str | None = None
     ) -> tuple[list[Any], str]:
@@ -150,13 +155,14 @@ def run_step(
     params = config.load_params(None, user, project_request=mode == "project-request")
     rendered = {n: templates.render(t, params) for n, t in templates.load_templates(None).items()}
     kube = FakeKube(objects or [], apis, dry_run)
+    step_kube: StepKube = kube  # mypy checks that the fake is a StepKube
     cancel = CancelToken()
     ctx = StepContext(
         step.NAME,
         user,
         params,
         rendered,
-        cast(Kube, kube),
+        step_kube,
         get_logger(),
         Deadline.after(5),
         cancel,
@@ -278,11 +284,62 @@ def test_catalog_source_ready_without_waiting() -> None:
         "status": {"connectionState": {"lastObservedState": "READY"}},
     }
     result, _ = run_step(catalog_source, [ready])
-    assert result == StepResult(True, "updated CatalogSource user1/rhsso-catalog; READY")
-
-
-def test_catalog_source_dry_run_does_not_wait() -> None:
-    result, _ = run_step(catalog_source, dry_run=True)
     assert result == StepResult(
-        True, "would create CatalogSource user1/rhsso-catalog; dry-run: not waiting for READY"
+        True,
+        "created NetworkPolicy user1/istio-mesh-workshop-all; "
+        "updated CatalogSource user1/rhsso-catalog; READY",
     )
+
+
+def test_catalog_source_applies_the_workshop_network_policy_first() -> None:
+    """Ingress from every namespace: OLM keeps reaching the registry pod once Maistra's own
+    policies (mesh members only) are copied into the namespace."""
+    result, kube = run_step(catalog_source, dry_run=True)
+    assert kube.actions == [
+        "apply NetworkPolicy user1/istio-mesh-workshop-all",
+        "apply CatalogSource user1/rhsso-catalog",
+    ]
+    (policy,) = catalog_source_policy()
+    assert policy["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {}}]}],
+    }
+    assert result.detail.endswith("dry-run: not waiting for READY")
+
+
+def catalog_source_policy() -> list[dict[str, Any]]:
+    params = config.load_params(None, config.User("user1"), project_request=False)
+    return templates.render(templates.load_templates(None)["network-policy.yaml"], params)
+
+
+def catalog(state: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "CatalogSource",
+        "metadata": {"name": "rhsso-catalog", "namespace": "user1"},
+        "status": {"connectionState": {"lastObservedState": state}},
+    }
+
+
+def test_catalog_source_rerun_does_not_wait_once_the_pinned_csv_succeeded() -> None:
+    """A re-run after Maistra cut the catalog off (TRANSIENT_FAILURE): the pinned CSV is
+    installed, so the catalog is not needed any more."""
+    csv = {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "ClusterServiceVersion",
+        "metadata": {"name": "rhsso-operator.7.5.2-opr-001", "namespace": "user1"},
+        "status": {"phase": "Succeeded"},
+    }
+    (policy,) = catalog_source_policy()
+    result, _ = run_step(catalog_source, [policy, catalog("TRANSIENT_FAILURE"), csv])
+    assert result.detail.endswith(
+        "not READY (TRANSIENT_FAILURE), but rhsso-operator.7.5.2-opr-001 has Succeeded: "
+        "not waiting for the catalog"
+    )
+
+
+def test_catalog_source_rerun_waits_while_the_pinned_csv_is_not_there() -> None:
+    (policy,) = catalog_source_policy()
+    with pytest.raises(AssertionError, match="never needs to watch"):
+        run_step(catalog_source, [policy, catalog("TRANSIENT_FAILURE")])
