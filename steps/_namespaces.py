@@ -40,8 +40,7 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
             f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
         )
     if made_by_project:
-        verb = "would create" if ctx.dry_run else "created"
-        return StepResult.done(f"{verb} project {name} via ProjectRequest")
+        return StepResult.done(ctx.did("create", f"project {name} via ProjectRequest"))
     return StepResult(applied.changed, applied.detail)
 
 

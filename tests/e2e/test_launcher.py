@@ -203,15 +203,24 @@ def test_a_retry_of_a_running_launch_is_refused(
     }
     from kubernetes import client
 
+    # In `default`: it always exists (no earlier launch needed), and no namespace comes or
+    # goes (other suites compare the set of namespaces).
+    namespace = "default"
     with fleet_cluster.api_client() as api:
         jobs = client.BatchV1Api(api)
-        jobs.create_namespaced_job(JOBS_NAMESPACE, job)
+        jobs.create_namespaced_job(namespace, job)
         try:
-            refused = wr(fleet_cluster.kubeconfig, "launch", "--retry-failed", "--launch", launch)
-        finally:
-            jobs.delete_namespaced_job(
-                f"wr-{launch}", JOBS_NAMESPACE, propagation_policy="Background"
+            refused = wr(
+                fleet_cluster.kubeconfig,
+                "launch",
+                "--retry-failed",
+                "--launch",
+                launch,
+                "-n",
+                namespace,
             )
+        finally:
+            jobs.delete_namespaced_job(f"wr-{launch}", namespace, propagation_policy="Background")
     assert refused.rc == 2, refused.stdout + refused.stderr
     assert f"launch {launch} is still running (1 Job(s) not finished)" in refused.stderr
 
