@@ -36,6 +36,7 @@ from runner.launcher.render import (
     load_deploy,
     pod_files,
     users_of_job,
+    with_guard_params,
 )
 from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
 from runner.launcher.users import select_users, validate_users
@@ -148,6 +149,8 @@ def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if not LAUNCH_ID.match(launch_id) or len(launch_id) > 24:
         raise InvalidInput(f"--launch-id {launch_id!r}: a DNS-1123 label of at most 24 characters")
     files = pod_files(users, args.templates, args.params)
+    params = config.load_params(args.params, config.User(users[0]), project_request=False)
+    base = with_guard_params(base, params)
     image = args.image or base.per_user_job["spec"]["template"]["spec"]["containers"][0]["image"]
     plan = LaunchPlan(
         launch_id, namespace, tuple(users), image, args.mode, parallelism, args.params is not None

@@ -24,11 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-
-from devcluster.cluster import Cluster
-from tests.manifests import apply_manifests
 
 pytestmark = [
     pytest.mark.integration,
@@ -112,22 +109,6 @@ def admin_binding(namespace: str, subject: dict[str, str], role: str = "admin") 
 
 def user(name: str) -> dict[str, str]:
     return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
-
-
-@pytest.fixture(scope="module")
-def deployed(cluster: Cluster) -> Path:
-    """`kubectl apply --server-side -k manifests` as the admin; returns the SA's kubeconfig."""
-    apply_manifests(cluster.kubeconfig, "workshop-runner-tests")
-    return cluster.sa_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
-
-
-@pytest.fixture(scope="module")
-def sa(deployed: Path) -> Iterator[Any]:
-    api = config.new_client_from_config(config_file=str(deployed))
-    try:
-        yield api
-    finally:
-        api.close()
 
 
 @pytest.fixture
