@@ -11,6 +11,7 @@ point each one at the matching published v0.X.Y release instead.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,13 +177,35 @@ def build(
         log(f"generating go.mod for kubernetes {kube_version} and etcd {etcd_version}")
         regenerate(kube_version, etcd_version)
     bin_dir = cache_root() / cache_key(kube_version, etcd_version, go_version()) / "bin"
-    if all((bin_dir / name).is_file() for name in BINARIES):
+    if _complete(bin_dir):
         return Built(bin_dir, cached=True, seconds=time.monotonic() - start)
-    tmp = bin_dir.with_name("bin.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    bin_dir.parent.mkdir(parents=True, exist_ok=True)
+    # One build per cache key at a time (a test run beside `make demo`): the second waits on
+    # the lock and then finds the first one's binaries. Each build also writes into its own
+    # temporary directory, renamed into place whole, so nothing ever deletes another's work.
+    with (bin_dir.parent / "build.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(bin_dir):
+            return Built(bin_dir, cached=True, seconds=time.monotonic() - start)
+        tmp = Path(tempfile.mkdtemp(prefix="bin.partial-", dir=bin_dir.parent))
+        try:
+            _build_into(tmp, kube_version, etcd_version, log, bin_dir)
+            shutil.rmtree(bin_dir, ignore_errors=True)
+            tmp.rename(bin_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Built(bin_dir, cached=False, seconds=time.monotonic() - start)
+
+
+def _complete(bin_dir: Path) -> bool:
+    return all((bin_dir / name).is_file() for name in BINARIES)
+
+
+def _build_into(
+    tmp: Path, kube_version: str, etcd_version: str, log: Callable[[str], object], bin_dir: Path
+) -> None:
     log(f"building etcd {etcd_version} -> {bin_dir}")
-    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "etcd"), "."], etcd)
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "etcd"), "."], GO_DIR / "etcd")
     for name in ("kube-apiserver", "kube-controller-manager"):
         log(f"building {name} {kube_version} -> {bin_dir}")
         _go(
@@ -194,11 +218,8 @@ def build(
                 str(tmp / name),
                 f"./cmd/{name}",
             ],
-            kube,
+            GO_DIR / "kube",
         )
-    shutil.rmtree(bin_dir, ignore_errors=True)
-    tmp.rename(bin_dir)
-    return Built(bin_dir, cached=False, seconds=time.monotonic() - start)
 
 
 def main(argv: list[str]) -> int:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from runner import config, hints, templates
-from runner.context import StepContext, expand_templates, step_templates
+from runner.context import StepContext, step_apis, step_templates
 from runner.engine import Engine
 from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
+from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
 from runner.launcher import cli as launcher
 from runner.logs import Logger, configure, get_logger, redact
@@ -178,6 +179,8 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
             signal.signal(signal.SIGTERM, previous)
         if progress is not None:
             progress.close(ANNOTATE_SECONDS)
+    if not args.dry_run:
+        record_outcome(Recorder(cluster, log, env.get("POD_NAME") or PROG), env, user, result)
     log.info(
         "run finished",
         outcome=result.outcome,
@@ -208,11 +211,8 @@ def preflight(
     or a rejected identity fails the run with nothing created."""
     kube = Kube(cluster, log=log, deadline=Deadline.after(PREFLIGHT_SECONDS), cancel=CancelToken())
     for step in chosen:
-        apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
-        for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
-            apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
         try:
-            for api_version, kind in dict.fromkeys(apis):
+            for api_version, kind in step_apis(step, rendered, named):
                 kube.resource(api_version, kind)
         except ApiMissing as e:
             raise _StepPreflightError(step.NAME, e) from None
@@ -239,6 +239,45 @@ def pod_annotator(cluster: Cluster, env: Mapping[str, str], log: Logger) -> Prog
             log.warning("could not annotate own pod", object=f"Pod {namespace}/{pod}", error=str(e))
 
     return ProgressWriter(annotate)
+
+
+def record_outcome(
+    recorder: Recorder, env: Mapping[str, str], user: config.User, result: RunResult
+) -> None:
+    """One Event per run: on the runner's own Pod in a pod, else on the user's namespace,
+    which is the runner's once the namespace step passed (or was not selected)."""
+    pod, namespace = env.get("POD_NAME"), env.get("POD_NAMESPACE")
+    if pod and namespace:
+        regarding = Regarding("v1", "Pod", pod, namespace, env.get("POD_UID") or None)
+    elif any(
+        s.name == "namespace"
+        and (s.status in ("changed", "unchanged") or s.detail == "not selected")
+        for s in result.steps
+    ):
+        regarding = Regarding("v1", "Namespace", user.namespace, user.namespace)
+    else:
+        return
+    recorder.record(regarding, outcome_note(user, result))
+
+
+def outcome_note(user: config.User, result: RunResult) -> Note:
+    if result.exit_code == 0:
+        changed = [s.name for s in result.steps if s.status == "changed"]
+        unchanged = sum(s.status == "unchanged" for s in result.steps)
+        what = f" ({', '.join(changed)})" if changed else ""
+        return Note(
+            "Normal",
+            "Provisioned",
+            "Provision",
+            f"user {user.name}: {len(changed)} step(s) changed{what}, {unchanged} unchanged",
+        )
+    where = f"step {result.failed_step}" if result.failed_step else "the run"
+    return Note(
+        "Warning",
+        "StepFailed",
+        "Provision",
+        f"user {user.name}: {where} failed with exit code {result.exit_code}: {result.reason}",
+    )
 
 
 def _on_sigterm(stop: Callable[[], None]) -> Any:

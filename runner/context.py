@@ -113,3 +113,13 @@ def expand_templates(
     for name in templates:
         out += sorted(n for n in rendered if n not in named) if name == OTHER_TEMPLATES else [name]
     return out
+
+
+def step_apis(
+    step: Step, rendered: Mapping[str, list[Obj]], named: frozenset[str]
+) -> list[tuple[str, str]]:
+    """(apiVersion, kind) of everything a step touches: its APIS and its templates' objects."""
+    apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
+    for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
+        apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
+    return list(dict.fromkeys(apis))

@@ -42,6 +42,17 @@ def check_declaration(steps: Sequence[Step]) -> None:
         seen.add(step.NAME)
 
 
+def step_deadline(step: Step, override: float | None, clock: Clock, started: float) -> Deadline:
+    """A step's deadline: `--timeout STEP=S` is a plain S seconds; otherwise TIMEOUT, as a
+    stall window up to the step's CAP when it has one."""
+    if override is not None:
+        return Deadline(clock, started + override)
+    cap = getattr(step, "CAP", None)
+    if cap is None or cap <= step.TIMEOUT:
+        return Deadline(clock, started + step.TIMEOUT)
+    return Deadline(clock, started + cap, step.TIMEOUT)
+
+
 class Engine:
     def __init__(
         self,
@@ -120,9 +131,12 @@ class Engine:
     def _execute(self, step: Step, cancel: CancelToken) -> _Outcome:
         log = self.log.bind(step=step.NAME)
         started = self.clock()
-        timeout = self.timeouts.get(step.NAME, step.TIMEOUT)
-        deadline = Deadline(self.clock, started + timeout)
-        log.info("step started", timeout=timeout)
+        deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+        log.info(
+            "step started",
+            timeout=deadline.stall or deadline.at - started,
+            cap=deadline.at - started,
+        )
         error: RunnerError | None = None
         try:
             result = step.run(self.make_context(step, deadline, cancel, log))

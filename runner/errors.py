@@ -52,6 +52,13 @@ class WaitTimeout(RunnerError):
     exit_code = 5
 
 
+class TemporaryCondition(RunnerError):
+    """The cluster is in a state that should pass (a write still conflicting after its
+    retries, a namespace being deleted): a later run can succeed, so the Job retries."""
+
+    exit_code = 5
+
+
 class OperatorFailed(RunnerError):
     """An operator reported a terminal failure on an object (CSV Failed, plan Failed ...)."""
 

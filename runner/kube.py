@@ -12,6 +12,7 @@ translated into runner.errors naming the action and the object.
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -19,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
 from kubernetes.client import ApiClient, Configuration
@@ -40,6 +41,7 @@ from runner.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TemporaryCondition,
     TransientError,
     WaitTimeout,
 )
@@ -52,9 +54,13 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "Applied",
     "Cluster",
     "Kube",
+    "Mutate",
+    "Updated",
     "describe",
+    "in_sync",
     "is_subset",
     "load_configuration",
+    "read_modify_write",
     "translate",
 ]
 FIELD_MANAGER = "workshop-runner"
@@ -65,6 +71,8 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 SETTLE_SECONDS = 10.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
+# client-go's retry.DefaultRetry, as RetryOnConflict uses it: 5 attempts, 10 ms apart, 10 % jitter.
+CONFLICT_ATTEMPTS, CONFLICT_PAUSE, CONFLICT_JITTER = 5, 0.01, 0.1
 # An Authorization value as it may be sent: a scheme and one token of visible ASCII.
 AUTH_VALUE = re.compile(r"([A-Za-z]+) ([\x21-\x7e]+)")
 T = TypeVar("T")
@@ -175,6 +183,19 @@ class Applied:
     detail: str
 
 
+@dataclass(frozen=True)
+class Updated:
+    """What a read-modify-write found and left: `obj` is the object as written (the server's
+    dry-run answer in dry-run), or as read when there was nothing to do."""
+
+    before: Obj | None
+    obj: Obj | None
+    changed: bool
+
+
+Mutate = Callable[[Obj | None], Obj | None]
+
+
 class Kube:
     """A step's view of the cluster."""
 
@@ -251,10 +272,15 @@ class Kube:
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, desired: Obj, *, force: bool = True) -> Applied:
-        """Observe, then server-side apply only when the live object differs.
+        """Observe, then server-side apply only when the live object differs from `desired`
+        or still holds a field this manager applied before and `desired` no longer has (the
+        apply prunes it).
 
-        In a namespace this process created moments ago there is nothing to observe: the
-        apply goes straight out (a re-run finds the namespace and observes again)."""
+        The read is what makes "changed" exact: the answer to a no-op apply and to one that
+        wrote differ only in the resourceVersion (whose previous value only the read knows)
+        and in this manager's managedFields time, which has one-second resolution. In a
+        namespace this process created moments ago there is nothing to observe: the apply
+        goes straight out (a re-run finds the namespace and observes again)."""
         kind, name, ns = (
             desired["kind"],
             desired["metadata"]["name"],
@@ -268,7 +294,7 @@ class Kube:
             if blind
             else self.get(desired["apiVersion"], kind, name, ns if res.namespaced else None)
         )
-        if before is not None and is_subset(desired, before):
+        if before is not None and in_sync(desired, before):
             return Applied(before, False, f"{what} exists and matches")
         params: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
         if self.dry_run:
@@ -284,7 +310,7 @@ class Kube:
                 **params,
             )
         except NotFound as e:
-            if self.dry_run and e.details.get("kind") == "namespaces":
+            if self._namespace_to_come(e):
                 return Applied(
                     desired,
                     True,
@@ -303,6 +329,18 @@ class Kube:
         self.log.info(f"{verb}d", object=what)
         return Applied(after, True, f"{verb}d {what}")
 
+    def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated:
+        """read_modify_write on this view; in a namespace this process created there is
+        nothing to read on the first pass."""
+        return read_modify_write(
+            self,
+            target,
+            mutate,
+            known=known,
+            absent=known is None and self.fresh(target.namespace),
+            pause=lambda: self._sleep(CONFLICT_PAUSE * self._rng.uniform(1, 1 + CONFLICT_JITTER)),
+        )
+
     def create(self, body: Obj) -> Obj | None:
         """Create-only objects (e.g. ProjectRequest): AlreadyExists means done (None)."""
         kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"].get("namespace")
@@ -319,10 +357,23 @@ class Kube:
             )
         except Conflict:
             return None
+        except NotFound as e:
+            if not self._namespace_to_come(e):
+                raise
+            created = body
         self.log.info(
             "created" if not self.dry_run else "would create", object=describe(kind, name, ns)
         )
         return created
+
+    def _namespace_to_come(self, e: NotFound) -> bool:
+        """In a dry run, a namespace an earlier step would create is not there."""
+        return self.dry_run and e.details.get("kind") == "namespaces"
+
+    def review(self, body: Obj) -> Obj:
+        """POST a review (SubjectAccessReview and kin: unnamed, answered, never stored)."""
+        res = self.resource(body["apiVersion"], body["kind"])
+        return self._json("review", body["kind"], "POST", _path(res), body=body)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         """Delete; NotFound means it is already gone (False)."""
@@ -462,9 +513,117 @@ def _rv(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 
+class Writes(Protocol):
+    """What a read-modify-write needs of the cluster (Kube; the step fakes in tests)."""
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Obj | None: ...
+
+    def create(self, body: Obj) -> Obj | None: ...
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
+    ) -> Obj: ...
+
+
+def read_modify_write(
+    kube: Writes,
+    target: Target,
+    mutate: Mutate,
+    *,
+    known: Obj | None = None,
+    absent: bool = False,
+    pause: Callable[[], None] = lambda: None,
+) -> Updated:
+    """client-go's RetryOnConflict around a read-modify-write.
+
+    `mutate` gets a copy of the live object (None when there is none; `known`, or None when
+    `absent`, stands in for the first read) and returns what it should be: None when nothing
+    is to change, else the whole object, which is created when nothing was live, else written
+    as a merge patch carrying the resourceVersion it was computed from. A 409 (a concurrent
+    write, or a create that lost a race) pauses, reads again and calls `mutate` again, up to
+    CONFLICT_ATTEMPTS times; then TemporaryCondition (exit 5)."""
+    if target.name is None:
+        raise ValueError("read_modify_write needs a named target")
+    name, ns = target.name, target.namespace
+    for attempt in range(CONFLICT_ATTEMPTS):
+        if attempt:
+            pause()
+        if attempt == 0 and (known is not None or absent):
+            live = known
+        else:
+            live = kube.get(target.api_version, target.kind, name, ns)
+        wanted = mutate(copy.deepcopy(live))
+        if wanted is None:
+            return Updated(live, live, False)
+        if live is None:
+            created = kube.create(wanted)
+            if created is not None:
+                return Updated(None, created, True)
+            continue  # someone else created it meanwhile: read theirs and mutate that
+        patch = merge_patch_between(live, wanted)
+        patch.setdefault("metadata", {})["resourceVersion"] = _rv(live)
+        try:
+            written = kube.merge_patch(target.api_version, target.kind, name, ns, patch)
+        except Conflict:
+            continue
+        return Updated(live, written, True)
+    raise TemporaryCondition(
+        f"update {target.describe()}: still conflicting after {CONFLICT_ATTEMPTS} attempts"
+    )
+
+
+def merge_patch_between(live: Obj, wanted: Obj) -> Obj:
+    """The JSON merge patch (RFC 7386) that turns `live` into `wanted`: changed maps recurse,
+    other changed values (lists too) are replaced whole, dropped keys are set to null."""
+    patch: Obj = {}
+    for key, value in wanted.items():
+        before = live.get(key)
+        if isinstance(before, dict) and isinstance(value, dict):
+            inner = merge_patch_between(before, value)
+            if inner:
+                patch[key] = inner
+        elif key not in live or before != value:
+            patch[key] = value
+    patch.update({key: None for key in live if key not in wanted})
+    return patch
+
+
 def describe(kind: str, name: str | None, namespace: str | None) -> str:
     where = "/".join(p for p in (namespace, name) if p)
     return f"{kind} {where}".strip()
+
+
+def in_sync(desired: Obj, live: Obj) -> bool:
+    """Whether applying `desired` would change nothing: every field of it is live, and this
+    field manager owns no field (from an earlier apply) that `desired` has dropped."""
+    if not is_subset(desired, live):
+        return False
+    wanted = _field_paths(desired)
+    for entry in live.get("metadata", {}).get("managedFields") or []:
+        ours = entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+        if ours and not _owned_paths(entry.get("fieldsV1") or {}) <= wanted:
+            return False
+    return True
+
+
+def _field_paths(obj: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """Every map path in `obj` (lists are leaves, as a manager's field set stops there)."""
+    paths = {prefix}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            paths |= _field_paths(value, (*prefix, key))
+    return paths
+
+
+def _owned_paths(fields: Obj, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    """The map paths of a managedFields fieldsV1 set ("f:name" keys; list items are leaves)."""
+    paths = {prefix}
+    for key, sub in fields.items():
+        if key.startswith("f:"):
+            paths |= _owned_paths(sub or {}, (*prefix, key[2:]))
+    return paths
 
 
 def is_subset(desired: Any, live: Any) -> bool:

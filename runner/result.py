@@ -86,7 +86,9 @@ def _clip(text: str, n: int) -> str:
 class Step(Protocol):
     """A step module: NAME, DESCRIPTION, NEEDS (names of steps it needs), TIMEOUT (seconds)
     and run(ctx). Optional: TEMPLATES (template files it applies) and APIS ((apiVersion, kind)
-    pairs it uses besides those), resolved before the run starts."""
+    pairs it uses besides those), resolved before the run starts; CAP (seconds): with it,
+    TIMEOUT is a stall window - the step's waits go on while the awaited objects show progress
+    or are queued for their operator, up to CAP (runner/waits.py Deadline)."""
 
     @property
     def NAME(self) -> str: ...

@@ -18,14 +18,13 @@ from typing import Any
 from runner import config, templates
 from runner.config import User
 from runner.context import StepContext, step_templates
-from runner.errors import Conflict, RunnerError, WaitTimeout
+from runner.errors import RunnerError
 from runner.kube import Cluster, Kube
 from runner.logs import Logger
 from runner.result import RunResult, Status, Step, StepRecord, StepResult
 from runner.waits import CancelToken, Deadline, Obj, Target, Verdict, done, pending
 
 UNDO_MIN_SECONDS = 180.0
-MEMBER_ROLL_RETRIES = 5
 Undo = Callable[[StepContext], StepResult]
 
 
@@ -126,25 +125,19 @@ def _wait_namespace_gone(ctx: StepContext, name: str) -> bool:
 
 def remove_member(ctx: StepContext, roll: Target, member: str) -> StepResult:
     """Take `member` out of `spec.members`, keeping every other member. The list is replaced
-    as a whole (a JSON merge patch), so the patch carries the resourceVersion it was computed
-    from: a concurrent change makes it fail with 409, and it is recomputed."""
-    if roll.name is None:
-        raise ValueError("remove_member needs a named member roll")
-    what = roll.describe()
-    for _ in range(MEMBER_ROLL_RETRIES):
-        live = ctx.kube.get(roll.api_version, roll.kind, roll.name, roll.namespace)
+    as a whole, so this is a read-modify-write (kube.update: a concurrent change makes the
+    write fail with 409, and it is recomputed)."""
+    keep: list[str] = []
+
+    def drop(live: Obj | None) -> Obj | None:
         members = list(((live or {}).get("spec") or {}).get("members") or [])
         if live is None or member not in members:
-            return StepResult.noop(f"{member} is not a member of {what}")
-        keep = [m for m in members if m != member]
-        patch = {
-            "metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
-            "spec": {"members": keep},
-        }
-        try:
-            ctx.kube.merge_patch(roll.api_version, roll.kind, roll.name, roll.namespace, patch)
-        except Conflict:
-            continue
-        others = f"; kept {', '.join(keep)}" if keep else ""
-        return StepResult.done(f"removed {member} from {what}{others}")
-    raise WaitTimeout(f"update {what}: still conflicting after {MEMBER_ROLL_RETRIES} attempts")
+            return None
+        keep[:] = [m for m in members if m != member]
+        live["spec"]["members"] = keep
+        return live
+
+    if not ctx.kube.update(roll, drop).changed:
+        return StepResult.noop(f"{member} is not a member of {roll.describe()}")
+    others = f"; kept {', '.join(keep)}" if keep else ""
+    return StepResult.done(f"removed {member} from {roll.describe()}{others}")

@@ -9,6 +9,7 @@ the sleep are injected so unit tests never wait for real.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,20 +74,96 @@ class CancelToken:
         return remove
 
 
-@dataclass(frozen=True)
 class Deadline:
-    clock: Clock
-    at: float
+    """When a step gives up: a hard cap on elapsed time and, optionally, a stall window.
+
+    With `stall`, a wait that sees no progress for that many seconds expires before the cap.
+    Progress is what an operator shows while it works: an awaited object's status (phase,
+    conditions, readiness components), `observedGeneration` or `generation` changed. An object
+    without any status is *queued*: its operator has not reconciled it yet (it may be working
+    through a queue of other users' objects), and so is one whose status.observedGeneration is
+    behind its generation: only the cap applies. Waits report what they
+    observe through `observe`; `state` says queued / in progress / stalled for displays.
+    """
+
+    def __init__(self, clock: Clock, at: float, stall: float | None = None) -> None:
+        self.clock = clock
+        self.at = at
+        self.stall = stall
+        self._lock = threading.Lock()
+        self._progress_at = clock()
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._queued = False
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
         return cls(clock, clock() + seconds)
 
+    @classmethod
+    def progress_aware(cls, stall: float, cap: float, clock: Clock = time.monotonic) -> Deadline:
+        return cls(clock, clock() + cap, stall if stall < cap else None)
+
     def remaining(self) -> float:
-        return self.at - self.clock()
+        now = self.clock()
+        left = self.at - now
+        with self._lock:
+            if self.stall is not None and not self._queued:
+                left = min(left, self._progress_at + self.stall - now)
+        return left
 
     def expired(self) -> bool:
         return self.remaining() <= 0
+
+    def observe(self, objects: list[Obj]) -> None:
+        """Record what a wait saw now; a change in what operators write is progress."""
+        fingerprint = tuple(sorted((_name(o), _progress_of(o)) for o in objects))
+        queued = bool(objects) and all(_queued(o) for o in objects)
+        with self._lock:
+            self._queued = queued
+            if fingerprint != self._fingerprint:
+                self._fingerprint = fingerprint
+                self._progress_at = self.clock()
+
+    @property
+    def state(self) -> str:
+        """queued | in progress | stalled (no progress for half the stall window or more)."""
+        with self._lock:
+            if self._queued:
+                return "queued"
+            quiet = self.clock() - self._progress_at
+            if self.stall is not None and quiet >= self.stall / 2:
+                return "stalled"
+            return "in progress"
+
+    def why(self) -> str:
+        """Why it expired, for the timeout message: "timed out", then the state it was in."""
+        now = self.clock()
+        with self._lock:
+            quiet, queued = now - self._progress_at, self._queued
+        if self.stall is not None and not queued and now < self.at:
+            return (
+                f"timed out: stalled, no progress for {quiet:.0f} s (stall window {self.stall:g} s)"
+            )
+        cap = " at the hard cap" if self.stall is not None else ""
+        if queued:
+            return f"timed out{cap}, still queued: the operator has not reconciled it yet"
+        return f"timed out{cap}, still in progress" if cap else "timed out"
+
+
+def _queued(obj: Obj) -> bool:
+    """The operator has not reconciled this object (or its current spec) yet."""
+    status = obj.get("status") or {}
+    observed = status.get("observedGeneration")
+    generation = (obj.get("metadata") or {}).get("generation")
+    if not status:
+        return True
+    return isinstance(observed, int) and isinstance(generation, int) and observed < generation
+
+
+def _progress_of(obj: Obj) -> str:
+    """What an operator changes as it works on `obj`: status and generations, as text."""
+    meta = obj.get("metadata") or {}
+    return json.dumps([meta.get("generation"), obj.get("status")], sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -118,6 +195,12 @@ class Target:
     kind: str
     namespace: str | None
     name: str | None = None
+
+    @classmethod
+    def of(cls, obj: Obj) -> Target:
+        """The target naming `obj` itself (a template or a live object)."""
+        meta = obj["metadata"]
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
 
     def describe(self) -> str:
         where = "/".join(p for p in (self.namespace, self.name) if p)
@@ -215,17 +298,17 @@ def _wait(
     if known:
         objects = {_name(o): o for o in known}
         resource_version = max((_rv(o) for o in known), key=_rv_order) or None
-        verdict = _decide(evaluate, objects, label)
+        verdict = _decide(evaluate, objects, label, deadline)
         if verdict.state == "done":
             return verdict
     while True:
         cancel.check()
         if deadline.expired():
-            raise WaitTimeout(f"{label}: timed out; last observed: {verdict.summary}")
+            raise WaitTimeout(f"{label}: {deadline.why()}; last observed: {verdict.summary}")
         if resource_version is None:
             items, resource_version = source.list_objects(target)
             objects = {_name(o): o for o in items}
-            verdict = _decide(evaluate, objects, label)
+            verdict = _decide(evaluate, objects, label, deadline)
             if verdict.state == "done":
                 return verdict
             continue
@@ -246,7 +329,7 @@ def _wait(
                     objects.pop(_name(obj), None)
                 else:
                     objects[_name(obj)] = obj
-                verdict = _decide(evaluate, objects, label)
+                verdict = _decide(evaluate, objects, label, deadline)
                 if verdict.state == "done":
                     return verdict
                 cancel.check()
@@ -263,7 +346,10 @@ def _wait(
             broken_streams += 1
 
 
-def _decide(evaluate: CollectionPredicate, objects: dict[str, Obj], label: str) -> Verdict:
+def _decide(
+    evaluate: CollectionPredicate, objects: dict[str, Obj], label: str, deadline: Deadline
+) -> Verdict:
+    deadline.observe(list(objects.values()))
     verdict = evaluate(list(objects.values()))
     if verdict.state == "failed":
         raise OperatorFailed(f"{label}: {verdict.summary}")

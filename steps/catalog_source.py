@@ -9,7 +9,9 @@ from runner.waits import Obj, Target, Verdict, done, pending
 NAME = "catalog-source"
 DESCRIPTION = "Create the user's CatalogSource and wait until it is READY"
 NEEDS = ("namespace",)
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+CAP = 1800.0
 TEMPLATES = ("catalog-source.yaml",)
 
 

@@ -19,7 +19,9 @@ from steps._status import condition, describe_conditions, is_true, status_of
 NAME = "kiali"
 DESCRIPTION = "Let Kiali show DeploymentConfigs (excluded_workloads) and wait for its reconcile"
 NEEDS = ("member-roll",)
-TIMEOUT = 300.0
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
+TIMEOUT = 600.0
+CAP = 3600.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
 _UNSEEN = "<unseen>"
@@ -29,44 +31,63 @@ def exists(obj: Obj | None) -> Verdict:
     return done("exists") if obj is not None else pending("not created by the SMCP yet")
 
 
+def run_state(obj: Obj) -> str:
+    """ansible-operator's conditions as one word. A run in progress: Running=True reason
+    Running. A failed run: Failure=True - Running then stays with reason Running but status
+    False, so the reason alone does not tell a run from a failure. A successful run:
+    Successful=True (older operators: only Running=True reason Successful). During the retry
+    after a failure, Failure is False again and Running True."""
+    running = condition(obj, "Running")
+    if running.get("status") == "True" and running.get("reason") == "Running":
+        return "running"
+    if is_true(obj, "Failure"):
+        return "failed"
+    if is_true(obj, "Successful") or (
+        running.get("status") == "True" and running.get("reason") == "Successful"
+    ):
+        return "successful"
+    return ""
+
+
 class Reconciled:
     """Done when a reconciliation after our change (generation `generation`, written at
-    `since`) ended Successful; failed when it ended Failed. The Kiali operator (ansible-
-    operator) writes no observedGeneration - used when present - so a run counts as ours when
-    this wait saw it start (Running reason -> Running), or when its ansibleResult.completion is
-    not before our change. The latter also accepts a run that was already going when we
-    patched (ansible-operator then runs once more for the change): waiting for a second run
-    that an operator may coalesce into the first would hang until the deadline, which is
-    worse than ending at the end of a run that may not have seen the change. `since`: when
-    the change was made. With no change of ours, the last run must have succeeded."""
+    `since`) ended Successful; failed as soon as one ended Failed (ansible-operator retries a
+    failed run with backoff, but the failure is reported now with the operator's message,
+    not after the deadline). The Kiali operator writes no observedGeneration - used when
+    present - so a run counts as ours when this wait saw it start, or when its
+    ansibleResult.completion is not before our change. The latter also accepts a run that
+    was already going when we patched (ansible-operator then runs once more for the change):
+    waiting for a second run that an operator may coalesce into the first would hang until
+    the deadline, which is worse than ending at the end of a run that may not have seen the
+    change. `since`: when the change was made. With no change of ours, the last run must have
+    succeeded."""
 
     def __init__(self, generation: int | None = None, since: dt.datetime | None = None) -> None:
         self.generation, self.since = generation, since
         self.ours = generation is None
-        self.last_reason: Any = _UNSEEN
+        self.last_state: Any = _UNSEEN
 
     def __call__(self, obj: Obj | None) -> Verdict:
         if obj is None:
             return pending("Kiali CR not found")
-        reason = condition(obj, "Running").get("reason")
+        state = run_state(obj)
         observed = status_of(obj).get("observedGeneration")
         if not self.ours and self.generation is not None:
             if observed is not None:
                 self.ours = observed >= self.generation
             else:
-                started = self.last_reason not in (_UNSEEN, "Running") and reason == "Running"
+                started = self.last_state not in (_UNSEEN, "running") and state == "running"
                 self.ours = started or _completed_after(obj, self.since)
-        self.last_reason = reason
-        state = describe_conditions(obj, "Running", "Successful", "Failure")
-        if not self.ours or reason == "Running":
-            return pending(f"waiting for a reconciliation after the change; {state}")
-        if reason == "Failed" or is_true(obj, "Failure"):
-            return failed(
-                f"reconciliation failed: {condition(obj, 'Failure').get('message', state)}"
-            )
-        if reason == "Successful" or is_true(obj, "Successful"):
+        self.last_state = state
+        conditions = describe_conditions(obj, "Running", "Successful", "Failure")
+        if not self.ours or state == "running":
+            return pending(f"waiting for a reconciliation after the change; {conditions}")
+        if state == "failed":
+            message = condition(obj, "Failure").get("message") or conditions
+            return failed(f"reconciliation failed: {message}")
+        if state == "successful":
             return done("reconciled")
-        return pending(state)
+        return pending(conditions)
 
 
 def _completed_after(obj: Obj, since: dt.datetime | None) -> bool:

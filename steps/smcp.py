@@ -13,7 +13,9 @@ from steps._status import condition, describe_conditions, generation_observed, i
 NAME = "smcp"
 DESCRIPTION = "Create the ServiceMeshControlPlane in <user>-istio and wait until it is Ready"
 NEEDS = ("limit-ranges",)
-TIMEOUT = 600.0
+# TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
+TIMEOUT = 1200.0
+CAP = 7200.0
 TEMPLATES = ("smcp.yaml",)
 
 

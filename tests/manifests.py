@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +42,29 @@ def apply_manifests(
     )
     if applied.returncode != 0:
         raise RuntimeError(f"kubectl apply of manifests failed: {applied.stderr}")
+
+
+def kubectl_events(
+    kubeconfig: Path, namespace: str, reporter: str = "workshop-runner"
+) -> list[Any]:
+    """`kubectl get events -n NS` (the events.k8s.io view), only those `reporter` recorded,
+    oldest first."""
+    listed = subprocess.run(
+        [
+            "kubectl",
+            f"--kubeconfig={kubeconfig}",
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            namespace,
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    items = json.loads(listed.stdout)["items"]
+    mine = [e for e in items if e.get("reportingController") == reporter]
+    return sorted(mine, key=lambda e: str(e.get("eventTime") or ""))

@@ -4,7 +4,10 @@ A CSV goes Pending -> InstallReady -> Installing -> Succeeded (or Failed by knob
 the way OLM fails it, with OLM's messages: NoOperatorGroup, TooManyOperatorGroups (more than one
 group in the namespace), UnsupportedOperatorGroup (the group's namespaces do not fit the CSV's
 installModes - the RH-SSO CSV cannot watch all namespaces). It recovers to Pending once the
-namespace has exactly one fitting group. Each status write appends to status.conditions, the
+namespace has exactly one fitting group. A CSV Failed for another reason (a knob) is re-checked
+as OLM does: while the knob still fails it, back to Pending (NeedsReinstall) and through the
+install again; once the knob is gone, Succeeded - the deployment became healthy.
+InstallComponentFailedNoRetry stays Failed. Each status write appends to status.conditions, the
 phase history OLM keeps.
 """
 
@@ -17,6 +20,11 @@ from devcluster.sim.objects import Obj, name_of, now_iso, spec, status
 
 V1ALPHA1 = f"{OLM}/v1alpha1"
 OG_FAILURES = ("NoOperatorGroup", "TooManyOperatorGroups", "UnsupportedOperatorGroup")
+NO_RETRY = "InstallComponentFailedNoRetry"
+_NOT_AVAILABLE = (
+    'installing: waiting for deployment {0} to become ready: deployment "{0}" not available: '
+    "Deployment does not have minimum availability."
+)
 # RH-SSO 7.x supports watching its own namespace or one other, never all namespaces.
 DEFAULT_INSTALL_MODES = [
     {"type": "OwnNamespace", "supported": True},
@@ -163,12 +171,19 @@ def csv_transitions(
         if reason != "UnsupportedOperatorGroup":
             return go("Failed", "UnsupportedOperatorGroup", error)
         return []
+    failure = knobs.failure("ClusterServiceVersion", ns, name)
     if p == "Failed" and reason in OG_FAILURES:
-        return go("Pending", "RequirementsUnknown", "requirements not yet checked")
+        return go("Pending", "RequirementsUnknown", "InstallModes now support target namespaces")
+    if p == "Failed" and reason != NO_RETRY:
+        # OLM checks the install again: healthy now, or back through Pending.
+        if failure:
+            deployment = str(spec(csv).get("displayName") or name.split(".", 1)[0])
+            return go("Pending", "NeedsReinstall", _NOT_AVAILABLE.format(deployment))
+        return go("Succeeded", "InstallSucceeded", "install strategy completed with no errors")
     if p not in CSV_STEPS:
         return []
     new_phase, new_reason, message = CSV_STEPS[p]
-    if p == "InstallReady" and (failure := knobs.failure("ClusterServiceVersion", ns, name)):
+    if p == "InstallReady" and failure:
         return go("Failed", failure.reason, failure.message)
     extra: list[Action] = []
     if p == "":

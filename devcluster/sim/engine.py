@@ -7,8 +7,19 @@ waits the knob delay for that transition, then asks the controller again with th
 stale view, and a world that changed in the meantime simply produces different transitions.
 Each performed transition is one step; the resulting watch event schedules the next.
 
+Work queues: a kind with a worker count (knob `workers`) is served like an upstream
+controller's work queue. A transition that is due joins its kind's FIFO queue; a free worker takes
+it and is busy for the kind's service time (knob `service`: the reconcile's own work, rendering
+charts or running a playbook) before the writes are made; only then is the worker free for the
+next item. A follow-up transition of the same object that is due at once (no knob delay)
+continues the same reconcile on the same worker; one with a delay (upstream: a pause until
+components are ready, a requeue) gives the worker up and joins the back of the queue when due.
+A kind without a worker count is served in parallel, as before. Queue depth over time, busy
+seconds and reconciles per kind are exported with the latency figures (`queues`).
+
 Reaction latency is measured per transition: from the watch event that made it due to the
-moment its last write returned, minus the deliberate knob delay.
+moment its last write returned, minus the deliberate knob delay and the time spent queued and
+in service.
 """
 
 from __future__ import annotations
@@ -60,6 +71,7 @@ class Transition:
     step: str
     actions: tuple[Action, ...]
     delayed: bool = True
+    scale: float = 1.0  # times the knob delay (a controller's backoff)
 
 
 class Controller(Protocol):
@@ -81,6 +93,90 @@ class _Due:
     key: Key = field(compare=False)
     observed: float = field(compare=False)
     delay: float = field(compare=False)
+    kind: str = field(compare=False, default="")
+    # queued: the time it joined its work queue; service: seconds a worker spends on it;
+    # holding: it owns one of its kind's workers until it has fired.
+    queued: float = field(compare=False, default=0.0)
+    service: float = field(compare=False, default=0.0)
+    holding: bool = field(compare=False, default=False)
+    workers: int = field(compare=False, default=0)
+
+
+class WorkPool:
+    """One controller's work queue: FIFO of due items served by `workers` workers.
+
+    Pure bookkeeping with explicit times (the engine passes time.monotonic(), tests a fake
+    clock): `offer` queues an item, `start` hands out the items a free worker may take now,
+    `release` frees a worker. Busy seconds are integrated over time.
+    """
+
+    SERIES_MAX = 600
+
+    def __init__(self, kind: str, workers: int, now: float) -> None:
+        self.kind = kind
+        self.workers = workers
+        self.queue: list[_Due] = []
+        self.busy = 0
+        self.busy_seconds = 0.0
+        self.started = 0
+        self.depth_max = 0
+        self.wait_seconds = 0.0
+        self.since = now
+        self._last = now
+        self.series: list[tuple[float, int, int]] = []
+
+    def _account(self, now: float) -> None:
+        self.busy_seconds += self.busy * max(0.0, now - self._last)
+        self._last = now
+
+    def _sample(self, now: float) -> None:
+        point = (round(now - self.since, 2), len(self.queue), self.busy)
+        if self.series and self.series[-1][1:] == point[1:]:
+            return
+        self.series.append(point)
+        if len(self.series) > self.SERIES_MAX:
+            del self.series[1 : len(self.series) // 2 : 2]
+
+    def offer(self, due: _Due, now: float) -> None:
+        self._account(now)
+        due.queued = now
+        self.queue.append(due)
+        self.depth_max = max(self.depth_max, len(self.queue))
+        self._sample(now)
+
+    def start(self, now: float) -> list[_Due]:
+        self._account(now)
+        out = []
+        while self.queue and self.busy < self.workers:
+            due = self.queue.pop(0)
+            self.busy += 1
+            self.started += 1
+            self.wait_seconds += now - due.queued
+            due.holding = True
+            out.append(due)
+        if out:
+            self._sample(now)
+        return out
+
+    def release(self, now: float) -> None:
+        self._account(now)
+        self.busy = max(0, self.busy - 1)
+        self._sample(now)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        self._account(now)
+        elapsed = max(1e-9, now - self.since)
+        return {
+            "workers": self.workers,
+            "reconciles": self.started,
+            "busy_seconds": round(self.busy_seconds, 2),
+            "busy_fraction": round(self.busy_seconds / (elapsed * self.workers), 4),
+            "depth": len(self.queue),
+            "depth_max": self.depth_max,
+            "busy": self.busy,
+            "wait_seconds": round(self.wait_seconds, 2),
+            "series": list(self.series),
+        }
 
 
 class Stats:
@@ -89,10 +185,12 @@ class Stats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.samples: dict[str, list[float]] = {}
+        self.performed: dict[str, int] = {}
         self.errors = 0
 
     def add(self, kind: str, seconds: float) -> None:
         with self._lock:
+            self.performed[kind] = self.performed.get(kind, 0) + 1
             bucket = self.samples.setdefault(kind, [])
             bucket.append(seconds)
             if len(bucket) > 5000:
@@ -102,6 +200,7 @@ class Stats:
         with self._lock:
             every = [s for b in self.samples.values() for s in b]
             out: dict[str, Any] = {"all": percentiles(every), "errors": self.errors}
+            out["transitions"] = dict(sorted(self.performed.items()))
             for kind, bucket in sorted(self.samples.items()):
                 out[kind] = percentiles(bucket)
             return out
@@ -127,8 +226,11 @@ class Engine:
         store: Store,
         knobs: Callable[[], Knobs],
         workers: int = 8,
+        synced: Callable[[Controller], bool] = lambda _c: True,
     ) -> None:
         self.kube = kube
+        self.synced = synced  # has every watch of this controller listed once?
+        self._held: set[tuple[Controller, Key]] = set()
         self.store = store
         self.knobs = knobs
         self.stats = Stats()
@@ -137,6 +239,7 @@ class Engine:
         self._pending: dict[str, _Due] = {}
         self._seq = itertools.count()
         self._queues = [_Queue() for _ in range(workers)]
+        self._pools: dict[str, WorkPool] = {}
         self._stopped = threading.Event()
         self._threads = [threading.Thread(target=self._schedule, name="sim-sched", daemon=True)]
         for i, q in enumerate(self._queues):
@@ -163,24 +266,65 @@ class Engine:
 
         return on_event
 
-    def trigger(self, controller: Controller, key: Key, observed: float | None = None) -> None:
+    def trigger(
+        self,
+        controller: Controller,
+        key: Key,
+        observed: float | None = None,
+        holder: _Due | None = None,
+    ) -> bool:
+        """Schedule the transitions due for `key`. With `holder` (a transition that just fired
+        on a worker of its kind's pool), a follow-up of the same kind that is due at once takes
+        over that worker; returns True when one did (the caller must not release it)."""
+        if not self._ready(controller, key):
+            return False
         observed = time.monotonic() if observed is None else observed
         knobs = self.knobs()
         try:
             wanted = controller.transitions(key, self.store, knobs)
         except Exception:
             log.exception("%s: computing transitions for %s failed", controller.name, key)
-            return
+            return False
+        handed = False
         for t in wanted:
             tid = f"{controller.name}|{t.id}"
             with self._lock:
                 if tid in self._pending:
                     continue
                 delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+                delay *= t.scale
                 due = _Due(observed + delay, next(self._seq), tid, controller, key, observed, delay)
+                due.kind = t.kind
+                due.workers = knobs.workers_for(t.kind)
+                if due.workers:
+                    due.service = (
+                        knobs.service_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+                    )
+                    if holder is not None and not handed and holder.kind == t.kind and delay == 0:
+                        # Same reconcile, same worker: straight to service.
+                        handed = due.holding = True
+                        due.queued = observed
+                        due.at = observed + due.service
                 self._pending[tid] = due
                 heapq.heappush(self._heap, due)
                 self._lock.notify()
+        return handed
+
+    def _ready(self, controller: Controller, key: Key) -> bool:
+        """Like a controller's WaitForCacheSync: no decision on a cache that has not listed
+        every resource the controller reads; the key is held until `release`."""
+        with self._lock:  # checked under the lock `release` takes: no key is left behind
+            if self.synced(controller):
+                return True
+            self._held.add((controller, key))
+        return False
+
+    def release(self) -> None:
+        """A watch has listed: re-trigger the held keys (held again if still not synced)."""
+        with self._lock:
+            held, self._held = self._held, set()
+        for controller, key in held:
+            self.trigger(controller, key)
 
     # -- scheduling ----------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -189,9 +333,44 @@ class Engine:
                 now = time.monotonic()
                 while self._heap and self._heap[0].at <= now:
                     due = heapq.heappop(self._heap)
-                    self._queues[hash(due.key) % len(self._queues)].put(due)
+                    if due.holding or not due.workers:
+                        self._queues[hash(due.key) % len(self._queues)].put(due)
+                        continue
+                    pool = self._pool(due.kind, due.workers, now)
+                    pool.offer(due, now)
+                    self._start(pool, now)
                 timeout = (self._heap[0].at - now) if self._heap else 1.0
                 self._lock.wait(timeout=max(0.0, min(timeout, 1.0)))
+
+    def _pool(self, kind: str, workers: int, now: float) -> WorkPool:
+        """Caller holds the lock. A changed worker count (knobs reloaded) applies from now."""
+        pool = self._pools.get(kind)
+        if pool is None:
+            pool = self._pools[kind] = WorkPool(kind, workers, now)
+        pool.workers = workers
+        return pool
+
+    def _start(self, pool: WorkPool, now: float) -> None:
+        """Caller holds the lock: items a free worker takes are in service until `at`."""
+        for due in pool.start(now):
+            due.at = now + due.service
+            heapq.heappush(self._heap, due)
+
+    def _release(self, due: _Due) -> None:
+        with self._lock:
+            pool = self._pools.get(due.kind)
+            if pool is None:
+                return
+            now = time.monotonic()
+            pool.release(now)
+            self._start(pool, now)
+            self._lock.notify()
+
+    def queues(self) -> dict[str, Any]:
+        """Per pooled kind: workers, reconciles, busy seconds and fraction, depth over time."""
+        with self._lock:
+            now = time.monotonic()
+            return {kind: pool.summary(now) for kind, pool in sorted(self._pools.items())}
 
     def _work(self, queue: _Queue) -> None:
         while True:
@@ -208,6 +387,7 @@ class Engine:
             finally:
                 with self._lock:
                     self._pending.pop(due.tid, None)
+            handed = False
             if failed:
                 # Retry from scratch a little later (API hiccup, conflict, webhook refusal).
                 timer = threading.Timer(1.0, self.trigger, args=(due.controller, due.key))
@@ -215,9 +395,13 @@ class Engine:
                 timer.start()
             else:
                 # Whatever we wrote is in the cache already: schedule what comes next now.
-                self.trigger(due.controller, due.key)
+                handed = self.trigger(due.controller, due.key, holder=due if due.holding else None)
+            if due.holding and not handed:
+                self._release(due)
 
     def _fire(self, due: _Due) -> None:
+        if not self._ready(due.controller, due.key):
+            return
         wanted = due.controller.transitions(due.key, self.store, self.knobs())
         prefix = f"{due.controller.name}|"
         match = next((t for t in wanted if prefix + t.id == due.tid), None)
@@ -226,6 +410,9 @@ class Engine:
         for action in match.actions:
             self.perform(action)
         reaction = time.monotonic() - due.observed - due.delay
+        if due.holding:
+            # Queued and in service is the operator's capacity, not the simulator's latency.
+            reaction = time.monotonic() - due.at
         self.stats.add(match.kind, max(0.0, reaction))
         log.info(
             "%s %s/%s -> %s (delay %.2fs, reaction %.1fms)",

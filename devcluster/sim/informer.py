@@ -59,14 +59,28 @@ class Store:
         with self._lock:
             self._data.get(res, {}).pop((ns_of(obj), name_of(obj)), None)
 
-    def replace(self, res: Resource, objs: list[Obj]) -> list[Obj]:
-        """Swap in a fresh listing; returns the objects that vanished."""
+    def replace(
+        self, res: Resource, objs: list[Obj], namespace: str | None, list_rv: int
+    ) -> tuple[list[Obj], list[Obj]]:
+        """Swap in a fresh listing of `namespace` (every namespace when None) taken at
+        `list_rv`. Like the reflector's Replace, except that what the simulators wrote
+        themselves after the listing (a newer resourceVersion) is kept: the watch that follows
+        the list delivers it again. Objects of other namespaces are left alone (several
+        namespaced informers may share this store). Returns (vanished, now listed)."""
         fresh = {(ns_of(o), name_of(o)): o for o in objs}
+        gone: list[Obj] = []
         with self._lock:
-            old = self._data.get(res, {})
-            gone = [o for k, o in old.items() if k not in fresh]
-            self._data[res] = fresh
-        return gone
+            bucket = self._data.setdefault(res, {})
+            for key, cached in list(bucket.items()):
+                if namespace is not None and key[0] != namespace:
+                    continue
+                listed = fresh.get(key)
+                if listed is not None and _rv(cached) > _rv(listed):
+                    fresh[key] = cached
+                elif listed is None and _rv(cached) <= list_rv:
+                    gone.append(bucket.pop(key))
+            bucket.update(fresh)
+        return gone, list(fresh.values())
 
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj | None:
         with self._lock:
@@ -99,6 +113,7 @@ class Informer:
         self.field_selector = field_selector
         self.handlers: list[Handler] = []
         self.synced = threading.Event()
+        self.on_synced: list[Callable[[], None]] = []  # called once, after the first listing
         self.stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{res.plural}", daemon=True)
         store.track(res)
@@ -125,13 +140,22 @@ class Informer:
     def _relist(self) -> str:
         items, rv = self.kube.list(self.res, self.namespace, **self._query())
         at = time.monotonic()
-        for obj in self.store.replace(self.res, items):
-            self._dispatch("DELETED", obj, at)
         for obj in items:
             obj.setdefault("apiVersion", self.res.api_version)
             obj.setdefault("kind", self.res.kind)
+        try:
+            list_rv = int(rv)
+        except ValueError:
+            list_rv = 0
+        gone, listed = self.store.replace(self.res, items, self.namespace, list_rv)
+        for obj in gone:
+            self._dispatch("DELETED", obj, at)
+        for obj in listed:
             self._dispatch("ADDED", obj, at)
-        self.synced.set()
+        if not self.synced.is_set():
+            self.synced.set()
+            for callback in self.on_synced:
+                callback()
         return rv
 
     def _run(self) -> None:

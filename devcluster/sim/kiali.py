@@ -1,13 +1,23 @@
 """Simulated Kiali operator (an Ansible-based operator) for kiali.io/v1alpha1 Kiali CRs.
 
-For every new metadata.generation it runs a "reconciliation" in two steps, writing what
-ansible-operator writes: first Running=True reason Running "Running reconciliation", then
-Running=True reason Successful "Awaiting next reconciliation" (with ansibleResult) and
-Successful=True "Last reconciliation succeeded" - or, by knob, Failure=True reason Failed.
+kiali-operator v1.65 runs on operator-sdk's ansible-operator (v1.25), which manages the status
+conditions. For every new metadata.generation a reconciliation is two writes:
+- start ("markRunning"): Running=True reason Running "Running reconciliation"; an existing
+  Failure or Successful condition only has its status set to False (reason, message and
+  ansibleResult stay);
+- end, success ("markDone"): Running=True reason Successful "Awaiting next reconciliation"
+  with ansibleResult, Successful=True "Last reconciliation succeeded", Failure=False with empty
+  reason and message (written even when there was none);
+- end, failure (by knob): Running's status set to False (reason Running and message "Running
+  reconciliation" stay), Failure=True reason Failed with the failed task's message and
+  ansibleResult, Successful=False with empty reason and message. ansible-operator then
+  requeues with exponential backoff and runs again (start, end) until a run succeeds.
+A condition whose status and reason do not change is not rewritten; a changed one moves to the
+end of the list, keeping its lastTransitionTime when only the reason changed.
 Like the real operator it does NOT write status.observedGeneration (knob
 `kiali_observed_generation: true` adds it); to know a change was reconciled, compare
-ansibleResult.completion (or the Successful condition's lastTransitionTime) with the time of
-the change. The generation reconciled last is kept in the annotation below.
+ansibleResult.completion (or watch a run start) with the time of the change. The generation
+a run ended for, and the failed runs in a row, are kept in the annotations below.
 """
 
 from __future__ import annotations
@@ -29,41 +39,94 @@ from devcluster.sim.objects import (
     name_of,
     now_iso,
     ns_of,
-    set_condition,
     spec,
     status,
 )
 
 RECONCILED = "devcluster.sim/reconciled-generation"
+FAILED_RUNS = "devcluster.sim/failed-runs"
 OPERATOR_VERSION = "v1.65.11"
+RUNNING_MESSAGE = "Running reconciliation"
+MAX_BACKOFF_DOUBLINGS = 6  # retries of a failing run wait at most 64x the knob delay
+
+
+def ansible_set_condition(conds: list[Obj], new: Obj, now: str) -> list[Obj]:
+    """ansible-operator's SetCondition: unchanged status and reason -> no change at all;
+    otherwise the condition moves to the end, keeping lastTransitionTime if the status is
+    the same."""
+    current = next((c for c in conds if c.get("type") == new["type"]), None)
+    if current is not None and (current.get("status"), current.get("reason")) == (
+        new.get("status"),
+        new.get("reason"),
+    ):
+        return conds
+    stamp = new.get("lastTransitionTime") or now
+    if current is not None and current.get("status") == new.get("status"):
+        stamp = current.get("lastTransitionTime", stamp)
+    rest = [c for c in conds if c.get("type") != new["type"]]
+    return [*rest, {**new, "lastTransitionTime": stamp}]
+
+
+def _set_status(conds: list[Obj], ctype: str, value: str) -> list[Obj]:
+    """Flip only the status of an existing condition (its lastTransitionTime stays)."""
+    current = next((c for c in conds if c.get("type") == ctype), None)
+    if current is None:
+        return conds
+    return ansible_set_condition(conds, {**current, "status": value}, "")
+
+
+def mark_running(conds: list[Obj], now: str) -> list[Obj]:
+    conds = _set_status(conds, "Failure", "False")
+    conds = _set_status(conds, "Successful", "False")
+    running = {"type": "Running", "status": "True", "reason": "Running"}
+    return ansible_set_condition(conds, {**running, "message": RUNNING_MESSAGE}, now)
+
+
+def mark_done(conds: list[Obj], result: Obj, failure: str | None, now: str) -> list[Obj]:
+    if failure is None:
+        for new in (
+            {"type": "Running", "status": "True", "reason": "Successful",
+             "message": "Awaiting next reconciliation", "ansibleResult": result},
+            {"type": "Successful", "status": "True", "reason": "Successful",
+             "message": "Last reconciliation succeeded"},
+            {"type": "Failure", "status": "False", "reason": "", "message": ""},
+        ):  # fmt: skip
+            conds = ansible_set_condition(conds, new, now)
+        return conds
+    conds = _set_status(conds, "Running", "False")
+    for new in (
+        {"type": "Failure", "status": "True", "reason": "Failed", "message": failure,
+         "ansibleResult": result},
+        {"type": "Successful", "status": "False", "reason": "", "message": ""},
+    ):  # fmt: skip
+        conds = ansible_set_condition(conds, new, now)
+    return conds
 
 
 def kiali_transitions(kiali: Obj, knobs: Knobs, now: str | None = None) -> list[Transition]:
     now = now or now_iso()
     ns, name, gen = ns_of(kiali), name_of(kiali), generation(kiali)
-    if int(annotations_of(kiali).get(RECONCILED) or 0) == gen:
-        return []
+    notes = annotations_of(kiali)
+    failed_runs = int(notes.get(FAILED_RUNS) or 0)
     st = status(kiali)
     conds = list(st.get("conditions") or [])
     running = condition(st, "Running") or {}
+    in_run = running.get("status") == "True" and running.get("reason") == "Running"
 
-    def t(step: str, *acts: Action) -> list[Transition]:
-        return [Transition(f"{ns}/{name}:{step}:{gen}", "Kiali", ns, name, step, acts)]
+    def t(step: str, *acts: Action, scale: float = 1.0) -> list[Transition]:
+        tid = f"{ns}/{name}:{step}:{gen}:{failed_runs}"
+        return [Transition(tid, "Kiali", ns, name, step, acts, scale=scale)]
 
-    if running.get("reason") != "Running":
-        conds = set_condition(
-            conds,
-            {
-                "type": "Running",
-                "status": "True",
-                "reason": "Running",
-                "message": "Running reconciliation",
-            },
-            now,
-        )
-        return t("running", Action("status", KIALIS, ns, name, {"conditions": conds}))
+    if not in_run:
+        if int(notes.get(RECONCILED) or 0) == gen and not failed_runs:
+            return []
+        # A new generation, or a retry after a failed run (exponential backoff).
+        scale = float(2 ** min(failed_runs, MAX_BACKOFF_DOUBLINGS)) if failed_runs else 1.0
+        start = {"conditions": mark_running(conds, now)}
+        step = "retry" if failed_runs else "running"
+        return t(step, Action("status", KIALIS, ns, name, start), scale=scale)
     failure = knobs.failure("Kiali", ns, name)
-    completion = _dt.datetime.now(_dt.UTC).isoformat()
+    completion = _dt.datetime.now(_dt.UTC).replace(tzinfo=None).isoformat()
     result = {
         "changed": 1,
         "completion": completion,
@@ -71,63 +134,11 @@ def kiali_transitions(kiali: Obj, knobs: Knobs, now: str | None = None) -> list[
         "ok": 42,
         "skipped": 17,
     }
+    conds = mark_done(conds, result, failure.message if failure else None, now)
+    # Kiali's playbook reports its progress; a failed run stops at the step that failed.
     if failure:
-        conds = [c for c in conds if c.get("type") != "Running"]
-        conds = set_condition(
-            conds,
-            {
-                "type": "Failure",
-                "status": "True",
-                "reason": "Failed",
-                "message": failure.message,
-                "ansibleResult": result,
-            },
-            now,
-        )
-        conds = set_condition(
-            conds,
-            {
-                "type": "Successful",
-                "status": "False",
-                "reason": "Failed",
-                "message": failure.message,
-            },
-            now,
-        )
-        conds = set_condition(
-            conds,
-            {
-                "type": "Running",
-                "status": "True",
-                "reason": "Failed",
-                "message": "Awaiting next reconciliation",
-            },
-            now,
-        )
-        progress = {"message": f"Error: {failure.message}"}
+        progress = {"message": "2. Setting up configuration", "duration": "0:00:03"}
     else:
-        conds = [c for c in conds if c.get("type") != "Failure"]
-        conds = set_condition(
-            conds,
-            {
-                "type": "Running",
-                "status": "True",
-                "reason": "Successful",
-                "message": "Awaiting next reconciliation",
-                "ansibleResult": result,
-            },
-            now,
-        )
-        conds = set_condition(
-            conds,
-            {
-                "type": "Successful",
-                "status": "True",
-                "reason": "Successful",
-                "message": "Last reconciliation succeeded",
-            },
-            now,
-        )
         progress = {"message": "7. Finished all resource creation", "duration": "0:00:12"}
     deployment = spec(kiali).get("deployment") or {}
     body: Obj = {
@@ -143,7 +154,14 @@ def kiali_transitions(kiali: Obj, knobs: Knobs, now: str | None = None) -> list[
     }
     if knobs.kiali_observed_generation:
         body["observedGeneration"] = gen
-    mark = Action("patch", KIALIS, ns, name, {"metadata": {"annotations": {RECONCILED: str(gen)}}})
+    runs = str(failed_runs + 1) if failure else None
+    mark = Action(
+        "patch",
+        KIALIS,
+        ns,
+        name,
+        {"metadata": {"annotations": {RECONCILED: str(gen), FAILED_RUNS: runs}}},
+    )
     return t("failed" if failure else "successful", Action("status", KIALIS, ns, name, body), mark)
 
 

@@ -5,11 +5,13 @@ Sources, later ones winning: the profile (`fast` default, `realistic`, `instant`
 ConfigMap devcluster-system/devcluster-sim-knobs in key order (each value one YAML document of
 the same shape; tests write one key per user). Document shape:
 
-    profile: fast                 # fast | realistic | instant
+    profile: fast                 # fast | realistic | capacity | instant
     seed: 1                       # jitter is a pure function of seed, kind, object and step
     jitter: 0.5                   # +/- fraction of each delay
     delay: 0.2                    # default seconds before each simulated transition
     delays: {ServiceMeshControlPlane: 0.5}
+    workers: {ServiceMeshControlPlane: 1}   # a work queue with this many workers (default: none)
+    service: {ServiceMeshControlPlane: 2}   # seconds a worker spends per transition (jittered)
     webhook: {refuse_seconds: 2, mode: deny}     # SMCP admission refused after sim start
     rules:                        # later matching rules override earlier ones, per field
       - {user: user7, kind: CSV, fail: "InstallComponentFailed: deployment not ready"}
@@ -20,6 +22,11 @@ A delay applies to *each* transition of that kind (an SMCP goes through three), 
 30 s for user3" is `delay: 10`. Kinds: CatalogSource, Subscription, InstallPlan,
 ClusterServiceVersion (CSV), OperatorGroup, CopiedCSV, ServiceMeshControlPlane (SMCP),
 ServiceMeshMemberRoll (SMMR), ServiceMeshMember (SMM), Kiali, ProjectRequest, webhook.
+
+`delay` is time the object waits without occupying the operator (components becoming ready, a
+requeue); `service` is the operator's own work per reconcile and occupies one of the kind's
+`workers` (devcluster/sim/engine.py). Profile `capacity` sets upstream's worker counts and
+scaled reconcile lengths (sources: docs/fidelity.md, "Controller capacity").
 """
 
 from __future__ import annotations
@@ -68,6 +75,42 @@ DEFAULT_FAILURE = {
     "Kiali": ("Failed", "simulated: kiali deployment failed"),
 }
 
+# Upstream's workers per controller (docs/fidelity.md, "Controller capacity"): Maistra's
+# controlPlaneReconcilers 1, memberRollReconcilers 1, memberReconcilers 10; Kiali's
+# ansible-operator max-concurrent-reconciles = the node's CPUs (4 here); OLM's queue informers
+# 2 workers per queue.
+CAPACITY_WORKERS: dict[str, int] = {
+    "ServiceMeshControlPlane": 1,
+    "ServiceMeshMemberRoll": 1,
+    "ServiceMeshMember": 10,
+    "Kiali": 4,
+    "ClusterServiceVersion": 2,
+    "InstallPlan": 2,
+    "Subscription": 2,
+    "CatalogSource": 2,
+}
+# A real cluster's seconds of operator work per simulated transition (one reconcile pass).
+CAPACITY_SERVICE: dict[str, float] = {
+    "ServiceMeshControlPlane": 10.0,
+    "ServiceMeshMemberRoll": 2.0,
+    "ServiceMeshMember": 1.0,
+    "Kiali": 15.0,
+    "ClusterServiceVersion": 1.0,
+    "InstallPlan": 1.0,
+    "Subscription": 1.0,
+    "CatalogSource": 1.0,
+}
+# A real cluster's seconds an object waits between passes without occupying its operator.
+CAPACITY_PAUSES: dict[str, float] = {
+    "ServiceMeshControlPlane": 20.0,
+    "Kiali": 0.0,
+    "ClusterServiceVersion": 10.0,
+    "CatalogSource": 10.0,
+    "InstallPlan": 2.0,
+    "Subscription": 2.0,
+}
+CAPACITY_SCALE = 10.0
+
 PROFILES: dict[str, dict[str, Any]] = {
     # Tests: every transition 0.1-0.3 s, webhook refuses for the first 2 s.
     "fast": {
@@ -94,6 +137,17 @@ PROFILES: dict[str, dict[str, Any]] = {
             "ProjectRequest": 0.5,
         },
         "webhook": {"refuse_seconds": 30.0, "mode": "deny"},
+    },
+    # Fleets against operator capacity: upstream's worker counts and reconcile lengths, every
+    # duration a real cluster's divided by CAPACITY_SCALE (docs/fidelity.md, "Controller
+    # capacity", gives each figure's source and what it means at this scale).
+    "capacity": {
+        "delay": 0.1,
+        "jitter": 0.2,
+        "delays": {k: v / CAPACITY_SCALE for k, v in CAPACITY_PAUSES.items()},
+        "service": {k: v / CAPACITY_SCALE for k, v in CAPACITY_SERVICE.items()},
+        "workers": dict(CAPACITY_WORKERS),
+        "webhook": {"refuse_seconds": 0.0, "mode": "deny"},
     },
     # Latency measurements: react as fast as the machinery allows.
     "instant": {"delay": 0.0, "jitter": 0.0, "webhook": {"refuse_seconds": 0.0}},
@@ -211,6 +265,8 @@ class Knobs:
     jitter: float = 0.5
     delay: float = 0.2
     delays: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, int] = field(default_factory=dict)
+    service: dict[str, float] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     refuse_seconds: float = 2.0
     webhook_mode: str = "deny"
@@ -238,6 +294,18 @@ class Knobs:
             return 0.0
         u = random.Random(f"{self.seed}|{kind}|{namespace}/{name}|{step}").random()
         return max(0.0, base * (1.0 + jitter * (2.0 * u - 1.0)))
+
+    def workers_for(self, kind: str) -> int:
+        """The kind's work-queue workers; 0: no queue, every object served in parallel."""
+        return self.workers.get(kind, 0)
+
+    def service_for(self, kind: str, namespace: str, name: str, step: str) -> float:
+        """Seconds one of the kind's workers spends on this transition (jittered like delays)."""
+        base = self.service.get(kind, 0.0)
+        if base <= 0:
+            return 0.0
+        u = random.Random(f"{self.seed}|service|{kind}|{namespace}/{name}|{step}").random()
+        return max(0.0, base * (1.0 + self.jitter * (2.0 * u - 1.0)))
 
     def failure(self, kind: str, namespace: str, name: str) -> Failure | None:
         found: Failure | None = None
@@ -295,6 +363,8 @@ def _apply(knobs: Knobs, doc: Mapping[str, Any], src: str) -> None:
         "jitter",
         "delay",
         "delays",
+        "workers",
+        "service",
         "webhook",
         "rules",
         "user_suffixes",
@@ -308,10 +378,15 @@ def _apply(knobs: Knobs, doc: Mapping[str, Any], src: str) -> None:
         knobs.jitter = j
     if (d := _float(doc.get("delay"), src)) is not None:
         knobs.delay = d
-    for kind, value in (doc.get("delays") or {}).items():
-        seconds = _float(value, src)
-        if seconds is not None:
-            knobs.delays[canonical_kind(kind)] = seconds
+    for field_name, target in (("delays", knobs.delays), ("service", knobs.service)):
+        for kind, value in (doc.get(field_name) or {}).items():
+            seconds = _float(value, src)
+            if seconds is not None:
+                target[canonical_kind(kind)] = seconds
+    for kind, value in (doc.get("workers") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise KnobError(f"{src}: workers {value!r} is not a whole number >= 0")
+        knobs.workers[canonical_kind(kind)] = value
     webhook = doc.get("webhook") or {}
     if (r := _float(webhook.get("refuse_seconds"), src)) is not None:
         knobs.refuse_seconds = r

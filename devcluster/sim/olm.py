@@ -3,6 +3,8 @@
 What it reproduces (see shared/DOMAIN.md, "OLM pitfalls"):
 - One InstallPlan per namespace resolution, covering every Subscription not yet covered;
   `Manual` (that exact string) on any Subscription in the namespace makes the plan Manual.
+  Plans are numbered (spec.generation); a Subscription whose status points at a plan and says
+  UpgradePending is not resolved again.
 - A new plan is created without status; its phase is written in a second step.
 - Approving (`spec.approved: true`) a Manual plan while its phase is still empty makes the
   simulator supersede it with a second plan listing the same CSVs (the Subscription's
@@ -202,6 +204,20 @@ def plan_csvs(plan: Obj) -> list[str]:
     return list(spec(plan).get("clusterServiceVersionNames") or [])
 
 
+def next_generation(view: NamespaceView) -> int:
+    """OLM numbers a namespace's plans: one more than any Subscription's installPlanGeneration
+    and any existing plan's spec.generation."""
+    gens = [int(status(s).get("installPlanGeneration") or 0) for s in view.subs]
+    gens += [int(spec(p).get("generation") or 0) for p in view.plans]
+    return max(gens, default=0) + 1
+
+
+def has_pending_plan(sub: Obj) -> bool:
+    """OLM does not resolve a Subscription again while it has a plan under way."""
+    st = status(sub)
+    return bool(st.get("installPlanRef")) and st.get("state") == "UpgradePending"
+
+
 def _plan_body(view: NamespaceView, csv_names: list[str], approval: str, owners: list[Obj]) -> Obj:
     return {
         "apiVersion": V1ALPHA1,
@@ -215,14 +231,18 @@ def _plan_body(view: NamespaceView, csv_names: list[str], approval: str, owners:
             "approval": approval,
             "approved": approval != "Manual",
             "clusterServiceVersionNames": csv_names,
-            "generation": 1,
+            "generation": next_generation(view),
         },
     }
 
 
 def _new_plan(view: NamespaceView, subs: list[Obj], plans: list[Obj]) -> list[Transition]:
     covered = {c for p in plans for c in plan_csvs(p)}
-    uncovered = [s for s in subs if sub_csv(s) not in covered and sub_csv(s) not in view.csvs]
+    uncovered = [
+        s
+        for s in subs
+        if sub_csv(s) not in covered and sub_csv(s) not in view.csvs and not has_pending_plan(s)
+    ]
     if not uncovered:
         return []
     manual = any(is_manual(s) for s in view.subs)
@@ -238,6 +258,7 @@ def _new_plan(view: NamespaceView, subs: list[Obj], plans: list[Obj]) -> list[Tr
             first,
             step,
             Action("create", INSTALLPLANS, view.namespace, body=body),
+            detail=f"generation={body['spec']['generation']}",
         )
     ]
 
@@ -292,7 +313,7 @@ def desired_subscription_status(
             "name": name_of(plan),
             "uuid": ref["uid"],
         },
-        "installPlanGeneration": 1,
+        "installPlanGeneration": int(spec(plan).get("generation") or 1),
         "currentCSV": csv_name,
         "state": state,
         "conditions": conds,

@@ -5,7 +5,8 @@ devcluster-system:
 - ConfigMap devcluster-sim-status: `ready` (instance id once serving), `webhook-port`,
   `controllers`, `knobs.<key>` (a digest of each knobs ConfigMap key it has applied, or
   `error: ...`), `webhook.<key>` (`refusing` / `open` for refusal windows set by that key),
-  `stats.json` (reaction latency percentiles).
+  `stats.json` (reaction latency percentiles, transitions performed per kind, and `queues`:
+  per work-queued kind its workers, reconciles, busy seconds and fraction, depth over time).
 - ConfigMap devcluster-kubelet-status: `ready`, `node`, `stats.json` (bind/start/running).
 - Lease devcluster-sim: renewed every 5 s while the simulators run.
 """
@@ -206,8 +207,8 @@ class Simulators:
         self.state_dir = state_dir
         self.instance = instance
         self.store = Store()
-        self.engine = Engine(kube, self.store, source.current)
         self.informers: dict[Resource, Informer] = {}
+        self.engine = Engine(kube, self.store, source.current, synced=self._synced)
         self.controllers: list[Controller] = []
         self.board = StatusBoard(kube, SIM_STATUS_CM)
         self.webhook: WebhookServer | None = None
@@ -261,6 +262,7 @@ class Simulators:
                 informer = self.informers.get(res)
                 if informer is None:
                     informer = self.informers[res] = Informer(self.kube, self.store, res)
+                    informer.on_synced.append(self.engine.release)
                 informer.handlers.append(self.engine.handler(controller))
         knobs_informer = Informer(
             self.kube, Store(), CONFIGMAPS, SYSTEM_NS, field_selector=f"metadata.name={KNOBS_CM}"
@@ -286,6 +288,12 @@ class Simulators:
             ready=self.instance,
             controllers=",".join(c.name for c in self.controllers),
             **{"webhook-port": str(self.webhook.port) if self.webhook else ""},
+        )
+
+    def _synced(self, controller: Controller) -> bool:
+        return all(
+            res in self.informers and self.informers[res].synced.is_set()
+            for res in controller.watches()
         )
 
     def _start_webhooks(self, apis: set[Resource]) -> None:
@@ -334,7 +342,7 @@ class Simulators:
             if ack.startswith("error"):
                 log.error("knobs key %s: %s", key, ack)
         # Fresh figures with every acknowledgement: a test that sets knobs reads current stats.
-        summary = {**self.engine.stats.summary(), "instance": self.instance}
+        summary = self.summary()
         update["stats.json"] = json.dumps(summary, sort_keys=True)
         self.board.update(update)
 
@@ -386,8 +394,16 @@ class Simulators:
             except Exception as exc:
                 log.warning("background: %s", exc)
 
+    def summary(self) -> dict[str, Any]:
+        """Reaction latencies, transitions per kind, and the work queues (engine.py)."""
+        return {
+            **self.engine.stats.summary(),
+            "queues": self.engine.queues(),
+            "instance": self.instance,
+        }
+
     def publish_stats(self) -> None:
-        summary = {**self.engine.stats.summary(), "instance": self.instance}
+        summary = self.summary()
         text = json.dumps(summary, sort_keys=True)
         if text != self._last_stats:
             self.board.set(**{"stats.json": text})

@@ -19,11 +19,9 @@ from runner.launcher.render import (
     LAUNCH_LABEL,
     NAME_LABEL,
     DeployBase,
+    LaunchObjects,
     LaunchPlan,
-    apply_order,
     owned_by,
-    render_config_map,
-    render_jobs,
     users_of_job,
 )
 from runner.waits import Obj
@@ -36,38 +34,41 @@ class Launched:
     unchanged: int
 
 
-def launch(
-    kube: Kube,
-    base: DeployBase,
-    plan: LaunchPlan,
-    files: dict[str, str],
-    *,
-    apply_deploy: bool = True,
-) -> Launched:
-    changed: list[str] = []
-    unchanged = 0
+class Applier:
+    """Applies objects through `Kube.apply`, remembering what changed (for the launch line)."""
 
-    def apply(obj: Obj) -> Obj:
-        nonlocal unchanged
-        result = kube.apply(obj)
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.changed: list[str] = []
+        self.unchanged = 0
+
+    def __call__(self, obj: Obj) -> Obj:
+        result = self.kube.apply(obj)
         if result.changed:
-            changed.append(_what(obj))
+            self.changed.append(_what(obj))
         else:
-            unchanged += 1
+            self.unchanged += 1
         return result.obj
 
-    if apply_deploy:
-        for obj in apply_order(base.objects):
-            apply(obj)
-    else:
-        _require_service_account(kube, base, plan.namespace)
-    check_no_overlap(kube, plan)
-    config_map = render_config_map(plan, files)
-    apply(config_map)
-    jobs = [apply(job) for job in render_jobs(base, plan)]
+
+def apply_deploy(
+    applier: Applier, objects: LaunchObjects, base: DeployBase, plan: LaunchPlan
+) -> None:
+    """The deploy base (or, with --skip-deploy, only the check that it is there)."""
+    if not objects.deploy:
+        _require_service_account(applier.kube, base, plan.namespace)
+    for obj in objects.deploy:
+        applier(obj)
+
+
+def apply_launch(applier: Applier, objects: LaunchObjects, plan: LaunchPlan) -> Launched:
+    """The per-launch ConfigMap and the Jobs (after the overlap check)."""
+    check_no_overlap(applier.kube, plan)
+    applier(objects.config_map)
+    jobs = [applier(job) for job in objects.jobs]
     # Owned by the Jobs: gone with them (ttlSecondsAfterFinished), nothing left to clean up.
-    apply(owned_by(config_map, jobs))
-    return Launched(tuple(jobs), tuple(changed), unchanged)
+    applier(owned_by(objects.config_map, jobs))
+    return Launched(tuple(jobs), tuple(applier.changed), applier.unchanged)
 
 
 def check_no_overlap(kube: Kube, plan: LaunchPlan) -> None:

@@ -13,6 +13,7 @@ import secrets
 import string
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from rich.console import Console
 from runner import config, hints
 from runner.errors import InvalidInput, RunnerError
 from runner.kube import Cluster, Kube, load_configuration
+from runner.launcher import preflight
 from runner.launcher import summary as summaries
-from runner.launcher.apply import launch as apply_launch
+from runner.launcher.apply import Applier, apply_deploy, apply_launch
 from runner.launcher.display import Display, JsonLines, LiveTable
 from runner.launcher.follow import follow, snapshot, utcnow
 from runner.launcher.progress import Fleet
@@ -31,12 +33,15 @@ from runner.launcher.render import (
     APP,
     LAUNCH_LABEL,
     NAME_LABEL,
+    LaunchObjects,
     LaunchPlan,
     is_indexed,
+    launch_objects,
     load_deploy,
     pod_files,
     users_of_job,
     with_guard_params,
+    write_rendered,
 )
 from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
 from runner.launcher.users import select_users, validate_users
@@ -44,11 +49,14 @@ from runner.logs import configure, get_logger
 from runner.result import Step
 from runner.waits import CancelToken, Deadline
 
-COMMANDS = ("launch", "status", "teardown")
+COMMANDS = ("launch", "status", "teardown", "preflight")
 DEFAULT_TIMEOUT = 3600.0
 DEFAULT_PARALLELISM = 20
 SETUP_SECONDS = 120.0
 LAUNCH_ID = config.DNS1123_LABEL
+MAX_LAUNCH_ID = 24
+GUARD_SETTLE_SECONDS = 30.0
+CANARY_SUFFIX = "-c"  # the canary's own launch id: <id>-c (its Jobs wr-<id>-c…)
 
 
 def register(sub: Any) -> None:
@@ -73,6 +81,26 @@ def register(sub: Any) -> None:
     launch.add_argument("--params", type=Path, help="YAML file overriding template parameters")
     launch.add_argument("--launch-id", help="reuse/choose the launch id (default: new)")
     launch.add_argument(
+        "--render",
+        action="store_true",
+        help="write what launch would apply as YAML (stdout, or -o DIR) and apply nothing",
+    )
+    launch.add_argument(
+        "-o", "--output", type=Path, metavar="DIR", help="with --render: write files into DIR"
+    )
+    launch.add_argument(
+        "--canary",
+        type=int,
+        metavar="K",
+        help="provision the first K users first; the rest only if all K succeed",
+    )
+    launch.add_argument(
+        "--skip-preflight",
+        action="store_true",
+        help="skip the preflight checks, except the guard check (which always runs)",
+    )
+    _operators_namespace(launch)
+    launch.add_argument(
         "--skip-deploy",
         action="store_true",
         help="do not apply the deploy base (namespace, ServiceAccount, RBAC, guard)",
@@ -82,6 +110,22 @@ def register(sub: Any) -> None:
     status.add_argument("--launch", help="launch id (default: the newest in the namespace)")
     _common(status)
     add_teardown_parser(sub)
+    check = sub.add_parser("preflight", help="read-only checks: is the cluster ready?")
+    check.add_argument("--namespace", "-n", help="the Jobs namespace (default: workshop-runner)")
+    check.add_argument("--templates", type=Path, help="directory overriding/adding templates")
+    check.add_argument("--params", type=Path, help="YAML file overriding template parameters")
+    _operators_namespace(check)
+    check.add_argument("--kubeconfig", type=Path, help="kubeconfig (default: $KUBECONFIG)")
+    check.add_argument("--context", help="kubeconfig context")
+    check.add_argument("--log-level", choices=("debug", "info", "warning"), default="warning")
+
+
+def _operators_namespace(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--operators-namespace",
+        default=preflight.OPERATORS_NAMESPACE,
+        help=f"where the mesh and Kiali operators are installed ({preflight.OPERATORS_NAMESPACE})",
+    )
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -101,9 +145,11 @@ def main(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Step]
     configure("auto", args.log_level, stream=sys.stderr)
     try:
         if args.command == "launch":
-            return launch(args, env)
+            return launch(args, env, steps)
         if args.command == "status":
             return status(args, env)
+        if args.command == "preflight":
+            return run_checks(args, env, steps)
         return run_teardown(args, env, steps)
     except RunnerError as e:
         print(f"workshop-runner {args.command}: error: {e}", file=sys.stderr)
@@ -128,7 +174,26 @@ def new_launch_id() -> str:
     return f"{datetime.now(UTC):%m%d-%H%M%S}-{suffix}"
 
 
-def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+def run_checks(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Step]) -> int:
+    """`workshop-runner preflight`: every check, a line each; exit 0 or 13."""
+    base = load_deploy()
+    namespace = args.namespace or base.namespace
+    setting = preflight.setting(
+        base,
+        namespace,
+        steps,
+        user=preflight.SAMPLE_USER,
+        templates_dir=args.templates,
+        params_file=args.params,
+        operators_namespace=args.operators_namespace,
+    )
+    cfg, _ = load_configuration(args.kubeconfig, args.context, dict(env))
+    results = preflight.run_preflight(cfg, setting, preflight.CHECKS)
+    preflight.print_checks(results, sys.stdout)
+    return preflight.exit_code(results)
+
+
+def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Step]) -> int:
     started = utcnow()
     base = load_deploy()
     namespace = args.namespace or base.namespace
@@ -146,8 +211,11 @@ def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if parallelism < 1:
         raise InvalidInput(f"--parallelism must be at least 1, not {parallelism}")
     launch_id = args.launch_id or new_launch_id()
-    if not LAUNCH_ID.match(launch_id) or len(launch_id) > 24:
+    if not LAUNCH_ID.match(launch_id) or len(launch_id) > MAX_LAUNCH_ID:
         raise InvalidInput(f"--launch-id {launch_id!r}: a DNS-1123 label of at most 24 characters")
+    if args.output is not None and not args.render:
+        raise InvalidInput("-o/--output is for --render")
+    canary = _canary_size(args, users, launch_id)
     files = pod_files(users, args.templates, args.params)
     params = config.load_params(args.params, config.User(users[0]), project_request=False)
     base = with_guard_params(base, params)
@@ -155,15 +223,49 @@ def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     plan = LaunchPlan(
         launch_id, namespace, tuple(users), image, args.mode, parallelism, args.params is not None
     )
+    objects = launch_objects(base, plan, files, deploy=not args.skip_deploy)
+    if args.render:
+        sys.stdout.write(write_rendered(objects, plan, args.output))
+        return summaries.EXIT_OK
     kube = connect(args, env, args.timeout + SETUP_SECONDS)
-    launched = apply_launch(kube, base, plan, files, apply_deploy=not args.skip_deploy)
-    made = ", ".join(dict.fromkeys(launched.changed)) or "nothing new"
-    print(
-        f"launch {launch_id}: {len(users)} user(s), --mode {args.mode}, image {image}, "
-        f"namespace {namespace}; applied: {made} ({launched.unchanged} unchanged)",
-        file=sys.stderr,
+    applier = Applier(kube)
+    apply_deploy(applier, objects, base, plan)
+    names = preflight.ALWAYS if args.skip_preflight else preflight.CHECKS
+    checked = preflight.run_preflight(
+        kube.cluster.api_client.configuration,
+        preflight.setting(
+            base,
+            namespace,
+            steps,
+            user=users[0],
+            templates_dir=args.templates,
+            params_file=args.params,
+            operators_namespace=args.operators_namespace,
+        ),
+        names,
+        # the base just applied is enforced once the API server's caches catch up
+        settle=GUARD_SETTLE_SECONDS if applier.changed else 0.0,
     )
-    info = summaries.LaunchInfo(launch_id, namespace, args.mode, image, tuple(users))
+    preflight.print_checks(checked, sys.stderr)
+    if preflight.exit_code(checked):
+        print(f"launch {launch_id}: preflight failed; no Job created", file=sys.stderr)
+        return preflight.EXIT_PREFLIGHT
+    canary_result: dict[str, Any] | None = None
+    if canary:
+        first = replace(plan, launch_id=f"{launch_id}{CANARY_SUFFIX}", users=plan.users[:canary])
+        rest = plan.users[canary:]
+        _start(applier, launch_objects(base, first, files, deploy=False), first)
+        canary_result = watch_and_summarize(args, kube, _info(first), started, final=False)
+        if canary_result["exit_code"] != summaries.EXIT_OK:
+            return _canary_failed(args, canary_result, rest)
+        print(
+            f"canary {first.launch_id}: {canary} user(s) succeeded; launching the other "
+            f"{len(rest)}",
+            file=sys.stderr,
+        )
+        plan = replace(plan, users=rest)
+        objects = launch_objects(base, plan, files, deploy=False)
+    _start(applier, objects, plan)
     if args.no_wait:
         print(
             f"follow it: workshop-runner status --launch {launch_id} -n {namespace}",
@@ -171,7 +273,61 @@ def launch(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
         print(launch_id)
         return summaries.EXIT_OK
-    return watch_and_summarize(args, kube, info, started)
+    result = watch_and_summarize(args, kube, _info(plan), started, canary=canary_result)
+    code: int = result["exit_code"]
+    return code
+
+
+def _start(applier: Applier, objects: LaunchObjects, plan: LaunchPlan) -> None:
+    launched = apply_launch(applier, objects, plan)
+    made = ", ".join(dict.fromkeys(launched.changed)) or "nothing new"
+    print(
+        f"launch {plan.launch_id}: {len(plan.users)} user(s), --mode {plan.mode}, image "
+        f"{plan.image}, namespace {plan.namespace}; applied: {made} ({launched.unchanged} "
+        "unchanged)",
+        file=sys.stderr,
+    )
+    applier.changed.clear()
+    applier.unchanged = 0
+
+
+def _info(plan: LaunchPlan) -> summaries.LaunchInfo:
+    return summaries.LaunchInfo(plan.launch_id, plan.namespace, plan.mode, plan.image, plan.users)
+
+
+def _canary_size(args: argparse.Namespace, users: Sequence[str], launch_id: str) -> int:
+    k: int | None = args.canary
+    if k is None:
+        return 0
+    if not 1 <= k < len(users):
+        raise InvalidInput(f"--canary {k}: between 1 and {len(users) - 1} (fewer than the users)")
+    if args.render or args.no_wait:
+        raise InvalidInput("--canary waits for the canary users; not with --render or --no-wait")
+    if len(launch_id) + len(CANARY_SUFFIX) > MAX_LAUNCH_ID:
+        raise InvalidInput(
+            f"--launch-id {launch_id!r}: with --canary at most "
+            f"{MAX_LAUNCH_ID - len(CANARY_SUFFIX)} characters (the canary's is <id>{CANARY_SUFFIX})"
+        )
+    return k
+
+
+def _canary_failed(args: argparse.Namespace, result: dict[str, Any], rest: Sequence[str]) -> int:
+    """The canary did not all succeed: say who failed where, start nobody else."""
+    bad = [u for u in result["users"] if u["outcome"] != "succeeded"]
+    for user in bad:
+        where = f"step {user['failed_step']}: " if user["failed_step"] else ""
+        reason = " ".join(str(user["reason"] or user["outcome"]).split())
+        print(f"canary {user['user']} {user['outcome']}: {where}{reason}", file=sys.stderr)
+    print(
+        f"canary {result['launch']} failed: {len(rest)} other user(s) not started "
+        f"({', '.join(rest[:5])}{' …' if len(rest) > 5 else ''}); fix the cause and launch again",
+        file=sys.stderr,
+    )
+    result["canary"] = {"outcome": "failed", "not_started": list(rest)}
+    result["exit_code"] = summaries.EXIT_CANARY
+    if args.summary_json:
+        summaries.write_json(args.summary_json, result)
+    return summaries.EXIT_CANARY
 
 
 def status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -198,13 +354,22 @@ def status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.no_wait:
         fleet = Fleet(users, indexed=indexed)
         snapshot(kube, fleet, namespace, f"{LAUNCH_LABEL}={launch_id}")
-        return report(args, kube, info, fleet, started, waited=False)
-    return watch_and_summarize(args, kube, info, started)
+        code: int = report(args, kube, info, fleet, started, waited=False)["exit_code"]
+        return code
+    result = watch_and_summarize(args, kube, info, started)
+    exit_code: int = result["exit_code"]
+    return exit_code
 
 
 def watch_and_summarize(
-    args: argparse.Namespace, kube: Kube, info: summaries.LaunchInfo, started: datetime
-) -> int:
+    args: argparse.Namespace,
+    kube: Kube,
+    info: summaries.LaunchInfo,
+    started: datetime,
+    *,
+    final: bool = True,
+    canary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     fleet = Fleet(info.users, indexed=info.mode == "indexed")
     followed = follow(
         kube,
@@ -222,6 +387,8 @@ def watch_and_summarize(
         started,
         timed_out=followed.timed_out,
         interrupted=followed.interrupted,
+        final=final,
+        canary=canary,
     )
 
 
@@ -235,7 +402,11 @@ def report(
     waited: bool = True,
     timed_out: bool = False,
     interrupted: bool = False,
-) -> int:
+    final: bool = True,
+    canary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build the summary, print it; the final one also goes to --summary-json. A canary's
+    users lead the final summary (and count in its exit code)."""
     result = summaries.build(
         info,
         fleet.views(),
@@ -246,14 +417,16 @@ def report(
         waited=waited,
         requests=kube.cluster.requests,
     )
+    if canary is not None:
+        result = summaries.with_canary(result, canary)
     if not _table_progress(args.progress):
         brief = {k: result[k] for k in ("launch", "counts", "exit_code", "seconds")}
-        print(json.dumps({"event": "summary", **brief}), flush=True)
+        event = "summary" if final else "canary-summary"
+        print(json.dumps({"event": event, **brief}), flush=True)
     summaries.print_summary(result, Console(file=sys.stdout, width=_width()))
-    if args.summary_json:
+    if final and args.summary_json:
         summaries.write_json(args.summary_json, result)
-    code: int = result["exit_code"]
-    return code
+    return result
 
 
 def _table_progress(choice: str) -> bool:

@@ -178,7 +178,7 @@ def render_jobs(base: DeployBase, plan: LaunchPlan) -> list[Obj]:
         job["spec"]["completions"] = n
         job["spec"]["parallelism"] = parallelism
         # Each wave of pods gets one user's whole budget (the per-user Job's deadline).
-        per_user = int(base.per_user_job["spec"].get("activeDeadlineSeconds") or 1800)
+        per_user = int(base.per_user_job["spec"].get("activeDeadlineSeconds") or 14400)
         job["spec"]["activeDeadlineSeconds"] = math.ceil(n / parallelism) * per_user
         return [job]
     return [
@@ -285,6 +285,71 @@ def pod_files(
     if size > 900 * 1024:
         raise InvalidInput(f"templates and parameters are {size} bytes; a ConfigMap holds 1 MiB")
     return files
+
+
+@dataclass(frozen=True)
+class LaunchObjects:
+    """Everything a launch applies, in the order it applies it. `launch` applies exactly
+    these; `launch --render` writes them."""
+
+    deploy: tuple[Obj, ...]  # the deploy base in dependency order (empty: --skip-deploy)
+    config_map: Obj
+    jobs: tuple[Obj, ...]
+
+    def all(self) -> list[Obj]:
+        return [*self.deploy, self.config_map, *self.jobs]
+
+
+def launch_objects(
+    base: DeployBase, plan: LaunchPlan, files: Mapping[str, str], *, deploy: bool = True
+) -> LaunchObjects:
+    return LaunchObjects(
+        tuple(apply_order(base.objects)) if deploy else (),
+        render_config_map(plan, files),
+        tuple(render_jobs(base, plan)),
+    )
+
+
+RENDER_FILES = (
+    ("00-deploy.yaml", "the deploy base: namespace, ServiceAccount, RBAC, admission guard"),
+    ("10-configmap.yaml", "the per-launch ConfigMap: templates and parameters for the pods"),
+    ("20-jobs.yaml", "the Job or Jobs"),
+)
+
+
+def render_yaml(objects: Sequence[Obj], header: str) -> str:
+    """A YAML stream of `objects` (one document each) under a comment header."""
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    body = "---\n".join(yaml.safe_dump(o, sort_keys=False, width=100) for o in objects)
+    return comment + ("---\n" + body if objects else "")
+
+
+def write_rendered(objects: LaunchObjects, plan: LaunchPlan, directory: Path | None) -> str:
+    """`launch --render`: the YAML of everything the launch would apply, as one stream
+    (returned), or as three files in `directory` whose names sort in apply order (so
+    `kubectl apply --server-side -f DIR` creates the namespace before what lives in it).
+    Returns what to print."""
+    header = (
+        f"workshop-runner launch --render: launch {plan.launch_id}, {len(plan.users)} user(s), "
+        f"--mode {plan.mode}, image {plan.image}\n"
+        "Apply with: kubectl apply --server-side -f <this>; follow with: workshop-runner status "
+        f"--launch {plan.launch_id} -n {plan.namespace}"
+    )
+    parts = ((objects.deploy), (objects.config_map,), objects.jobs)
+    if directory is None:
+        return render_yaml(objects.all(), header)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for (name, what), part in zip(RENDER_FILES, parts, strict=True):
+            path = directory / name
+            if part:
+                path.write_text(render_yaml(part, f"{header}\n\n{what}"), encoding="utf-8")
+            else:
+                path.unlink(missing_ok=True)  # --skip-deploy: no stale base from an earlier render
+    except OSError as e:
+        raise InvalidInput(f"--output {directory}: {e.strerror or e}") from None
+    written = [n for (n, _), part in zip(RENDER_FILES, parts, strict=True) if part]
+    return f"wrote {', '.join(written)} to {directory} (launch {plan.launch_id})\n"
 
 
 def apply_order(objects: Sequence[Obj]) -> list[Obj]:

@@ -4,8 +4,10 @@ reason; as a table for people, as JSON for pipelines, and as the exit code.
 Exit codes of `launch` and `status` (documented in docs/launcher.md):
   0 every user succeeded · 10 every user finished and at least one failed · 11 the --timeout
   passed with users unfinished (the Jobs go on) · 12 `status --no-wait`: still running ·
-  130 interrupted (Ctrl-C; the Jobs go on) · 1, 2, 3, 4, 7 as the runner's (internal error,
-  invalid input, template error, forbidden, API missing) for a launch that could not start.
+  13 preflight failed (no Job created) · 14 `--canary`: a canary user did not succeed, nobody
+  else started · 130 interrupted (Ctrl-C; the Jobs go on) · 1, 2, 3, 4, 7 as the runner's
+  (internal error, invalid input, template error, forbidden, API missing) for a launch that
+  could not start.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ EXIT_OK = 0
 EXIT_FAILED = 10
 EXIT_TIMEOUT = 11
 EXIT_RUNNING = 12
+EXIT_CANARY = 14  # 13 is preflight's (runner/launcher/preflight.py)
 EXIT_INTERRUPTED = 130
 SCHEMA = "workshop-runner.io/launch-summary/v1"
 
@@ -78,6 +81,28 @@ def build(
 
 
 _OUTCOMES = ("succeeded", "failed", "unfinished")
+
+
+def with_canary(result: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
+    """The final summary of a canary launch: the canary's users first, counted in; the
+    canary's launch id under `canary`."""
+    users = [*canary["users"], *result["users"]]
+    counts = {k: sum(1 for u in users if u["outcome"] == k) for k in _OUTCOMES}
+    return {
+        **result,
+        "counts": counts,
+        "exit_code": exit_code(
+            counts,
+            timed_out=result["timed_out"],
+            interrupted=result["interrupted"],
+        ),
+        "canary": {
+            "launch": canary["launch"],
+            "outcome": "succeeded",
+            "users": [u["user"] for u in canary["users"]],
+        },
+        "users": users,
+    }
 
 
 def exit_code(

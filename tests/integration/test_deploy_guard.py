@@ -210,6 +210,59 @@ def test_install_plan_only_approved_and_only_for_the_pinned_csv(
     assert status_of(create(sa, plan)) == 403  # RBAC: never created by the runner
 
 
+# -- --project-request without admin --------------------------------------------------------
+
+
+def can_i(api: Any, verb: str, resource: str, namespace: str, group: str = "") -> bool:
+    attributes = {"verb": verb, "resource": resource, "group": group, "namespace": namespace}
+    review = {"spec": {"resourceAttributes": attributes}}
+    answer = client.AuthorizationV1Api(api).create_self_subject_access_review(review)
+    return bool(answer.status.allowed)
+
+
+@pytest.mark.parametrize("mode", ["namespace", "project-request"])
+def test_the_runner_holds_no_secrets_or_pods_in_a_users_namespaces(
+    simulators: Any, api_client: Any, sa: Any, *, deployed: Path, unique_user: str, mode: str
+) -> None:
+    """OpenShift's project template makes the requester admin; the runner is the requester
+    and drops that binding, so in both namespace modes it can neither read Secrets nor create
+    pods in either of the user's namespaces - and it cannot drop the user's own binding."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    args = ["--user", unique_user, "--kubeconfig", str(deployed)]
+    args += ["--steps", "namespace,rbac,istio-namespace"]
+    args += ["--project-request"] if mode == "project-request" else []
+    namespaces = (unique_user, f"{unique_user}-istio")
+    admin = client.CoreV1Api(api_client)
+    try:
+        output = ""
+        for _ in range(2):  # a re-run changes nothing it may not
+            proc = run_runner(args, env)
+            assert proc.returncode == 0, proc.stderr
+            output += proc.stdout + proc.stderr
+        for ns in namespaces:
+            for verb, resource in (("get", "secrets"), ("list", "secrets"), ("create", "pods")):
+                assert not can_i(sa, verb, resource, ns), (mode, ns, verb, resource)
+            # what the steps do still works
+            assert can_i(sa, "create", "rolebindings", ns, "rbac.authorization.k8s.io")
+        if mode == "project-request":
+            assert output.count("dropped the runner's own RoleBinding(s) admin") == 2  # 2 ns
+            rbac = client.RbacAuthorizationV1Api(api_client)
+            names = [b.metadata.name for b in rbac.list_namespaced_role_binding(unique_user).items]
+            assert "admin" not in names
+        rbac_sa = client.RbacAuthorizationV1Api(sa)
+        delete_users_binding = partial(
+            rbac_sa.delete_namespaced_role_binding,
+            "workshop-user-admin",
+            unique_user,
+            dry_run="All",
+        )
+        denied(delete_users_binding, "grant itself alone")
+    finally:
+        for ns in namespaces:
+            if status_of(partial(admin.read_namespace, ns)) == 200:
+                admin.delete_namespace(ns)
+
+
 # -- tenant labels and names -----------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,10 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from devcluster.cluster import Cluster
+from runner.events import Note, Regarding, event_body
+from tests.manifests import kubectl_events
 
 pytestmark = [
     pytest.mark.integration,
@@ -375,3 +380,90 @@ def test_project_request_mode_run_as_the_service_account(
         for ns in (unique_user, f"{unique_user}-istio"):
             if status_of(partial(core.read_namespace, ns)) == 200:
                 core.delete_namespace(ns)
+
+
+# -- Events: one per run, where `kubectl get events` shows them ------------------------------
+
+
+def test_each_run_records_one_event_on_the_user_namespace(
+    deployed: Path, cluster: Cluster, api_client: Any, unique_user: str, tmp_path: Path
+) -> None:
+    """With a kubeconfig: `Provisioned`, then (a refused binding) `StepFailed`, both in the
+    user's namespace about that Namespace, as the manifests' ServiceAccount."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    base = ["--user", unique_user, "--kubeconfig", str(deployed)]
+    try:
+        ok = run_runner([*base, "--steps", "namespace"], env)
+        assert ok.returncode == 0, ok.stderr
+        (tmp_path / "params.yaml").write_text("user_cluster_role: edit\n")
+        bad = [*base, "--steps", "namespace,rbac", "--params", str(tmp_path / "params.yaml")]
+        failed = run_runner(bad, env)
+        assert failed.returncode == 4, failed.stderr
+        assert "could not record" not in failed.stdout, failed.stdout[-3000:]
+        events = kubectl_events(cluster.kubeconfig, unique_user)
+        assert [(e["type"], e["reason"]) for e in events] == [
+            ("Normal", "Provisioned"),
+            ("Warning", "StepFailed"),
+        ]
+        for event in events:
+            assert event["regarding"]["kind"] == "Namespace"
+            assert event["regarding"]["name"] == unique_user
+            assert event["reportingController"] == "workshop-runner"
+            assert "eyJ" not in event["note"]
+            assert "bearer" not in event["note"].lower()
+        assert (
+            events[0]["note"] == f"user {unique_user}: 1 step(s) changed (namespace), 0 unchanged"
+        )
+        assert events[1]["note"].startswith(
+            f"user {unique_user}: step rbac failed with exit code 4: "
+        )
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(unique_user)
+
+
+def test_in_a_pod_the_event_is_on_its_own_pod(
+    deployed: Path, cluster: Cluster, api_client: Any, unique_user: str
+) -> None:
+    """The Event names the Pod from the downward API (POD_NAME, POD_NAMESPACE, POD_UID); the
+    Pod itself need not exist for it (the progress annotation then only logs a warning)."""
+    pod, uid = f"runner-{unique_user}", str(uuid.uuid4())
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    env.update(POD_NAME=pod, POD_NAMESPACE=NAMESPACE, POD_UID=uid)
+    argv = ["--user", unique_user, "--kubeconfig", str(deployed), "--steps", "namespace"]
+    try:
+        ran = run_runner(argv, env)
+        assert ran.returncode == 0, ran.stderr
+        assert "could not record" not in ran.stdout, ran.stdout[-3000:]
+        events = [
+            e
+            for e in kubectl_events(cluster.kubeconfig, NAMESPACE)
+            if e["regarding"]["name"] == pod
+        ]
+        assert [(e["reason"], e["regarding"]["kind"], e["regarding"]["uid"]) for e in events] == [
+            ("Provisioned", "Pod", uid)
+        ]
+        assert kubectl_events(cluster.kubeconfig, unique_user) == []
+    finally:
+        client.CoreV1Api(api_client).delete_namespace(unique_user)
+
+
+def test_guard_keeps_events_to_the_runners_own(sa: Any, user_ns: str) -> None:
+    """RBAC grants events.k8s.io create; admission narrows it to the runner's own Events
+    about its Pod or the user's Namespace, in that object's namespace."""
+    events = client.EventsV1Api(sa)
+    note = Note("Normal", "Provisioned", "Provision", "x")
+    own = Regarding("v1", "Namespace", user_ns, user_ns)
+    eventually_status(
+        lambda: events.create_namespaced_event(user_ns, event_body(own, note, "t")), 200
+    )
+    for regarding, controller in (
+        (Regarding("v1", "ConfigMap", "x", user_ns), "workshop-runner"),
+        (Regarding("v1", "Namespace", "other", user_ns), "workshop-runner"),
+        (own, "kubelet"),
+        (Regarding("v1", "Namespace", NAMESPACE, NAMESPACE), "workshop-runner"),
+    ):
+        body = {**event_body(regarding, note, "t"), "reportingController": controller}
+        err = eventually_status(
+            partial(events.create_namespaced_event, regarding.namespace, body), 403
+        )
+        assert "Events" in message(err), message(err)

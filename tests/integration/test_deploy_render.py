@@ -131,7 +131,13 @@ def test_rbac_grants_no_wildcards_no_secrets_and_bind_only_on_admin() -> None:
     assert all("pods" not in r["resources"] for r in cluster_role["rules"])
     (role,) = by_kind(docs, "Role")
     assert role["metadata"]["namespace"] == JOBS_NAMESPACE
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    ]
+    # Events: create only, events.k8s.io only (never the core group's), nothing else on them.
+    event_rules = [r for r in cluster_role["rules"] + role["rules"] if "events" in r["resources"]]
+    assert all(r == event_rules[-1] for r in event_rules)
     for binding in by_kind(docs, "ClusterRoleBinding") + by_kind(docs, "RoleBinding"):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": JOBS_NAMESPACE}
@@ -144,7 +150,7 @@ def test_every_rbac_rule_states_its_reason_in_a_comment() -> None:
     assert rule_lines
     for i in rule_lines:
         assert lines[i - 1].lstrip().startswith("#"), f"clusterrole.yaml:{i + 1}: no reason given"
-    # The progress Role has one rule, explained in the file's header comment.
+    # The progress Role's rules are explained in the file's header comment.
     assert (DEPLOY / "role-progress.yaml").read_text().startswith("# The runner annotates")
 
 

@@ -70,6 +70,65 @@ def test_apply_observes_then_acts(shared: Cluster, unique_user: str) -> None:
     assert kube.delete("v1", "Namespace", unique_user, None) is True
 
 
+def test_a_field_dropped_from_the_template_is_pruned(shared: Cluster, unique_user: str) -> None:
+    kube = view(shared)
+
+    def config_map(labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"prune-{unique_user}", "namespace": "default", "labels": labels},
+            "data": {"k": "v"},
+        }
+
+    what = f"ConfigMap default/prune-{unique_user}"
+    first = kube.apply(config_map({"a": "1", "b": "2"}))
+    assert (first.changed, first.detail) == (True, f"created {what}")
+    pruned = kube.apply(config_map({"a": "1"}))
+    assert (pruned.changed, pruned.detail) == (True, f"updated {what}")
+    assert pruned.obj["metadata"]["labels"] == {"a": "1"}
+    live = kube.get("v1", "ConfigMap", f"prune-{unique_user}", "default")
+    assert live is not None
+    assert live["metadata"]["labels"] == {"a": "1"}
+    again = kube.apply(config_map({"a": "1"}))
+    assert (again.changed, again.detail) == (False, f"{what} exists and matches")
+    assert again.obj["metadata"]["resourceVersion"] == pruned.obj["metadata"]["resourceVersion"]
+    assert kube.delete("v1", "ConfigMap", f"prune-{unique_user}", "default") is True
+
+
+def test_update_reads_again_after_a_conflict(shared: Cluster, unique_user: str) -> None:
+    kube = view(shared)
+    target = Target("v1", "ConfigMap", "default", f"rmw-{unique_user}")
+    first = kube.update(target, lambda live: {**target_object(target), "data": {"seen": "none"}})
+    assert (first.before, first.changed) == (None, True)
+    assert first.obj is not None
+    # someone else writes after our read: the update computed from the stale copy gets a 409
+    kube.merge_patch("v1", "ConfigMap", target.name or "", "default", {"data": {"other": "1"}})
+    calls: list[dict[str, str]] = []
+
+    def count(live: dict[str, Any] | None) -> dict[str, Any] | None:
+        assert live is not None
+        calls.append(dict(live["data"]))
+        live["data"]["seen"] = str(len(live["data"]))
+        return live
+
+    second = kube.update(target, count, known=first.obj)
+    assert calls == [{"seen": "none"}, {"seen": "none", "other": "1"}]
+    assert second.obj is not None
+    assert second.obj["data"] == {"seen": "2", "other": "1"}
+    unchanged = kube.update(target, lambda live: None)
+    assert (unchanged.changed, unchanged.obj) == (False, second.obj)
+    assert kube.delete("v1", "ConfigMap", target.name or "", "default") is True
+
+
+def target_object(target: Target) -> dict[str, Any]:
+    return {
+        "apiVersion": target.api_version,
+        "kind": target.kind,
+        "metadata": {"name": target.name, "namespace": target.namespace},
+    }
+
+
 def test_cancel_wakes_an_open_watch(shared: Cluster, unique_user: str) -> None:
     cancel = CancelToken()
     kube = view(shared, seconds=120, cancel=cancel)

@@ -159,8 +159,9 @@ def test_catalog_never_ready_times_out_and_stops_the_run(
     assert out.code == 5, out.stderr
     assert out.result["failed_step"] == "catalog-source"
     assert out.result["reason"] == (
-        f"wait CatalogSource {unique_user}/rhsso-catalog READY: timed out; "
-        "last observed: connectionState.lastObservedState=(none)"
+        f"wait CatalogSource {unique_user}/rhsso-catalog READY: timed out, still queued: the "
+        "operator has not reconciled it yet; last observed: "
+        "connectionState.lastObservedState=(none)"
     )
     assert out.statuses["catalog-source"] == "failed"
     assert out.stderr.splitlines() == [

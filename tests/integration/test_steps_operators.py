@@ -4,6 +4,7 @@ simulated operators: a full run, re-run, the OLM traps, failures, deadlines, con
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -152,18 +153,99 @@ def test_olm_traps_plan_phase_empty_for_a_while_and_plan_for_two_subscriptions(
     assert waits  # it waited (phase empty) rather than approving at once
 
 
+def test_a_second_plan_after_the_approved_one_is_not_approved(
+    runner: Any, cluster_objects: Cluster, unique_user: str, sim_knobs: Any
+) -> None:
+    """The fault-suite failure of 2026-12-01 (2 approved InstallPlans), made deterministic: a
+    plan is approved and installing (5 s per InstallPlan transition) when a second plan
+    listing the same CSV appears in RequiresApproval (OLM resolving again after an apiserver
+    restart). The runner must wait for the approved one and leave the other alone."""
+    user = unique_user
+    sim_knobs.set({"kind": "InstallPlan", "delay": 5.0, "jitter": 0})
+    assert runner("--user", user, "--steps", "namespace,catalog-source,sso-operator").code == 0
+    plans = cluster_objects.res(OLM, "InstallPlan")
+    deadline = time.monotonic() + 30
+    while not [p for p in cluster_objects.items(OLM, "InstallPlan", user) if p.get("status")]:
+        assert time.monotonic() < deadline, "no InstallPlan with a phase"
+        time.sleep(0.1)
+    (first,) = cluster_objects.items(OLM, "InstallPlan", user)
+    name = first["metadata"]["name"]
+    plans.patch(body={"spec": {"approved": True}}, name=name, namespace=user,
+                content_type="application/merge-patch+json")  # fmt: skip
+    dup = {"apiVersion": OLM, "kind": "InstallPlan",
+           "metadata": {"name": "install-again", "namespace": user},
+           "spec": {**first["spec"], "approved": False, "generation": 2}}  # fmt: skip
+    plans.create(body=dup, namespace=user)
+    plans.status.patch(body={"status": {**first["status"], "phase": "RequiresApproval"}},
+                       name="install-again", namespace=user,
+                       content_type="application/merge-patch+json")  # fmt: skip
+    out = runner("--user", user, "--steps", "install-plan")
+    assert out.code == 0, out.stderr
+    assert f"InstallPlan {name} is Complete" in out.detail("install-plan")
+    approved = [p["metadata"]["name"] for p in cluster_objects.items(OLM, "InstallPlan", user)
+                if p["spec"].get("approved")]  # fmt: skip
+    assert approved == [name]
+
+
+def test_a_csv_failed_for_a_reason_olm_retries_recovers_and_the_run_succeeds(
+    runner: Any, cluster_objects: Cluster, unique_user: str, sim_knobs: Any
+) -> None:
+    """InstallCheckFailed (a slow image pull) is not final: OLM re-checks the deployment. The
+    CSV fails (again and again) until the knob is cleared - the deployment became healthy -
+    and the csv step, still waiting, succeeds."""
+    user = unique_user
+    sim_knobs.set({"kind": "CSV", "fail": "InstallCheckFailed: install timeout"})
+    healed = threading.Event()
+
+    def heal_once_failed() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            csv = cluster_objects.get(OLM, "ClusterServiceVersion", PINNED, user)
+            if csv and (csv.get("status") or {}).get("phase") == "Failed":
+                sim_knobs.clear()
+                healed.set()
+                return
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=heal_once_failed, daemon=True)
+    thread.start()
+    out = runner(
+        "--user", user, "--steps", "namespace,catalog-source,sso-operator,install-plan,csv"
+    )
+    thread.join(5)
+    assert healed.is_set()
+    assert out.code == 0, out.stderr
+    csv = cluster_objects.get(OLM, "ClusterServiceVersion", PINNED, user)
+    reasons = [c["reason"] for c in csv["status"]["conditions"]]
+    assert "InstallCheckFailed" in reasons
+    assert reasons[-1] == "InstallSucceeded"
+
+
 def test_injected_csv_failure_is_exit_6_naming_csv_and_reason(
     runner: Any, unique_user: str, sim_knobs: Any
 ) -> None:
-    sim_knobs.set({"kind": "CSV", "fail": "InstallComponentFailed: injected by the test"})
+    sim_knobs.set({"kind": "CSV", "fail": "InstallComponentFailedNoRetry: injected by the test"})
     out = runner("--user", unique_user)
     assert out.code == 6, out.stderr
     assert out.result["failed_step"] == "csv"
     assert PINNED in out.result["reason"]
-    assert "InstallComponentFailed: injected by the test" in out.result["reason"]
+    assert "InstallComponentFailedNoRetry: injected by the test" in out.result["reason"]
     assert out.statuses["csv"] == "failed"
     assert out.statuses["extra"] == "skipped"  # the other chain stopped cleanly
     assert "failed" not in {s for n, s in out.statuses.items() if n != "csv"}
+
+
+def test_kiali_failure_is_exit_6_with_the_operators_message(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    """ansible-operator leaves Running's reason at Running (status False) on a failed run and
+    retries it: the step must fail on Failure=True, not wait out its 300 s deadline (the
+    test's own timeout is 120 s)."""
+    sim_knobs.set({"kind": "Kiali", "fail": "Failed: simulated ansible task failure"})
+    out = runner("--user", unique_user)
+    assert out.code == 6, out.stderr
+    assert out.result["failed_step"] == "kiali"
+    assert "reconciliation failed: simulated ansible task failure" in out.result["reason"]
 
 
 def test_smcp_webhook_refusing_at_first_still_succeeds(

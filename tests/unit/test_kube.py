@@ -13,7 +13,15 @@ from kubernetes.client.exceptions import ApiException
 from runner import errors
 from runner.apierrors import translate
 from runner.discovery import AggregatedDiscoverer
-from runner.kube import SETTLE_SECONDS, Cluster, Kube, is_subset
+from runner.kube import (
+    FIELD_MANAGER,
+    SETTLE_SECONDS,
+    Cluster,
+    Kube,
+    in_sync,
+    is_subset,
+    merge_patch_between,
+)
 from runner.logs import get_logger
 from runner.waits import CancelToken, Deadline
 
@@ -155,6 +163,52 @@ def test_cancelled_call_does_not_run() -> None:
 )
 def test_is_subset(desired: Any, live: Any, expected: bool) -> None:
     assert is_subset(desired, live) is expected
+
+
+def _live(labels: dict[str, str], owned: dict[str, Any], manager: str = FIELD_MANAGER) -> Any:
+    entry = {"manager": manager, "operation": "Apply", "fieldsV1": owned}
+    return {"metadata": {"name": "x", "labels": labels, "managedFields": [entry]}}
+
+
+A_AND_B: dict[str, Any] = {"f:metadata": {"f:labels": {"f:a": {}, "f:b": {}}}}
+
+
+@pytest.mark.parametrize(
+    ("desired_labels", "live", "expected"),
+    [
+        ({"a": "1", "b": "2"}, _live({"a": "1", "b": "2"}, A_AND_B), True),
+        # b was applied by us and is no longer wanted: the apply must go out to prune it
+        ({"a": "1"}, _live({"a": "1", "b": "2"}, A_AND_B), False),
+        # b belongs to another manager: nothing of ours to prune
+        ({"a": "1"}, _live({"a": "1", "b": "2"}, A_AND_B, manager="kubectl"), True),
+        ({"a": "1"}, _live({"a": "1", "b": "2"}, {"f:metadata": {"f:labels": {"f:a": {}}}}), True),
+        # list items are leaves of a field set, as desired's lists are
+        (
+            {"a": "1"},
+            _live({"a": "1"}, {"f:metadata": {"f:labels": {"f:a": {}}, "k:{x}": {"f:y": {}}}}),
+            True,
+        ),
+    ],
+)
+def test_in_sync_knows_what_an_apply_would_prune(
+    desired_labels: dict[str, str], live: Any, expected: bool
+) -> None:
+    desired = {"metadata": {"name": "x", "labels": desired_labels}}
+    assert in_sync(desired, live) is expected
+
+
+@pytest.mark.parametrize(
+    ("live", "wanted", "patch"),
+    [
+        ({"spec": {"a": 1, "b": 2}}, {"spec": {"a": 1, "b": 3}}, {"spec": {"b": 3}}),
+        ({"spec": {"m": [1]}}, {"spec": {"m": [1, 2]}}, {"spec": {"m": [1, 2]}}),
+        ({"spec": {"a": 1, "gone": 2}}, {"spec": {"a": 1}}, {"spec": {"gone": None}}),
+        ({"spec": {"a": 1}}, {"spec": {"a": 1}, "new": {"x": 1}}, {"new": {"x": 1}}),
+        ({"spec": {"a": 1}}, {"spec": {"a": 1}}, {}),
+    ],
+)
+def test_merge_patch_between(live: Any, wanted: Any, patch: Any) -> None:
+    assert merge_patch_between(live, wanted) == patch
 
 
 class FakeResponse:

@@ -65,7 +65,7 @@ def test_indexed_job_carries_users_labels_image_and_parallelism() -> None:
     assert job["spec"]["template"]["metadata"]["labels"][LAUNCH_LABEL] == "1125-101500-abc"
     assert job["spec"]["completions"] == 3
     assert job["spec"]["parallelism"] == 2
-    assert job["spec"]["activeDeadlineSeconds"] == 2 * 1800  # two waves
+    assert job["spec"]["activeDeadlineSeconds"] == 2 * 14400  # two waves
     assert env_of(job)["WORKSHOP_USERS"] == "user1,user2,user3"
     pod = job["spec"]["template"]["spec"]
     assert pod["containers"][0]["image"] == "workshop-runner:dev"

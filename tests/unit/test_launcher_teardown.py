@@ -9,7 +9,8 @@ import pytest
 
 from runner.config import User
 from runner.context import StepContext
-from runner.errors import Conflict, OperatorFailed
+from runner.errors import Conflict, OperatorFailed, TemporaryCondition
+from runner.kube import Mutate, Updated, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
 from runner.teardown import remove, remove_member, teardown_user
@@ -79,6 +80,12 @@ class FakeKube:
         live["spec"]["members"] = patch["spec"]["members"]
         return live
 
+    def create(self, body: Any) -> Any:
+        raise AssertionError(f"teardown created {body}")
+
+    def update(self, target: Target, mutate: Mutate, *, known: Any = None) -> Updated:
+        return read_modify_write(self, target, mutate, known=known)
+
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         self.deleted.append(f"{kind}/{name}")
         return self.objects.pop((kind, name), None) is not None
@@ -114,6 +121,14 @@ def test_remove_member_keeps_the_other_members_and_retries_on_conflict() -> None
         "late-comer",
     ]
     assert len(kube.patches) == 2  # recomputed after the conflict
+
+
+def test_a_write_still_conflicting_after_five_attempts_is_temporary() -> None:
+    kube = FakeKube({("ServiceMeshMemberRoll", "default"): roll("ann", "bookinfo")}, conflicts=9)
+    with pytest.raises(TemporaryCondition, match="still conflicting after 5 attempts") as e:
+        remove_member(ctx_with(kube), ROLL, "ann")
+    assert e.value.exit_code == 5
+    assert len(kube.patches) == 5  # client-go's DefaultRetry: five attempts, then give up
 
 
 @pytest.mark.parametrize("live", [None, roll("bookinfo")])

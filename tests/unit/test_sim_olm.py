@@ -162,10 +162,32 @@ def test_approving_while_the_phase_is_empty_makes_a_second_plan() -> None:
     assert second["spec"]["approved"] is False
     assert second["spec"]["clusterServiceVersionNames"] == [CSV]
     assert phase(second) == "RequiresApproval"
+    assert (first["spec"]["generation"], second["spec"]["generation"]) == (1, 2)
     s = w.get(SUBSCRIPTIONS, NS, "rhsso-operator")
     assert s is not None
     assert s["status"]["installPlanRef"]["name"] == second["metadata"]["name"]
     assert w.get(CSVS, NS, CSV) is None
+
+
+def test_a_subscription_with_a_plan_under_way_is_not_resolved_again() -> None:
+    # OLM's nothingToUpdate: installPlanRef set and state UpgradePending. Even when the plan
+    # is not in the cache (yet), no second plan is made.
+    w = FakeWorld()
+    w.add(OPERATORGROUPS, og())
+    pending = sub()
+    pending["status"] = {
+        "installPlanRef": {"kind": "InstallPlan", "name": "install-elsewhere", "namespace": NS},
+        "installPlanGeneration": 3,
+        "state": "UpgradePending",
+    }
+    w.add(SUBSCRIPTIONS, pending)
+    settle(w)
+    assert plans(w) == []
+    w.add(SUBSCRIPTIONS, sub("other-operator", csv="other-operator.v2.0.0"))
+    settle(w)
+    (plan,) = plans(w)
+    assert plan["spec"]["clusterServiceVersionNames"] == ["other-operator.v2.0.0"]
+    assert plan["spec"]["generation"] == 4  # one more than any Subscription's
 
 
 def test_two_operator_groups_fail_the_csv_until_one_is_removed() -> None:
@@ -214,30 +236,56 @@ def test_install_mode_messages() -> None:
     )
 
 
-def test_failure_knobs_for_csv_and_subscription() -> None:
-    k = knobs.build(
-        [
-            (
-                "t",
-                {
-                    "rules": [
-                        {"user": NS, "kind": "CSV", "fail": "InstallCheckFailed: install timeout"}
-                    ]
-                },
-            )
-        ]
-    )
+def csv_knob(failure: str) -> knobs.Knobs:
+    return knobs.build([("t", {"rules": [{"user": NS, "kind": "CSV", "fail": failure}]})])
+
+
+def until_csv(w: FakeWorld, k: knobs.Knobs, wanted: str) -> dict[str, Any]:
+    """Apply due transitions until the CSV reaches `wanted` (OLM retries some failures
+    forever, so there is no steady state to settle into)."""
+    ctl = OlmController()
+    for _ in range(50):
+        csv = w.get(CSVS, NS, CSV)
+        if csv is not None and phase(csv) == wanted:
+            return csv
+        w.apply(ctl.transitions(NS, w.store, k)[0])
+    raise AssertionError(f"the CSV never reached {wanted}")
+
+
+def test_a_retried_csv_failure_cycles_until_the_deployment_is_healthy() -> None:
+    k = csv_knob("InstallCheckFailed: install timeout")
     w = FakeWorld()
     w.add(OPERATORGROUPS, og())
     w.add(SUBSCRIPTIONS, sub(approval="Automatic"))
-    settle(w, k)
-    csv = w.get(CSVS, NS, CSV)
-    assert csv is not None
-    assert (phase(csv), csv["status"]["reason"], csv["status"]["message"]) == (
-        "Failed",
+    csv = until_csv(w, k, "Failed")
+    assert (csv["status"]["reason"], csv["status"]["message"]) == (
         "InstallCheckFailed",
         "install timeout",
     )
+    csv = until_csv(w, k, "Pending")  # OLM's re-check: the deployment is still not ready
+    assert csv["status"]["reason"] == "NeedsReinstall"
+    assert csv["status"]["message"].startswith("installing: waiting for deployment rhsso-operator")
+    until_csv(w, k, "Failed")  # ... and the install fails again
+    csv = until_csv(w, FAST, "Succeeded")  # the knob is gone: the deployment became healthy
+    assert csv["status"]["reason"] == "InstallSucceeded"
+    assert [c["reason"] for c in csv["status"]["conditions"]][-2:] == [
+        "InstallCheckFailed",
+        "InstallSucceeded",
+    ]
+
+
+def test_a_no_retry_csv_failure_stays_failed() -> None:
+    w = FakeWorld()
+    w.add(OPERATORGROUPS, og())
+    w.add(SUBSCRIPTIONS, sub(approval="Automatic"))
+    settle(w, csv_knob("InstallComponentFailedNoRetry: install strategy failed: invalid"))
+    settle(w)  # even once the knob is gone
+    csv = w.get(CSVS, NS, CSV)
+    assert csv is not None
+    assert (phase(csv), csv["status"]["reason"]) == ("Failed", "InstallComponentFailedNoRetry")
+
+
+def test_subscription_failure_knob() -> None:
     k = knobs.build([("t", {"rules": [{"user": NS, "kind": "Subscription", "fail": True}]})])
     w = FakeWorld()
     w.add(OPERATORGROUPS, og())

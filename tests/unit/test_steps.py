@@ -11,7 +11,8 @@ import pytest
 
 from runner import config, templates
 from runner.context import StepContext
-from runner.kube import Applied, Kube, describe, is_subset
+from runner.errors import TemporaryCondition
+from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
 from runner.waits import CancelToken, Deadline, Target
@@ -27,6 +28,7 @@ ALL_APIS = {
     ("project.openshift.io/v1", "Project"),
 }
 NO_OPENSHIFT = {a for a in ALL_APIS if not a[0].startswith("project.")}
+RUNNER = "system:serviceaccount:workshop-runner:workshop-runner"
 
 
 class FakeKube:
@@ -56,7 +58,7 @@ class FakeKube:
         key = self.key(desired)
         what = describe(key[0], key[2], key[1])
         before = self.objects.get(key)
-        if before is not None and is_subset(desired, before):
+        if before is not None and in_sync(desired, before):
             return Applied(before, False, f"{what} exists and matches")
         self.actions.append(f"apply {what}")
         if self.dry_run:
@@ -66,6 +68,10 @@ class FakeKube:
             merged["status"] = before["status"]
         self.objects[key] = merged
         return Applied(merged, True, f"{'updated' if before else 'created'} {what}")
+
+    def update(self, target: Target, mutate: Mutate, *, known: Any = None) -> Updated:
+        absent = known is None and self.fresh(target.namespace)
+        return read_modify_write(self, target, mutate, known=known, absent=absent)
 
     def create(self, body: dict[str, Any]) -> Any:
         kind, namespace, name = self.key(body)
@@ -83,12 +89,23 @@ class FakeKube:
                 "metadata": {"name": name, "resourceVersion": "5"},
                 "status": {"phase": "Active"},
             }
+            # The project template makes the requester (the runner) admin of the project.
+            self.objects[("RoleBinding", name, "admin")] = {
+                "kind": "RoleBinding",
+                "metadata": {"name": "admin", "namespace": name},
+                "roleRef": {"kind": "ClusterRole", "name": "admin"},
+                "subjects": [{"kind": "User", "name": RUNNER}],
+            }
             lr = f"{name}-core-resource-limits"
             self.objects[("LimitRange", name, lr)] = {
                 "kind": "LimitRange",
                 "metadata": {"name": lr, "namespace": name},
             }
         return body
+
+    def review(self, body: dict[str, Any]) -> Any:
+        assert body["kind"] == "SelfSubjectReview"
+        return {**body, "status": {"userInfo": {"username": RUNNER}}}
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         self.actions.append(f"delete {describe(kind, name, namespace)}")
@@ -154,15 +171,48 @@ def test_namespace_already_there() -> None:
     assert kube.actions == []
 
 
+def test_namespace_being_deleted_is_a_temporary_condition() -> None:
+    existing = run_step(namespace)[1].objects[("Namespace", None, "user1")]
+    existing["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    with pytest.raises(TemporaryCondition, match="being deleted") as e:
+        run_step(namespace, [existing])
+    assert e.value.exit_code == 5
+
+
 def test_namespace_labels_repaired() -> None:
     result, _ = run_step(namespace, [ns("user1", **{"app.kubernetes.io/managed-by": "someone"})])
     assert result == StepResult(True, "updated Namespace user1")
 
 
-def test_project_request_then_labels() -> None:
+def test_project_request_then_labels_then_drops_the_runners_own_admin() -> None:
     result, kube = run_step(namespace, mode="project-request")
-    assert result == StepResult(True, "created project user1 via ProjectRequest")
-    assert kube.actions == ["create ProjectRequest user1", "apply Namespace user1"]
+    assert result == StepResult(
+        True,
+        "created project user1 via ProjectRequest; dropped the runner's own RoleBinding(s) admin",
+    )
+    assert kube.actions == [
+        "create ProjectRequest user1",
+        "apply Namespace user1",
+        "delete RoleBinding user1/admin",
+    ]
+
+
+def test_project_request_rerun_drops_only_bindings_of_the_runner_alone() -> None:
+    def binding(name: str, *subjects: dict[str, str]) -> dict[str, Any]:
+        return {
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": "user1"},
+            "subjects": list(subjects),
+        }
+
+    me = {"kind": "ServiceAccount", "name": "workshop-runner", "namespace": "workshop-runner"}
+    user = {"kind": "User", "name": "user1"}
+    kept = [binding("workshop-user-admin", user), binding("shared", me, user), binding("none")]
+    existing = [ns("user1"), binding("leftover", me), *kept]
+    result, kube = run_step(namespace, existing, mode="project-request")
+    assert kube.actions == ["apply Namespace user1", "delete RoleBinding user1/leftover"]
+    assert result.changed
+    assert all(("RoleBinding", "user1", b["metadata"]["name"]) in kube.objects for b in kept)
 
 
 def test_project_request_not_served_falls_back_to_namespace() -> None:

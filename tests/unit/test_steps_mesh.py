@@ -248,6 +248,8 @@ def test_member_roll_dry_run_creates_nothing() -> None:
 SUCCESSFUL = load("kiali-successful.yaml")
 RUNNING = load("kiali-running.yaml")
 FAILED = load("kiali-failed.yaml")
+RETRYING = load("kiali-retrying.yaml")
+AD_HOC_IMAGE = "The operator is forbidden from accepting a Kiali CR that defines an ad hoc"
 SINCE = dt.datetime(2024, 3, 5, 10, 18, 0, tzinfo=dt.UTC)
 
 
@@ -264,10 +266,16 @@ def succeeded_at(stamp: str, obj: Obj = SUCCESSFUL) -> Obj:
         ((None, [SUCCESSFUL]), ["done"]),
         ((None, [RUNNING, SUCCESSFUL]), ["pending", "done"]),
         ((None, [FAILED]), ["failed"]),
+        # ansible-operator's retry of a failed run: in progress again, then its end
+        ((None, [RETRYING, SUCCESSFUL]), ["pending", "done"]),
+        ((None, [RETRYING, FAILED]), ["pending", "failed"]),
         # after our change, with no observedGeneration: a run seen starting, then its end
         ((3, [SUCCESSFUL, RUNNING, SUCCESSFUL]), ["pending", "pending", "done"]),
         ((3, [SUCCESSFUL, SUCCESSFUL]), ["pending", "pending"]),  # an old run's result
         ((3, [RUNNING, SUCCESSFUL, RUNNING, FAILED]), ["pending", "pending", "pending", "failed"]),
+        # a failure keeps Running's reason "Running" (status False): failed, not in progress
+        ((3, [SUCCESSFUL, RUNNING, FAILED]), ["pending", "pending", "failed"]),
+        ((3, [RUNNING, FAILED]), ["pending", "failed"]),
         # ... or a completion after the change (the start was not seen, e.g. after a re-list)
         ((3, [succeeded_at("2024-03-05T10:18:03.2")]), ["done"]),
         ((3, [succeeded_at("2024-03-05T10:17:59.9")]), ["pending"]),  # before the change
@@ -287,10 +295,15 @@ def test_kiali_reconciled(states: tuple[int | None, list[Obj]], expected: list[s
 
 def test_kiali_failure_message() -> None:
     verdict = kiali.Reconciled()(FAILED)
-    assert (
-        verdict.summary
-        == "reconciliation failed: Failed to create the kiali deployment: quota exceeded"
-    )
+    assert verdict.summary.startswith(f"reconciliation failed: {AD_HOC_IMAGE} Kiali image [")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "state"),
+    [(SUCCESSFUL, "successful"), (RUNNING, "running"), (FAILED, "failed"), (RETRYING, "running")],
+)
+def test_kiali_run_state_of_ansible_operator_conditions(fixture: Obj, state: str) -> None:
+    assert kiali.run_state(fixture) == state
 
 
 def test_kiali_changed_at_is_the_runners_write() -> None:
@@ -361,8 +374,9 @@ def test_kiali_refuses_to_exclude_deploymentconfig() -> None:
 def test_kiali_failed_reconcile_after_the_change_is_exit_6() -> None:
     kube = ScriptedKube([copy.deepcopy(SUCCESSFUL)], [])
     kube.on_patch = lambda *_: kube.script.extend([RUNNING, FAILED])
-    with pytest.raises(OperatorFailed, match="quota exceeded"):
+    with pytest.raises(OperatorFailed, match=AD_HOC_IMAGE) as e:
         kiali.run(context(kiali, kube))
+    assert e.value.exit_code == 6
 
 
 def test_kiali_missing_cr_times_out() -> None:

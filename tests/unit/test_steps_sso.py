@@ -228,6 +228,28 @@ def test_install_plan_duplicate_of_an_early_approval_is_the_one_approved() -> No
     assert result.changed
 
 
+DUPLICATE = with_(
+    WAITING, metadata={"name": "install-dup", "creationTimestamp": "2024-03-05T10:14:00Z"}
+)
+
+
+def test_install_plan_duplicate_after_our_approval_is_left_alone() -> None:
+    # The 2026-12-01 fault-suite failure: OLM resolved again after an apiserver restart while
+    # the approved plan was installing; the runner approved the duplicate too (2 approved).
+    result, kube = run_plan([WAITING], [INSTALLING, DUPLICATE, COMPLETE])
+    assert [w for w, _ in kube.patches] == ["InstallPlan user1/install-7x2kq"]
+    assert kube.objects[("InstallPlan", "user1", "install-dup")]["spec"]["approved"] is False
+    assert result.detail.startswith("approved InstallPlan install-7x2kq;")
+
+
+def test_install_plan_predicate_waits_for_the_approved_plan_not_a_newer_duplicate() -> None:
+    verdict = install_plan.plan_for(PINNED)([INSTALLING, DUPLICATE])
+    assert (verdict.state, verdict.summary) == (
+        "pending",
+        "InstallPlan install-7x2kq phase=Installing, approved",
+    )
+
+
 def test_install_plan_conflict_reads_again() -> None:
     result, kube = run_plan([WAITING], [INSTALLING, COMPLETE], conflicts=1)
     assert len(kube.patches) == 2
@@ -274,6 +296,9 @@ def test_install_plan_dry_run_does_not_look() -> None:
             "failed",
             "Failed: TooManyOperatorGroups: csv created",
         ),
+        # OLM re-checks the deployment and recovers: not final
+        ("csv-failed-install-check.yaml", "pending", "InstallCheckFailed: install timeout); OLM"),
+        ("csv-recovering.yaml", "pending", "phase=Pending (NeedsReinstall)"),
     ],
 )
 def test_csv_predicate(fixture: str, state: str, summary: str) -> None:
@@ -288,6 +313,43 @@ def test_csv_waits_for_the_pinned_one_not_the_first() -> None:
     assert result.detail == f"ClusterServiceVersion user1/{PINNED} Succeeded"
     assert not result.changed
     assert kube.actions == []
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "NoOperatorGroup",
+        "UnsupportedOperatorGroup",
+        "InterOperatorGroupOwnerConflict",
+        "NoTargetNamespaces",
+        "InstallComponentFailedNoRetry",
+    ],
+)
+def test_csv_final_reasons_fail_at_once(reason: str) -> None:
+    obj = with_(load("csv-failed-install-check.yaml"), status={"reason": reason})
+    assert csv.succeeded(PINNED)(obj).state == "failed"
+
+
+@pytest.mark.parametrize("reason", ["InstallComponentFailed", "ComponentUnhealthy"])
+def test_csv_retried_reasons_keep_waiting(reason: str) -> None:
+    obj = with_(load("csv-failed-install-check.yaml"), status={"reason": reason})
+    assert csv.succeeded(PINNED)(obj).state == "pending"
+
+
+def test_csv_failed_then_recovering_then_succeeded_is_done() -> None:
+    script = [load(f) for f in ("csv-failed-install-check.yaml", "csv-recovering.yaml")]
+    result, _ = run(csv, [load("csv-installing.yaml")], [*script, load("csv-succeeded.yaml")])
+    assert result.detail == f"ClusterServiceVersion user1/{PINNED} Succeeded"
+
+
+def test_csv_still_failing_at_the_deadline_reports_the_last_failure() -> None:
+    script = [load(f) for f in ("csv-failed-install-check.yaml", "csv-recovering.yaml")]
+    with pytest.raises(WaitTimeout) as e:
+        run(csv, [load("csv-installing.yaml")], script, seconds=60)
+    assert e.value.exit_code == 5
+    assert "phase=Pending (NeedsReinstall); last failure InstallCheckFailed: install timeout" in (
+        str(e.value)
+    )
 
 
 def test_csv_failure_is_exit_6_naming_csv_and_reason() -> None:

@@ -241,3 +241,78 @@ def test_known_object_skips_the_first_list() -> None:
     )
     assert got["metadata"]["resourceVersion"] == "31"
     assert source.calls == [("watch", ("30", 30))]
+
+
+# -- progress-aware deadlines: a stall window up to a hard cap --------------------------------
+def wait_with(source: FakeSource, clock: FakeClock, deadline: Deadline) -> dict[str, Any]:
+    return waits.wait_for(
+        source, TARGET, ready, deadline=deadline, cancel=CancelToken(), what="READY"
+    )
+
+
+def test_no_progress_for_the_stall_window_times_out_as_stalled() -> None:
+    clock = FakeClock()
+    source = FakeSource(clock, [([obj("CONNECTING", "3")], "10")], [[400.0]])
+    deadline = Deadline(clock, clock.now + 3600, stall=300)
+    with pytest.raises(errors.WaitTimeout) as info:
+        wait_with(source, clock, deadline)
+    assert "timed out: stalled, no progress for 400 s (stall window 300 s)" in str(info.value)
+    assert str(info.value).endswith("last observed: state=CONNECTING")
+    # The first watch is bounded by the stall window, not the cap.
+    assert source.calls[1] == ("watch", ("10", 60))
+
+
+def test_progress_keeps_the_wait_going_past_the_stall_window() -> None:
+    clock = FakeClock()
+    steps = [
+        [
+            250.0,
+            ev(
+                "MODIFIED",
+                obj("CONNECTING", "11")
+                | {"metadata": {"name": "cat", "resourceVersion": "11", "generation": 2}},
+            ),
+        ],
+        [250.0, ev("MODIFIED", obj("TRANSIENT_FAILURE", "12"))],
+        [250.0, ev("MODIFIED", obj("READY", "13"))],
+    ]
+    source = FakeSource(clock, [([obj("CONNECTING", "3")], "10")], steps)
+    deadline = Deadline(clock, clock.now + 3600, stall=300)
+    assert wait_with(source, clock, deadline)["metadata"]["resourceVersion"] == "13"
+    assert clock.now - 1000.0 == 750.0  # past the 300 s window: every status change counted
+
+
+def test_a_queued_object_waits_up_to_the_cap_and_says_so() -> None:
+    clock = FakeClock()
+    source = FakeSource(clock, [([obj(None, "3")], "10")], [])  # no status: not reconciled
+    deadline = Deadline(clock, clock.now + 900, stall=300)
+    with pytest.raises(errors.WaitTimeout) as info:
+        wait_with(source, clock, deadline)
+    assert clock.now - 1000.0 >= 900
+    assert "timed out at the hard cap, still queued: the operator has not reconciled" in str(
+        info.value
+    )
+
+
+def test_deadline_state_queued_in_progress_stalled() -> None:
+    clock = FakeClock()
+    deadline = Deadline(clock, clock.now + 3600, stall=300)
+    behind = {"metadata": {"name": "x", "generation": 3}, "status": {"observedGeneration": 2}}
+    deadline.observe([behind])
+    assert deadline.state == "queued"
+    deadline.observe([obj("CONNECTING", "4")])
+    assert deadline.state == "in progress"
+    clock.now += 200
+    assert deadline.state == "stalled"  # half the window and more without progress
+    assert deadline.remaining() == 100
+
+
+def test_timeout_override_is_a_plain_deadline_and_cap_makes_timeout_a_stall_window() -> None:
+    from runner.engine import step_deadline
+    from steps import smcp
+
+    clock = FakeClock()
+    plain = step_deadline(smcp, 45.0, clock, clock.now)
+    assert (plain.at - clock.now, plain.stall) == (45.0, None)
+    aware = step_deadline(smcp, None, clock, clock.now)
+    assert (aware.at - clock.now, aware.stall) == (smcp.CAP, smcp.TIMEOUT)
