@@ -8,6 +8,10 @@ Phases, each on fresh control planes with the simulated operators (see stage.py)
              reaction latency, API requests per user
   fleet      N users at once (workshop-runner through the launcher, bash --parallel) for each
              N; the sequential peers (Ansible, bash) measured at N = 2 and extrapolated
+  capacity   the same fleets under the `capacity` profile (upstream's operator work queues):
+             fleet wall time against the bottleneck controller's limit, busy fractions,
+             reconciles per user (`--capacity` runs only this phase and rewrites only the
+             report's capacity section)
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import capacity, env, report
 from bench import contenders as c
-from bench import env, report
-from bench.observe import RssSampler, first_connection, read_machine_cpu
-from bench.profiles import PROFILES, REALISTIC, ZERO, Profile
+from bench.observe import RssSampler, first_connection, read_machine_cpu, start_cpu_seconds
+from bench.profiles import CAPACITY, PROFILES, REALISTIC, ZERO, Profile
 from bench.stage import Stage, stage
 
 HERE = Path(__file__).resolve().parent
@@ -96,8 +100,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fleet", default=",".join(map(str, FLEET_SIZES)), help="fleet sizes (1,10,50,100)"
     )
     p.add_argument("--quick", action="store_true", help="one repetition, fleet 1,10 (smoke)")
-    p.add_argument("--skip", default="", help="comma-separated: ansible,bash,fleet,startup")
+    p.add_argument(
+        "--skip", default="", help="comma-separated: ansible,bash,fleet,capacity,startup"
+    )
     p.add_argument("--report-only", action="store_true", help="re-render from results.json")
+    p.add_argument(
+        "--capacity",
+        action="store_true",
+        help="only the capacity phase; rewrites the report's capacity section and its plot",
+    )
+    p.add_argument("--capacity-plot", type=Path, default=HERE / "capacity.png")
     return p.parse_args(argv)
 
 
@@ -116,6 +128,7 @@ class Bench:
             self.fleet_sizes = [n for n in self.fleet_sizes if n <= 10]
         self.runs: list[dict[str, Any]] = []
         self.startup: dict[str, float] = {}
+        self.start_cpu: dict[str, float] = {}
         self.caveats: list[str] = []
         self.machine = env.machine()
 
@@ -138,6 +151,17 @@ class Bench:
         return "--mode" in outs[0] and "--kubelet" in outs[1]
 
     # -- phases ---------------------------------------------------------------------------
+    def everything(self) -> None:
+        say("zero operator delay, one user per contender")
+        self.per_user(ZERO, self.reps)
+        say(f"realistic delays ({REALISTIC.describe()}), one user per contender")
+        self.per_user(REALISTIC, 1 if self.args.quick else 2)
+        if "fleet" not in self.skip:
+            say(f"fleets of {self.fleet_sizes} users, realistic delays")
+            self.fleet()
+        if "capacity" not in self.skip:
+            self.capacity()
+
     def per_user(self, profile: Profile, reps: int) -> None:
         kind = profile.name
         with stage(kind, self.run_dir, profile) as st:
@@ -222,31 +246,60 @@ class Bench:
                 rec = c.run_runner_local(st, users, name, serial=serial, profile="realistic")
                 self.record(rec, "chains")
 
-    def fleet_run(self, n: int, who: str, via_launcher: bool = False) -> None:
-        name = f"fleet-{who}-{n}"
+    def capacity(self) -> None:
+        """Fleets under upstream's work queues; sequential peers at N = 2, extrapolated."""
+        say(f"capacity profile ({CAPACITY.describe()}), fleets of {self.fleet_sizes}")
+        self.start_cpu = measure_start_cpu()
+        via_launcher = self.launcher_available()
+        for n in self.fleet_sizes:
+            self.fleet_run(n, "ours", via_launcher, CAPACITY)
+            if "bash" not in self.skip:
+                self.fleet_run(n, "bash", profile=CAPACITY)
+        if self.args.quick:
+            return
+        for who in ("ansible", "bash"):
+            if who in self.skip:
+                continue
+            name = f"capacity-sequential-{who}-2"
+            with stage(name, self.run_dir, CAPACITY) as st:
+                users = [f"q{who[0]}1", f"q{who[0]}2"]
+                if who == "ansible":
+                    rec = c.run_ansible(st, users, "ansible-2", profile="capacity")
+                else:
+                    rec = c.run_bash(st, users, "bash-2", parallel=False, profile="capacity")
+                rec.reported["sim"] = _queues_only(st.sim_stats())
+                self.record(rec, "capacity")
+
+    def fleet_run(
+        self, n: int, who: str, via_launcher: bool = False, profile: Profile = REALISTIC
+    ) -> None:
+        kind = "fleet" if profile is REALISTIC else profile.name
+        name = f"{kind}-{who}-{n}"
         kubelet = who == "ours" and via_launcher
         ns = [RUNNER_NS]
-        with stage(name, self.run_dir, REALISTIC, runner_namespaces=ns, kubelet=kubelet) as st:
+        with stage(name, self.run_dir, profile, runner_namespaces=ns, kubelet=kubelet) as st:
             sampler = RssSampler(RSS_PATTERNS)
             sampler.start()
             cpu_before = read_machine_cpu()
             try:
                 users = [f"user{i}" for i in range(1, n + 1)]
                 if who == "bash":
-                    rec = c.run_bash(st, users, name, parallel=True, profile="realistic")
+                    rec = c.run_bash(st, users, name, parallel=True, profile=profile.name)
                 elif kubelet:
-                    rec = c.run_runner_launcher(st, n, name, profile="realistic")
+                    rec = c.run_runner_launcher(st, n, name, profile=profile.name)
                 else:
-                    rec = c.run_runner_local(st, users, name, profile="realistic")
+                    rec = c.run_runner_local(st, users, name, profile=profile.name)
                     rec = dataclasses.replace(rec, contender=report.LOCAL_OURS)
             finally:
                 sampler.stop()
+            if profile is CAPACITY:
+                rec.reported["sim"] = _queues_only(st.sim_stats())
             busy, total = (a - b for a, b in zip(read_machine_cpu(), cpu_before, strict=True))
             rec.cpu = {"machine_busy": round(busy / total, 3) if total else None}
             rec.cpu |= {"seconds": sampler.cpu_seconds(), "cores": os.cpu_count()}
             if kubelet:
                 rec.rss_mib = sampler.peaks_mib("runner")
-            self.record(rec, "fleet")
+            self.record(rec, kind)
 
     # -- results ----------------------------------------------------------------------------
     def results(self, started: dt.datetime, seconds: float) -> dict[str, Any]:
@@ -264,7 +317,39 @@ class Bench:
             },
             "runs": self.runs,
             "startup": self.startup,
+            "start_cpu": self.start_cpu,
         }
+
+
+def measure_start_cpu() -> dict[str, float]:
+    """CPU seconds a runner spends before its first step: the interpreter, and the imports."""
+    bare = start_cpu_seconds(sys.executable, "pass")
+    imports = start_cpu_seconds(sys.executable, "import runner.cli")
+    return {"interpreter": bare, "imports": round(max(0.0, imports - bare), 3)}
+
+
+def _queues_only(stats: dict[str, Any]) -> dict[str, Any]:
+    """What the capacity report needs from the simulators' stats.json."""
+    return {"transitions": stats.get("transitions", {}), "queues": stats.get("queues", {})}
+
+
+def _plot(points: dict[str, Any], out: Path, dst: Path, *flags: str) -> None:
+    data = out / f"{dst.stem}.json"
+    data.write_text(json.dumps(points))
+    plot = [str(env.bench_bin("python")), str(HERE / "plot.py"), str(data), str(dst), *flags]
+    if subprocess.run(plot).returncode != 0:
+        say(f"plot {dst.name} failed (see above); the report links a missing image")
+
+
+def write_capacity(results: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
+    """Only the capacity section of the report (and its plot), from `results`' capacity runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capacity.json").write_text(json.dumps(results, indent=1))
+    _plot(capacity.points(results), out, args.capacity_plot, "--capacity")
+    text = args.report.read_text() if args.report.exists() else ""
+    ours = report.fleet_ours(capacity.runs(results))
+    args.report.write_text(capacity.splice(text, results, args.capacity_plot.name, ours))
+    say(f"wrote the capacity section of {args.report} and {args.capacity_plot}")
 
 
 def write_outputs(results: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
@@ -274,18 +359,19 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace, out: Path) 
         report.LABELS.get(name, name): [[n, p["wall_s"], p["measured"]] for n, p in pts.items()]
         for name, pts in report.fleets(results).items()
     }
-    (out / "fleet.json").write_text(json.dumps(fleet_points))
-    plot = [str(env.bench_bin("python")), str(HERE / "plot.py"), str(out / "fleet.json")]
-    plotted = subprocess.run([*plot, str(args.plot)])
-    if plotted.returncode != 0:
-        say("plot failed (see above); the report links a missing image")
+    _plot(fleet_points, out, args.plot)
     args.report.write_text(report.render(results, args.plot.name))
+    if capacity.runs(results):
+        write_capacity(results, args, out)
     say(f"wrote {args.report} and {args.plot}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
+        if args.capacity:
+            write_capacity(json.loads((args.out / "capacity.json").read_text()), args, args.out)
+            return 0
         results = json.loads((args.out / "results.json").read_text())
         write_outputs(results, args, args.out)
         return 0
@@ -295,21 +381,20 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)
     bench = Bench(args, run_dir)
     say(f"logs and objects under {run_dir}")
+    if args.capacity:
+        phases, partial, write = [bench.capacity], "capacity.partial.json", write_capacity
+    else:
+        phases, partial, write = [bench.everything], "results.partial.json", write_outputs
     try:
-        say("zero operator delay, one user per contender")
-        bench.per_user(ZERO, bench.reps)
-        say(f"realistic delays ({REALISTIC.describe()}), one user per contender")
-        bench.per_user(REALISTIC, 1 if args.quick else 2)
-        if "fleet" not in bench.skip:
-            say(f"fleets of {bench.fleet_sizes} users, realistic delays")
-            bench.fleet()
+        for phase in phases:
+            phase()
     except BaseException:
         # Keep what was measured, but never turn a broken run into the committed report.
-        partial = bench.results(started, time.monotonic() - t0)
-        (run_dir / "results.partial.json").write_text(json.dumps(partial, indent=1))
-        say(f"interrupted; partial results in {run_dir / 'results.partial.json'}")
+        results = bench.results(started, time.monotonic() - t0)
+        (run_dir / partial).write_text(json.dumps(results, indent=1))
+        say(f"interrupted; partial results in {run_dir / partial}")
         raise
-    write_outputs(bench.results(started, time.monotonic() - t0), args, args.out)
+    write(bench.results(started, time.monotonic() - t0), args, args.out)
     say(f"done in {(time.monotonic() - t0) / 60:.1f} min")
     return 0
 

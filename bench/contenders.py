@@ -392,4 +392,5 @@ def run_runner_launcher(st: Stage, n: int, tag: str, *, profile: str) -> RunReco
         data = json.loads(summary.read_text())
         record.reported["summary_counts"] = data.get("counts")
         record.reported["summary_seconds"] = data.get("seconds")
+        record.reported["summary_exit_codes"] = [u.get("exit_code") for u in data.get("users", [])]
     return _finish(st, record)

@@ -15,6 +15,8 @@ import contextlib
 import datetime as dt
 import os
 import re
+import resource
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -452,3 +454,14 @@ def first_connection(
             os.killpg(proc.pid, 9)
         proc.wait()
     return found
+
+
+def start_cpu_seconds(python: str, code: str, runs: int = 7) -> float:
+    """Median CPU seconds (user + system) of `python -c code` in a fresh interpreter."""
+    samples = []
+    for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([python, "-c", code], check=True, capture_output=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        samples.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return round(sorted(samples)[len(samples) // 2], 3)

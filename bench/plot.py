@@ -1,6 +1,7 @@
 """Fleet wall time vs N per contender, as a PNG. Runs in the bench's own virtualenv (which has
-matplotlib): `python plot.py fleet.json out.png`, fleet.json = {label: [[n, seconds,
-measured], ...]}. Standalone on purpose: it imports nothing from the project."""
+matplotlib): `python plot.py fleet.json out.png [--capacity]`, fleet.json = {label: [[n,
+seconds, measured], ...]}; a label starting with "limit" is drawn as a black dashed line (the
+capacity limit). Standalone on purpose: it imports nothing from the project."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 
-def main(src: str, dst: str) -> None:
+def main(src: str, dst: str, capacity: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,6 +21,10 @@ def main(src: str, dst: str) -> None:
     ticks: set[int] = set()
     for label, points in data.items():
         points.sort()
+        if label.startswith("limit"):
+            ax.plot([p[0] for p in points], [p[1] for p in points], "k--", label=label)
+            ticks.update(p[0] for p in points)
+            continue
         measured = [p for p in points if p[2]]
         extrapolated = [p for p in points if not p[2]]
         shown = measured or points
@@ -44,7 +49,8 @@ def main(src: str, dst: str) -> None:
     ax.minorticks_off()
     ax.set_xlabel("users (N)")
     ax.set_ylabel("fleet wall time (s)")
-    ax.set_title("Provisioning N workshop users (realistic operator delays)")
+    profile = "capacity profile: upstream's work queues" if capacity else "realistic delays"
+    ax.set_title(f"Provisioning N workshop users ({profile})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title="hollow / dashed = extrapolated", title_fontsize=8)
     fig.tight_layout()
@@ -52,4 +58,4 @@ def main(src: str, dst: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], "--capacity" in sys.argv[3:])

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from devcluster.sim.knobs import CAPACITY_PAUSES, CAPACITY_SCALE, CAPACITY_SERVICE, CAPACITY_WORKERS
+
 # Seconds from the event that makes a transition due to the operator's status write, per
 # kind, as the operator's total time for the object (the simulator may split it over several
 # transitions; `TRANSITIONS` says how many it uses, so the per-transition delay is total/n).
@@ -45,6 +47,8 @@ class Profile:
     totals: dict[str, float]
 
     def describe(self) -> str:
+        if self.name == "capacity":
+            return capacity_describe()
         if not self.totals:
             return "no deliberate operator delay"
         parts = [f"{kind} {secs:g} s" for kind, secs in self.totals.items()]
@@ -71,4 +75,25 @@ REALISTIC = Profile(
     ),
     REALISTIC_TOTALS,
 )
-PROFILES = {p.name: p for p in (ZERO, REALISTIC)}
+
+# `capacity`: devcluster's own profile of that name (devcluster/sim/knobs.py): upstream's work
+# queues (SMCP 1 worker, SMMR 1, SMM 10, Kiali 4, OLM 2 per kind) and every real duration
+# divided by one scale factor; sources in docs/fidelity.md, "Controller capacity". Jitter off.
+CAPACITY = Profile(
+    "capacity",
+    {"profile": "capacity", "seed": 1, "jitter": 0.0, "webhook": {"refuse_seconds": 0.0}},
+    {},
+)
+PROFILES = {p.name: p for p in (ZERO, REALISTIC, CAPACITY)}
+
+
+def capacity_describe() -> str:
+    parts = []
+    for kind, workers in CAPACITY_WORKERS.items():
+        service = CAPACITY_SERVICE.get(kind, 0.0) / CAPACITY_SCALE
+        pause = CAPACITY_PAUSES.get(kind)
+        pause_text = f", pause {pause / CAPACITY_SCALE:g} s" if pause else ""
+        parts.append(f"{kind} {workers} worker(s) x {service:g} s per pass{pause_text}")
+    return (
+        f"real cluster durations / {CAPACITY_SCALE:g}: " + "; ".join(parts) + "; other kinds 0.1 s"
+    )

@@ -7,6 +7,7 @@ inherits another's objects, caches or watch backlog.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -139,6 +140,17 @@ class Stage:
 
     def flows(self) -> dict[str, int]:
         return flow_counts(self.cluster.metrics_text())
+
+    def sim_stats(self) -> dict[str, Any]:
+        """The simulators' stats.json (transitions per kind, work queues), once the figures
+        of the run that just ended are in it: the simulators publish every 5 s."""
+        time.sleep(6.0)
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.cluster.api_client())
+        cm = core.read_namespaced_config_map("devcluster-sim-status", "devcluster-system")
+        data: dict[str, Any] = json.loads((cm.data or {}).get("stats.json") or "{}")
+        return data
 
 
 def sim_command(kubeconfig: Path, knobs: Path, kubelet: bool, work: Path) -> list[str]:

@@ -20,16 +20,14 @@ from runner.engine import Engine
 from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
 from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
-from runner.launcher import cli as launcher
 from runner.logs import Logger, configure, get_logger, redact
-from runner.progress import ProgressWriter
+from runner.progress import STEP_ANNOTATION, ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
 from steps import STEPS
 
 PROG = "workshop-runner"
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
-STEP_ANNOTATION = "workshop-runner.io/step"
 PREFLIGHT_SECONDS = 60.0
 ANNOTATE_SECONDS = 5.0
 
@@ -47,7 +45,15 @@ class _Parser(argparse.ArgumentParser):
             )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _launcher() -> Any:
+    """runner.launcher.cli, imported only for its commands: `run` in a pod needs neither its
+    table (rich) nor its checks (runner/_lazy.py)."""
+    from runner.launcher import cli as launcher  # noqa: PLC0415 - start-up cost
+
+    return launcher
+
+
+def build_parser(with_launcher: bool = True) -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Provision one workshop user's environment.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("steps", help="list the steps in order")
@@ -81,14 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"result file (default {DEFAULT_TERMINATION_LOG} when it exists)",
     )
-    launcher.register(sub)  # launch, status, teardown
+    if with_launcher:
+        _launcher().register(sub)  # launch, status, teardown, preflight
     return parser
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     environ = dict(os.environ if env is None else env)
     try:
-        args = build_parser().parse_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = build_parser(with_launcher=words[:1] not in (["run"], ["steps"])).parse_args(argv)
     except InvalidInput as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -98,8 +106,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"{step.NAME:<{width}}  {step.DESCRIPTION}")
         return 0
     try:
-        if args.command in launcher.COMMANDS:
-            return launcher.main(args, environ, STEPS)
+        if args.command not in ("run", "steps"):
+            return int(_launcher().main(args, environ, STEPS))
         return run(args, environ)
     except Exception as e:  # the last resort: the type and a redacted message, exit 1
         error = InternalError.unexpected(args.command, e)

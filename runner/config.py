@@ -6,7 +6,6 @@ cluster.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -234,7 +233,3 @@ def _check_type(source: Path, name: str, default: Any, value: Any) -> None:
             f"params file {source}: {name} must be {article(kind(default))}, "
             f"not {article(kind(value))}"
         )
-
-
-def environ() -> dict[str, str]:
-    return dict(os.environ)

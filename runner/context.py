@@ -20,6 +20,8 @@ from runner.waits import (
     Predicate,
     Target,
     Verdict,
+    done,
+    pending,
     wait_for,
     wait_for_collection,
 )
@@ -76,9 +78,7 @@ class StepContext:
         """Apply `desired`, then wait (from the applied object on, so no first list) until
         `predicate` says done; the step's result names both. No wait in dry-run."""
         applied = self.kube.apply(desired)
-        meta = desired["metadata"]
-        target = Target(desired["apiVersion"], desired["kind"], meta.get("namespace"), meta["name"])
-        found = self.wait(target, predicate, what, known=applied.obj)
+        found = self.wait(Target.of(desired), predicate, what, known=applied.obj)
         waited = what if found is not None else f"dry-run: not waiting for {what}"
         return StepResult(applied.changed, f"{applied.detail}; {waited}")
 
@@ -93,6 +93,60 @@ class StepContext:
         return wait_for_collection(
             self.kube, target, predicate, deadline=self.deadline, cancel=self.cancel, what=what
         )
+
+    # -- for undo functions (teardown) ---------------------------------------------------------
+    def remove(self, *template_names: str) -> StepResult:
+        """Delete every object the templates render, last document first; a Namespace is
+        waited on until it is gone (its content goes with it), so a later launch never meets
+        it Terminating."""
+        deleted: list[str] = []
+        absent: list[str] = []
+        for name in template_names:
+            for obj in reversed(self.objects(name)):
+                target = Target.of(obj)
+                gone = self.kube.delete(
+                    target.api_version, target.kind, obj["metadata"]["name"], target.namespace
+                )
+                if target.kind == "Namespace":
+                    gone = self._wait_namespace_gone(obj["metadata"]["name"]) or gone
+                (deleted if gone else absent).append(target.describe())
+        if deleted:
+            return StepResult.done(f"deleted {', '.join(deleted)}")
+        return StepResult.noop(f"{', '.join(absent)} already absent")
+
+    def _wait_namespace_gone(self, name: str) -> bool:
+        """True when the namespace still existed (Terminating) and we waited for it."""
+        waited = False
+
+        def gone(objects: list[Obj]) -> Verdict:
+            nonlocal waited
+            if not objects:
+                return done("gone")
+            waited = True
+            phase = (objects[0].get("status") or {}).get("phase", "?")
+            return pending(f"phase {phase}")
+
+        self.wait_collection(Target("v1", "Namespace", None, name), gone, "deleted")
+        return waited
+
+    def remove_member(self, roll: Target, member: str) -> StepResult:
+        """Take `member` out of `spec.members`, keeping every other member. The list is
+        replaced as a whole, so this is a read-modify-write (kube.update: a concurrent change
+        makes the write fail with 409, and it is recomputed)."""
+        keep: list[str] = []
+
+        def drop(live: Obj | None) -> Obj | None:
+            members = list(((live or {}).get("spec") or {}).get("members") or [])
+            if live is None or member not in members:
+                return None
+            keep[:] = [m for m in members if m != member]
+            live["spec"]["members"] = keep
+            return live
+
+        if not self.kube.update(roll, drop).changed:
+            return StepResult.noop(f"{member} is not a member of {roll.describe()}")
+        others = f"; kept {', '.join(keep)}" if keep else ""
+        return StepResult.done(f"removed {member} from {roll.describe()}{others}")
 
 
 # In a step's TEMPLATES: every template that no step names (the generic `extra` step).

@@ -1,5 +1,6 @@
 """The engine: runs the selected steps, each with its own deadline, concurrently along their
-declared needs (or one by one with --serial), and records what each did.
+declared needs (or one by one with --serial), and records what each did. Teardown is the same
+engine running each step's `undo` in reverse order, one at a time, with the same records.
 
 A step failure cancels the run: steps not started are skipped, running ones stop at their next
 wait or API call boundary. The first failure names the failed step and sets the exit code.
@@ -8,20 +9,24 @@ The engine knows nothing about the cluster: the CLI gives it a context factory.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from graphlib import TopologicalSorter
 from typing import Any
 
 from runner.errors import Cancelled, InternalError, RunnerError
 from runner.logs import Logger, redact
-from runner.result import RunResult, Status, Step, StepRecord
+from runner.result import RunResult, Status, Step, StepRecord, StepResult
 from runner.waits import CancelToken, Clock, Deadline
 
 ContextFactory = Callable[[Step, Deadline, CancelToken, Logger], Any]
 ProgressCallback = Callable[[list[str]], None]
+Action = Callable[[Any], StepResult]
+UNDO_MIN_SECONDS = 180.0  # an undo waits for namespaces and finalizers to let go
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class Engine:
         self.clock = clock
         self.on_progress = on_progress
         self._last_progress: list[str] = []
+        self._running: list[str] = []
+        self._deadlines: dict[str, Deadline] = {}
+        self._progress_lock = threading.Lock()
         self.timeouts = dict(timeouts or {})
         self._cancel = CancelToken()
         self._stopped: str | None = None
@@ -83,23 +91,23 @@ class Engine:
 
     def run(self, user: str | None, selected: Sequence[str], *, serial: bool = False) -> RunResult:
         chosen = [s for s in self.steps if s.NAME in selected]
-        names = {s.NAME for s in chosen}
-        needs = {s.NAME: [n for n in s.NEEDS if n in names] for s in chosen}
+        order = {s.NAME: i for i, s in enumerate(chosen)}
+        graph = TopologicalSorter({s.NAME: [n for n in s.NEEDS if n in order] for s in chosen})
+        graph.prepare()
         cancel = self._cancel
         records: dict[str, StepRecord] = {}
         failure: tuple[str, RunnerError] | None = None
-        waiting = list(chosen)
+        ready: list[Step] = []  # needs met, not started yet: declaration order
         running: dict[Future[_Outcome], Step] = {}
-        succeeded: set[str] = set()
         with ThreadPoolExecutor(max_workers=max(len(chosen), 1)) as pool:
-            while waiting or running:
+            while True:
                 if not cancel.cancelled:
-                    for step in list(waiting):
-                        if serial and running:
-                            break
-                        if all(n in succeeded for n in needs[step.NAME]):
-                            waiting.remove(step)
-                            running[pool.submit(self._execute, step, cancel)] = step
+                    now_ready = graph.get_ready()
+                    ready += [s for s in chosen if s.NAME in now_ready]
+                    ready.sort(key=lambda s: order[s.NAME])
+                    while ready and not (serial and running):
+                        step = ready.pop(0)
+                        running[pool.submit(self._execute, step, cancel)] = step
                     self._progress([s.NAME for s in self.steps if s in running.values()])
                 if not running:
                     break
@@ -109,29 +117,52 @@ class Engine:
                     outcome = future.result()
                     records[step.NAME] = outcome.record
                     if outcome.error is None:
-                        succeeded.add(step.NAME)
+                        graph.done(step.NAME)
                     elif failure is None and not isinstance(outcome.error, Cancelled):
                         failure = (step.NAME, outcome.error)
                         cancel.cancel(f"step {step.NAME} failed")
                     elif failure is None and self._stopped:
                         failure = (step.NAME, outcome.error)
-        for step in waiting:
+        not_run = [s for s in chosen if s.NAME not in records]
+        for step in not_run:
             why = f"not run: step {failure[0]} failed" if failure else "not run"
             records[step.NAME] = StepRecord(step.NAME, "skipped", why)
         ordered = tuple(
             records.get(s.NAME) or StepRecord(s.NAME, "skipped", "not selected") for s in self.steps
         )
         if failure is None and self._stopped:
-            failure = (waiting[0].NAME if waiting else "", Cancelled(self._stopped))
+            failure = (not_run[0].NAME if not_run else "", Cancelled(self._stopped))
         if failure is None:
             return RunResult(user, 0, steps=ordered)
         name, error = failure
         return RunResult(user, error.exit_code, name or None, str(error), ordered)
 
-    def _execute(self, step: Step, cancel: CancelToken) -> _Outcome:
-        log = self.log.bind(step=step.NAME)
+    def teardown(self, user: str | None) -> RunResult:
+        """Every step's `undo`, in reverse order, one at a time; the first failure stops."""
+        records: list[StepRecord] = []
+        for step in reversed(self.steps):
+            undo: Action | None = getattr(step, "undo", None)
+            if undo is None:
+                records.append(StepRecord(step.NAME, "skipped", "nothing to undo"))
+                continue
+            outcome = self._execute(step, self._cancel, undo=undo)
+            records.append(outcome.record)
+            if outcome.error is not None:
+                error = outcome.error
+                return RunResult(user, error.exit_code, step.NAME, str(error), tuple(records))
+        return RunResult(user, 0, steps=tuple(records))
+
+    def _execute(self, step: Step, cancel: CancelToken, *, undo: Action | None = None) -> _Outcome:
+        """Run the step (or its `undo`) with its deadline; its record and error, timed."""
+        log = self.log.bind(step=step.NAME, **({"undo": True} if undo else {}))
         started = self.clock()
-        deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+        if undo:
+            deadline = Deadline(self.clock, started + max(step.TIMEOUT, UNDO_MIN_SECONDS))
+        else:
+            deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+        deadline.on_change = lambda _state: self._progress(None)
+        with self._progress_lock:
+            self._deadlines[step.NAME] = deadline
         log.info(
             "step started",
             timeout=deadline.stall or deadline.at - started,
@@ -139,7 +170,8 @@ class Engine:
         )
         error: RunnerError | None = None
         try:
-            result = step.run(self.make_context(step, deadline, cancel, log))
+            action = undo or step.run
+            result = action(self.make_context(step, deadline, cancel, log))
         except Cancelled as e:
             error = e
         except RunnerError as e:
@@ -158,7 +190,20 @@ class Engine:
         log.info("step finished", status=status, detail=result.detail, ms=ms)
         return _Outcome(StepRecord(step.NAME, status, result.detail, ms), None)
 
-    def _progress(self, running: list[str]) -> None:
-        if self.on_progress is not None and running and running != self._last_progress:
-            self._last_progress = running
-            self.on_progress(running)
+    def _progress(self, running: list[str] | None) -> None:
+        """Report the running steps, each with its wait's state (`smcp (queued)`); None: the
+        same steps, a wait's state changed."""
+        if self.on_progress is None:
+            return
+        with self._progress_lock:
+            if running is not None:
+                self._running = running
+            labels = []
+            for name in self._running:
+                deadline = self._deadlines.get(name)
+                state = deadline.state if deadline is not None else ""
+                labels.append(f"{name} ({state})" if state else name)
+            if not labels or labels == self._last_progress:
+                return
+            self._last_progress = labels
+            self.on_progress(labels)  # only hands the value over (runner/progress.py)

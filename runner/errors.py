@@ -1,8 +1,8 @@
 """The runner's own error tree, split by what the caller should do.
 
-Each class carries the exit code the CLI returns for it (the contract in DESIGN.md). The HTTP
-library's exceptions never leak past runner.kube: they are translated into these, naming the
-action and the object.
+Each class carries the exit code the CLI returns for it (the contract in docs/design.md and
+the README). The HTTP library's exceptions never leak past runner.kube: they are translated
+into these, naming the action and the object.
 """
 
 from __future__ import annotations

@@ -25,8 +25,7 @@ from typing import Any, Protocol, TypeVar
 import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config import ConfigException, load_kube_config
-from kubernetes.config.incluster_config import InClusterConfigLoader
+from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from kubernetes.dynamic.resource import Resource
@@ -46,7 +45,16 @@ from runner.errors import (
     WaitTimeout,
 )
 from runner.logs import Logger, add_secret
-from runner.waits import CancelToken, Deadline, Obj, Target
+from runner.waits import (
+    MAX_WATCH_SECONDS,
+    CancelToken,
+    Deadline,
+    Obj,
+    Target,
+    WatchEvent,
+    describe,
+    follow,
+)
 
 __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "FIELD_MANAGER",
@@ -85,6 +93,9 @@ def load_configuration(
     cfg = _Configuration()
     path = str(kubeconfig) if kubeconfig else env.get("KUBECONFIG")
     if path:
+        # Imported here: a runner in a pod never loads a kubeconfig (runner/_lazy.py).
+        from kubernetes.config.kube_config import load_kube_config  # noqa: PLC0415 - start-up cost
+
         try:
             load_kube_config(
                 config_file=path, context=context, client_configuration=cfg, persist_config=False
@@ -93,6 +104,8 @@ def load_configuration(
             raise InvalidInput(f"kubeconfig {path}: {' '.join(str(e).split())}") from None
         source = f"kubeconfig {path}"
     elif env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
+        from kubernetes.config.incluster_config import InClusterConfigLoader  # noqa: PLC0415 - start-up cost
+
         sa_dir = service_account_dir(env)
         try:
             InClusterConfigLoader(
@@ -151,6 +164,7 @@ class Cluster:
         self.requests = 0
         self.unsettled_until = float("-inf")
         self._fresh: set[str] = set()
+        self.username: str | None = None  # this identity, once asked (SelfSubjectReview)
 
     def mark_fresh(self, namespace: str) -> None:
         """This process created the namespace: nothing of ours can be in it yet."""
@@ -269,6 +283,68 @@ class Kube:
             **params,
         )
         return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
+
+    # -- this identity ---------------------------------------------------------------------
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        """Whether this identity may `verb` `resource` in `namespace` (None: in every one), as
+        the API server's authorizer answers a SelfSubjectAccessReview."""
+        attributes = {"verb": verb, "group": group, "resource": resource}
+        if namespace:
+            attributes["namespace"] = namespace
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attributes},
+        }
+        where = f"in {namespace}" if namespace else "cluster-wide"
+        answer = self._json(
+            "review",
+            f"access to {verb} {resource} {where}",
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            body=body,
+        )
+        status = answer.get("status") or {}
+        return bool(status.get("allowed")) and not status.get("denied")
+
+    def username(self) -> str:
+        """This identity's user name as the API server authenticates it (SelfSubjectReview;
+        asked once per process)."""
+        if self.cluster.username is None:
+            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+            answer = self._json(
+                "review",
+                "own identity",
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                body=body,
+            )
+            name = str(((answer.get("status") or {}).get("userInfo") or {}).get("username") or "")
+            if not name:
+                raise InvalidInput("the API server did not say who this identity is")
+            self.cluster.username = name
+        return self.cluster.username
+
+    def retry_forbidden(
+        self, fn: Callable[[], T], when: Callable[[Forbidden], bool], seconds: float
+    ) -> T:
+        """fn(); a Forbidden that `when` accepts is retried with backoff for up to `seconds`
+        (and the deadline): a permission this process granted itself a moment ago may not
+        have reached every authorizer's cache yet."""
+        give_up = self.deadline.clock() + seconds
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except Forbidden as error:
+                top = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+                delay = self._rng.uniform(top / 2, top)
+                now = self.deadline.clock()
+                if not when(error) or now + delay > give_up or self.deadline.remaining() < delay:
+                    raise
+                self.log.warning("retrying: permission granted moments ago", error=str(error))
+                self._sleep(delay)
+                attempt += 1
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, desired: Obj, *, force: bool = True) -> Applied:
@@ -405,11 +481,37 @@ class Kube:
             **params,
         )
 
-    # -- the WatchSource side of runner.waits ------------------------------------------------
+    # -- watching: runner.waits.follow over this view ----------------------------------------
+    def watch(
+        self,
+        target: Target,
+        *,
+        cancel: CancelToken | None = None,
+        deadline: Deadline | None = None,
+        watch_seconds: int = MAX_WATCH_SECONDS,
+    ) -> Iterator[WatchEvent]:
+        """The events of `target` (list, then watch; see runner.waits.follow) until `deadline`
+        (forever without one). `cancel` (default: this view's) also closes an open watch."""
+        view = self if cancel is None else self.with_cancel(cancel)
+        return follow(
+            view, target, cancel=view.cancel, deadline=deadline, watch_seconds=watch_seconds
+        )
+
+    def with_cancel(self, cancel: CancelToken) -> Kube:
+        """This view with another cancellation (e.g. one that stops a watch thread)."""
+        return Kube(
+            self.cluster,
+            log=self.log,
+            deadline=self.deadline,
+            cancel=cancel,
+            dry_run=self.dry_run,
+            sleep=cancel.sleep,
+            rng=self._rng,
+        )
+
     def list_objects(self, target: Target) -> tuple[list[Obj], str]:
-        selector = f"metadata.name={target.name}" if target.name else ""
         return self.list_items(
-            target.api_version, target.kind, target.namespace, field_selector=selector
+            target.api_version, target.kind, target.namespace, **_selectors(target)
         )
 
     def watch_objects(
@@ -422,9 +524,8 @@ class Kube:
             "allow_watch_bookmarks": True,
             "timeout_seconds": timeout_seconds,
             "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
+            **_selectors(target),
         }
-        if target.name:
-            params["field_selector"] = f"metadata.name={target.name}"
         what = target.describe()
         resp = self._call(
             "watch",
@@ -502,6 +603,14 @@ def watch_events(
     finally:
         unregister()
         resp.release_conn()
+
+
+def _selectors(target: Target) -> dict[str, str]:
+    selectors = {
+        "field_selector": f"metadata.name={target.name}" if target.name else "",
+        "label_selector": target.selector,
+    }
+    return {key: value for key, value in selectors.items() if value}
 
 
 def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:
@@ -588,11 +697,6 @@ def merge_patch_between(live: Obj, wanted: Obj) -> Obj:
             patch[key] = value
     patch.update({key: None for key in live if key not in wanted})
     return patch
-
-
-def describe(kind: str, name: str | None, namespace: str | None) -> str:
-    where = "/".join(p for p in (namespace, name) if p)
-    return f"{kind} {where}".strip()
 
 
 def in_sync(desired: Obj, live: Obj) -> bool:

@@ -16,8 +16,12 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import structlog
-from structlog.typing import FilteringBoundLogger
+from runner._lazy import import_without
+
+# Without rich: its pretty tracebacks only serve a console, and cost most of structlog's
+# import time (runner/_lazy.py). The launcher imports rich itself for its table.
+structlog = import_without("rich", "structlog")
+from structlog.typing import FilteringBoundLogger  # noqa: E402
 
 Logger = FilteringBoundLogger
 SECRET_KEYS = re.compile(r"token|authorization|password|secret|bearer", re.IGNORECASE)

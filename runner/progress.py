@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from runner.waits import Clock
 
+STEP_ANNOTATION = "workshop-runner.io/step"  # on the runner's own Pod: the current step(s)
 INTERVAL_SECONDS = 5.0  # a human reads the live table; real steps take minutes
 
 

@@ -21,8 +21,18 @@ from runner.errors import TemplateError
 from runner.hints import suggest
 
 PLACEHOLDER = re.compile(r"\$(\$?)\{([^{}]*)\}")
-PARAM_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 TEMPLATE_SUFFIXES = (".yaml", ".yml")
+# The order objects are applied in, dependencies first: namespaces, then what RBAC binds to,
+# then the bindings, then the rest (Jobs last). Kinds in one tier keep their given order.
+APPLY_TIERS: tuple[tuple[str, ...], ...] = (
+    ("Namespace",),
+    ("ServiceAccount", "ClusterRole", "Role"),
+    ("ClusterRoleBinding", "RoleBinding"),
+    ("ConfigMap",),  # the admission guard's parameters before the binding that reads them
+    ("ValidatingAdmissionPolicy",),
+    ("ValidatingAdmissionPolicyBinding",),
+)
+LAST_KINDS = ("Job",)
 
 
 def packaged_templates_dir() -> Path:
@@ -194,3 +204,16 @@ def _strings(value: Any) -> Iterable[str]:
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
+
+
+def apply_order(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`objects` sorted (stably) by APPLY_TIERS; kinds no tier names next, then LAST_KINDS."""
+
+    def tier(obj: dict[str, Any]) -> int:
+        kind = str(obj["kind"])
+        found = [i for i, kinds in enumerate(APPLY_TIERS) if kind in kinds]
+        if found:
+            return found[0]
+        return len(APPLY_TIERS) + (kind in LAST_KINDS)
+
+    return sorted(objects, key=tier)

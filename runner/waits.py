@@ -94,6 +94,10 @@ class Deadline:
         self._progress_at = clock()
         self._fingerprint: tuple[Any, ...] | None = None
         self._queued = False
+        self._observed = False
+        self._reported = ""
+        # Called with the new `state` when it changes (the engine shows it in the live table).
+        self.on_change: Callable[[str], None] | None = None
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
@@ -120,14 +124,27 @@ class Deadline:
         queued = bool(objects) and all(_queued(o) for o in objects)
         with self._lock:
             self._queued = queued
+            self._observed = True
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
                 self._progress_at = self.clock()
+        self.tick()
+
+    def tick(self) -> None:
+        """Report a changed state (waits call it on every event and watch restart)."""
+        state = self.state
+        with self._lock:
+            changed, self._reported = state != self._reported, state
+        if changed and self.on_change is not None:
+            self.on_change(state)
 
     @property
     def state(self) -> str:
-        """queued | in progress | stalled (no progress for half the stall window or more)."""
+        """queued | in progress | stalled (no progress for half the stall window or more);
+        empty before a wait has observed anything."""
         with self._lock:
+            if not self._observed:
+                return ""
             if self._queued:
                 return "queued"
             quiet = self.clock() - self._progress_at
@@ -195,6 +212,7 @@ class Target:
     kind: str
     namespace: str | None
     name: str | None = None
+    selector: str = ""  # a label selector, for a collection
 
     @classmethod
     def of(cls, obj: Obj) -> Target:
@@ -203,8 +221,14 @@ class Target:
         return cls(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
 
     def describe(self) -> str:
-        where = "/".join(p for p in (self.namespace, self.name) if p)
-        return f"{self.kind} {where}" if where else self.kind
+        described = describe(self.kind, self.name, self.namespace)
+        return f"{described} -l {self.selector}" if self.selector else described
+
+
+def describe(kind: str, name: str | None, namespace: str | None) -> str:
+    """How every message names an object: "Kind namespace/name" (or less, when unset)."""
+    where = "/".join(p for p in (namespace, name) if p)
+    return f"{kind} {where}".strip()
 
 
 class WatchSource(Protocol):
@@ -215,6 +239,73 @@ class WatchSource(Protocol):
     def watch_objects(
         self, target: Target, resource_version: str, timeout_seconds: int
     ) -> Iterator[Obj]: ...
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """SYNC carries everything a (re-)list returned; the others one object each."""
+
+    type: Literal["SYNC", "ADDED", "MODIFIED", "DELETED"]
+    obj: Obj = field(default_factory=dict)
+    objects: tuple[Obj, ...] = ()
+
+
+def follow(
+    source: WatchSource,
+    target: Target,
+    *,
+    cancel: CancelToken,
+    deadline: Deadline | None = None,
+    watch_seconds: int = MAX_WATCH_SECONDS,
+    resource_version: str | None = None,
+    sleep: Callable[[float], None] | None = None,
+    backoff: tuple[float, ...] = STREAM_BACKOFF,
+) -> Iterator[WatchEvent]:
+    """The one watch engine: the events of `target` until the deadline (forever without one).
+
+    It lists (a SYNC event; skipped when `resource_version` says where to start), then watches
+    from the list's resourceVersion with bookmarks and a server timeout of at most
+    `watch_seconds` (and never past the deadline), resumes from the last resourceVersion seen
+    when the server ends a watch, re-lists (another SYNC) on 410 Gone, and after a broken
+    stream resumes after a short backoff, so a flapping server is not hammered. Cancellation
+    raises Cancelled, also from inside an open watch."""
+    pause = sleep or cancel.sleep
+    broken = 0
+    while True:
+        cancel.check()
+        if deadline is not None:
+            deadline.tick()  # a wait's state can turn stalled between events
+            if deadline.expired():
+                return
+        if resource_version is None:
+            items, resource_version = source.list_objects(target)
+            yield WatchEvent("SYNC", objects=tuple(items))
+            continue
+        timeout = watch_seconds
+        if deadline is not None:
+            timeout = max(1, min(watch_seconds, int(deadline.remaining() + 0.999)))
+        try:
+            for event in source.watch_objects(target, resource_version, timeout):
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        resource_version = None
+                        break
+                    raise ApiError(f"watch {target.describe()}: {obj.get('message', obj)}")
+                resource_version = obj.get("metadata", {}).get("resourceVersion", resource_version)
+                broken = 0
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    yield WatchEvent(kind, obj)
+                    cancel.check()
+                if deadline is not None and deadline.expired():
+                    break
+        except ApiError as e:
+            if e.status != 410:
+                raise
+            resource_version = None
+        except TransientError:
+            pause(backoff[min(broken, len(backoff) - 1)])
+            broken += 1
 
 
 Predicate = Callable[[Obj | None], Verdict]
@@ -289,61 +380,35 @@ def _wait(
     sleep: Callable[[float], None] | None,
     known: list[Obj] | None = None,
 ) -> Verdict:
-    pause = sleep or cancel.sleep
     label = f"wait {target.describe()} {what}"
     objects: dict[str, Obj] = {}
     resource_version: str | None = None
     verdict = pending("not observed yet")
-    broken_streams = 0
     if known:
         objects = {_name(o): o for o in known}
         resource_version = max((_rv(o) for o in known), key=_rv_order) or None
         verdict = _decide(evaluate, objects, label, deadline)
         if verdict.state == "done":
             return verdict
-    while True:
-        cancel.check()
-        if deadline.expired():
-            raise WaitTimeout(f"{label}: {deadline.why()}; last observed: {verdict.summary}")
-        if resource_version is None:
-            items, resource_version = source.list_objects(target)
-            objects = {_name(o): o for o in items}
-            verdict = _decide(evaluate, objects, label, deadline)
-            if verdict.state == "done":
-                return verdict
-            continue
-        timeout = max(1, min(MAX_WATCH_SECONDS, int(deadline.remaining() + 0.999)))
-        try:
-            for event in source.watch_objects(target, resource_version, timeout):
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        resource_version = None
-                        break
-                    raise ApiError(f"{label}: watch error: {obj.get('message', obj)}")
-                resource_version = obj.get("metadata", {}).get("resourceVersion", resource_version)
-                broken_streams = 0
-                if kind == "BOOKMARK":
-                    continue
-                if kind == "DELETED":
-                    objects.pop(_name(obj), None)
-                else:
-                    objects[_name(obj)] = obj
-                verdict = _decide(evaluate, objects, label, deadline)
-                if verdict.state == "done":
-                    return verdict
-                cancel.check()
-                if deadline.expired():
-                    break
-        except ApiError as e:
-            if e.status != 410:
-                raise
-            resource_version = None
-        except TransientError:
-            # The stream broke (connection reset, server restart): resume from the last
-            # resourceVersion after a short pause so a flapping server is not hammered.
-            pause(STREAM_BACKOFF[min(broken_streams, len(STREAM_BACKOFF) - 1)])
-            broken_streams += 1
+    events = follow(
+        source,
+        target,
+        cancel=cancel,
+        deadline=deadline,
+        resource_version=resource_version,
+        sleep=sleep,
+    )
+    for event in events:
+        if event.type == "SYNC":
+            objects = {_name(o): o for o in event.objects}
+        elif event.type == "DELETED":
+            objects.pop(_name(event.obj), None)
+        else:
+            objects[_name(event.obj)] = event.obj
+        verdict = _decide(evaluate, objects, label, deadline)
+        if verdict.state == "done":
+            return verdict
+    raise WaitTimeout(f"{label}: {deadline.why()}; last observed: {verdict.summary}")
 
 
 def _decide(

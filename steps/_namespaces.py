@@ -19,6 +19,8 @@ PROJECT_API = ("project.openshift.io/v1", "ProjectRequest")
 PROJECT = ("project.openshift.io/v1", "Project")
 RBAC = "rbac.authorization.k8s.io/v1"
 WHOAMI = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+# The member-roll step's own binding of the runner (mesh-member-rbac.yaml): kept.
+MESH_MEMBER_ROLE = "workshop-runner-mesh-member"
 
 
 def project_active(obj: Obj | None) -> Verdict:
@@ -57,14 +59,16 @@ def drop_own_grants(ctx: StepContext, namespace: str) -> list[str]:
     """OpenShift's project template makes the requester admin of the new project, and the
     requester is the runner: that would let it read the project's Secrets and run pods there.
     Delete every RoleBinding in the namespace whose subjects are all the runner itself (the
-    admission guard allows the runner no other RoleBinding delete); the user's own admin
-    binding is the rbac step's. Also on a re-run, should an earlier run have stopped between."""
+    admission guard allows the runner no other RoleBinding delete) - except the member-roll
+    step's own workshop-runner-mesh-member binding. The user's admin binding is the rbac
+    step's. Also on a re-run, should an earlier run have stopped between."""
     me = str(((ctx.kube.review(WHOAMI).get("status") or {}).get("userInfo") or {}).get("username"))
     dropped = []
     items, _ = ctx.kube.list_items(RBAC, "RoleBinding", namespace)
     for binding in items:
         subjects = binding.get("subjects") or []
-        if subjects and all(_is(subject, me) for subject in subjects):
+        ours = (binding.get("roleRef") or {}).get("name") == MESH_MEMBER_ROLE
+        if subjects and not ours and all(_is(subject, me) for subject in subjects):
             name = binding["metadata"]["name"]
             if ctx.kube.delete(RBAC, "RoleBinding", name, namespace):
                 dropped.append(name)

@@ -21,6 +21,4 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the RoleBinding, then the namespace; wait until it is gone."""
-    from runner.teardown import remove
-
-    return remove(ctx, "istio-rbac.yaml", "istio-namespace.yaml")
+    return ctx.remove("istio-rbac.yaml", "istio-namespace.yaml")

@@ -1,11 +1,18 @@
 """The member roll `default` in <user>-istio, with the user's namespace added to the members
 already there (never dropping one). Maistra's CRD does not declare spec.members a set, so a
 server-side apply would replace the whole list: this is a read-modify-write (kube.update: the
-patch carries the resourceVersion it was computed from; 409 -> read again)."""
+patch carries the resourceVersion it was computed from; 409 -> read again).
+
+Maistra's admission webhook lets a namespace into a roll only if the requester may `update
+pods` there (a SubjectAccessReview). Where this identity may not (a plain Namespace it made),
+the step first binds ClusterRole workshop-runner-mesh-member to itself in that namespace
+(mesh-member-rbac.yaml; only namespaces of this user), then writes the roll; a refusal in the
+moments after that binding is retried while RBAC's caches catch up."""
 
 from __future__ import annotations
 
 from runner.context import StepContext
+from runner.errors import Forbidden
 from runner.result import StepResult
 from runner.waits import Obj, Predicate, Target, Verdict, done, pending
 from steps._status import describe_conditions, generation_observed, is_true, status_of
@@ -16,7 +23,37 @@ NEEDS = ("smcp",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
 CAP = 3600.0
-TEMPLATES = ("member-roll.yaml",)
+TEMPLATES = ("member-roll.yaml", "mesh-member-rbac.yaml")
+ACCESS_TEMPLATE = "mesh-member-rbac.yaml"
+# The webhook's 403 (maistra webhooks/validation/memberroll.go)
+REFUSED = "does not have permission to access namespace"
+RBAC_SETTLE_SECONDS = 20.0
+
+
+def refused_by_webhook(error: Forbidden) -> bool:
+    return REFUSED in str(error)
+
+
+def rbac_subject(username: str) -> Obj:
+    """The RBAC subject for an authenticated user name (ServiceAccounts by their own kind)."""
+    parts = username.split(":")
+    if len(parts) == 4 and parts[:2] == ["system", "serviceaccount"]:
+        return {"kind": "ServiceAccount", "name": parts[3], "namespace": parts[2]}
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": username}
+
+
+def grant_member_access(ctx: StepContext, members: list[str]) -> list[str]:
+    """Bind the mesh-member role to this identity in each templated namespace among `members`
+    where it may not update pods yet; the namespaces whose binding was written."""
+    granted: list[str] = []
+    for binding in ctx.objects(ACCESS_TEMPLATE):
+        ns = binding["metadata"]["namespace"]
+        if ns not in members or ctx.kube.may("update", "pods", ns):
+            continue
+        binding["subjects"] = [rbac_subject(ctx.kube.username())]
+        if ctx.kube.apply(binding).changed:
+            granted.append(ns)
+    return granted
 
 
 def configured(members: list[str]) -> Predicate:
@@ -64,15 +101,35 @@ def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[Step
 def run(ctx: StepContext) -> StepResult:
     desired = ctx.object("member-roll.yaml")
     wanted = list(desired["spec"]["members"])
-    added, known = add_members(ctx, desired, wanted)
     target = Target.of(desired)
+    granted = grant_member_access(ctx, wanted)
+    verb = "would bind" if ctx.dry_run else "bound"
+    bound = f"{verb} workshop-runner-mesh-member in {', '.join(granted)}; " if granted else ""
+    if ctx.dry_run and granted:
+        # The webhook would review the binding that a dry-run does not make: not asked.
+        return StepResult.done(f"{bound}would add {', '.join(wanted)} to {target.describe()}")
+    try:
+        added, known = ctx.kube.retry_forbidden(
+            lambda: add_members(ctx, desired, wanted),
+            refused_by_webhook,
+            RBAC_SETTLE_SECONDS if granted else 0.0,
+        )
+    except Forbidden as e:
+        if not refused_by_webhook(e):
+            raise
+        raise Forbidden(
+            f"{e} (the runner binds ClusterRole workshop-runner-mesh-member to itself in the "
+            "user's namespaces for this review: is that ClusterRole deployed, see "
+            "manifests/deploy?)"
+        ) from None
+    changed = added.changed or bool(granted)
     if ctx.wait(target, configured(wanted), "members configured", known=known) is None:
-        return StepResult(added.changed, f"{added.detail}; dry-run: not waiting")
-    return StepResult(added.changed, f"{added.detail}; configured")
+        return StepResult(changed, f"{bound}{added.detail}; dry-run: not waiting")
+    return StepResult(changed, f"{bound}{added.detail}; configured")
 
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: take only this user's namespace out of the roll; other members stay."""
-    from runner.teardown import remove_member
-
-    return remove_member(ctx, Target.of(ctx.object("member-roll.yaml")), ctx.user.namespace)
+    removed = ctx.remove_member(Target.of(ctx.object("member-roll.yaml")), ctx.user.namespace)
+    unbound = ctx.remove(ACCESS_TEMPLATE)
+    return StepResult(removed.changed or unbound.changed, f"{removed.detail}; {unbound.detail}")

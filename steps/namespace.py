@@ -19,6 +19,4 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the namespace (and whatever is left in it); wait until it is gone."""
-    from runner.teardown import remove
-
-    return remove(ctx, "namespace.yaml")
+    return ctx.remove("namespace.yaml")

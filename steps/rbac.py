@@ -19,6 +19,4 @@ def run(ctx: StepContext) -> StepResult:
 
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the user's admin RoleBinding."""
-    from runner.teardown import remove
-
-    return remove(ctx, "rbac.yaml")
+    return ctx.remove("rbac.yaml")

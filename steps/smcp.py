@@ -44,12 +44,7 @@ def gone(objects: list[Obj]) -> Verdict:
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: delete the SMCP and wait until the operator's finalizer let it go (its
     components and the Kiali CR go with it), so the namespace is not left half-deleted."""
-    from runner.teardown import remove
-
-    result = remove(ctx, "smcp.yaml")
+    result = ctx.remove("smcp.yaml")
     if result.changed:
-        doc = ctx.object("smcp.yaml")
-        meta = doc["metadata"]
-        target = Target(doc["apiVersion"], doc["kind"], meta["namespace"], meta["name"])
-        ctx.wait_collection(target, gone, "deleted")
+        ctx.wait_collection(Target.of(ctx.object("smcp.yaml")), gone, "deleted")
     return result

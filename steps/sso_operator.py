@@ -63,9 +63,7 @@ def run(ctx: StepContext) -> StepResult:
 def undo(ctx: StepContext) -> StepResult:
     """Teardown: the Subscription, then the pinned CSV by name (OLM leaves it behind), then
     the OperatorGroup only if the runner made it (a reused one stays)."""
-    from runner.teardown import remove
-
-    results = [remove(ctx, "subscription.yaml")]
+    results = [ctx.remove("subscription.yaml")]
     ns, csv = pinned_csv(ctx)
     if ctx.kube.delete(*CSV, csv, ns):
         results.append(StepResult.done(f"deleted ClusterServiceVersion {ns}/{csv}"))
@@ -73,6 +71,6 @@ def undo(ctx: StepContext) -> StepResult:
     live = ctx.kube.get(group["apiVersion"], group["kind"], group["metadata"]["name"], ns)
     labels = ((live or {}).get("metadata") or {}).get("labels") or {}
     if labels.get(MANAGED[0]) == MANAGED[1]:
-        results.append(remove(ctx, "operator-group.yaml"))
+        results.append(ctx.remove("operator-group.yaml"))
     changed = [r.detail for r in results if r.changed]
     return StepResult.done("; ".join(changed)) if changed else results[0]

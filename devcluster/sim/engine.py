@@ -124,6 +124,7 @@ class WorkPool:
         self.since = now
         self._last = now
         self.series: list[tuple[float, int, int]] = []
+        self.dropped: list[_Due] = []
 
     def _account(self, now: float) -> None:
         self.busy_seconds += self.busy * max(0.0, now - self._last)
@@ -144,11 +145,17 @@ class WorkPool:
         self.depth_max = max(self.depth_max, len(self.queue))
         self._sample(now)
 
-    def start(self, now: float) -> list[_Due]:
+    def start(self, now: float, wanted: Callable[[_Due], bool] = lambda _: True) -> list[_Due]:
+        """The items free workers take now. An item no longer `wanted` (what it would write is
+        written already) is dropped without occupying a worker: a reconcile with nothing to do
+        costs the operator next to nothing."""
         self._account(now)
         out = []
         while self.queue and self.busy < self.workers:
             due = self.queue.pop(0)
+            if not wanted(due):
+                self.dropped.append(due)
+                continue
             self.busy += 1
             self.started += 1
             self.wait_seconds += now - due.queued
@@ -352,9 +359,20 @@ class Engine:
 
     def _start(self, pool: WorkPool, now: float) -> None:
         """Caller holds the lock: items a free worker takes are in service until `at`."""
-        for due in pool.start(now):
+        for due in pool.start(now, self._still_wanted):
             due.at = now + due.service
             heapq.heappush(self._heap, due)
+        for due in pool.dropped:
+            self._pending.pop(due.tid, None)
+        pool.dropped.clear()
+
+    def _still_wanted(self, due: _Due) -> bool:
+        prefix = f"{due.controller.name}|"
+        try:
+            wanted = due.controller.transitions(due.key, self.store, self.knobs())
+        except Exception:
+            return True  # let the worker find out, and log it
+        return any(prefix + t.id == due.tid for t in wanted)
 
     def _release(self, due: _Due) -> None:
         with self._lock:

@@ -101,8 +101,12 @@ CAPACITY_SERVICE: dict[str, float] = {
     "CatalogSource": 1.0,
 }
 # A real cluster's seconds an object waits between passes without occupying its operator.
+# 0: the kind's follow-up writes continue the same reconcile on the same worker (the member
+# roll configures the namespace, updates Kiali and writes its status in one pass upstream).
 CAPACITY_PAUSES: dict[str, float] = {
     "ServiceMeshControlPlane": 20.0,
+    "ServiceMeshMemberRoll": 0.0,
+    "ServiceMeshMember": 0.0,
     "Kiali": 0.0,
     "ClusterServiceVersion": 10.0,
     "CatalogSource": 10.0,

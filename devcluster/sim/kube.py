@@ -282,6 +282,8 @@ LIMITRANGES = Resource("", "v1", "limitranges", "LimitRange")
 EVENTS = Resource("", "v1", "events", "Event")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+NETWORKPOLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 VALIDATING_WEBHOOKS = Resource(
     "admissionregistration.k8s.io",
@@ -311,3 +313,6 @@ PROJECTREQUESTS = Resource(
     "project.openshift.io", "v1", "projectrequests", "ProjectRequest", namespaced=False
 )
 PROJECTS = Resource("project.openshift.io", "v1", "projects", "Project", namespaced=False)
+SUBJECTACCESSREVIEWS = Resource(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False
+)

@@ -21,7 +21,7 @@ from typing import Any
 from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
-from devcluster.sim.kube import KIALIS, SMCPS, Resource
+from devcluster.sim.kube import KIALIS, NETWORKPOLICIES, SMCPS, Resource
 from devcluster.sim.objects import (
     Obj,
     condition,
@@ -37,7 +37,10 @@ from devcluster.sim.objects import (
 )
 
 CHART_VERSION = "2.4.5"
+OWNER = "maistra.io/owner"
+OWNER_NAME = "maistra.io/owner-name"
 OPERATOR_VERSION = "2.4.5-0"
+MEMBER_OF = "maistra.io/member-of"
 _GENERATION = re.compile(r"generation (\d+)\b")
 
 
@@ -99,6 +102,48 @@ def kiali_body(smcp: Obj, name: str) -> Obj:
             "version": "v1.65",
         },
     }
+
+
+def manages_network_policy(smcp_spec: Obj) -> bool:
+    """spec.security.manageNetworkPolicy, true unless set to false."""
+    return (smcp_spec.get("security") or {}).get("manageNetworkPolicy") is not False
+
+
+def mesh_network_policies(smcp: Obj) -> list[Obj]:
+    """The mesh-config chart's two policies in the control plane namespace (maistra 2.4
+    resources/helm/v2.4/mesh-config/templates/networkpolicy.yaml), with the owner labels the
+    operator adds: ingress to every pod only from member namespaces; ingress from the router
+    (namespaces labelled network.openshift.io/policy-group=ingress) to pods labelled
+    maistra.io/expose-route=true. Neither carries maistra.io/internal, so both are copied into
+    every member namespace (memberroll.py)."""
+    ns, name = ns_of(smcp), name_of(smcp)
+    meta_labels = {
+        "maistra-version": CHART_VERSION,
+        "app": "istio",
+        "release": name,
+        OWNER: ns,
+        OWNER_NAME: name,
+    }
+    mesh = {
+        "metadata": {"name": "istio-mesh-default", "namespace": ns, "labels": dict(meta_labels)},
+        "spec": {
+            "podSelector": {},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {MEMBER_OF: ns}}}]}],
+        },
+    }
+    router = {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}
+    route = {
+        "metadata": {
+            "name": "istio-expose-route-default",
+            "namespace": ns,
+            "labels": dict(meta_labels),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {"maistra.io/expose-route": "true"}},
+            "ingress": [{"from": [{"namespaceSelector": router}]}],
+        },
+    }
+    return [mesh, route]
 
 
 def smcp_transitions(
@@ -212,6 +257,11 @@ def smcp_transitions(
             )
             body["readiness"] = {"components": {"pending": [], "ready": [], "unready": comps}}
         extra = []
+        if manages_network_policy(spec(smcp)):
+            extra += [
+                Action("create", NETWORKPOLICIES, ns, body=body, tolerate=(409,))
+                for body in mesh_network_policies(smcp)
+            ]
         kname = kiali_name(spec(smcp))
         if kname and not kiali_exists:
             extra.append(

@@ -19,8 +19,8 @@ from typing import Any
 from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
-from devcluster.sim.kube import KIALIS, NAMESPACES, SMCPS, SMMRS, SMMS, Resource
-from devcluster.sim.maistra import kiali_name
+from devcluster.sim.kube import KIALIS, NAMESPACES, NETWORKPOLICIES, SMCPS, SMMRS, SMMS, Resource
+from devcluster.sim.maistra import MEMBER_OF, OWNER, OWNER_NAME, kiali_name
 from devcluster.sim.objects import (
     Obj,
     condition,
@@ -36,7 +36,8 @@ from devcluster.sim.objects import (
     strip_times,
 )
 
-MEMBER_OF = "maistra.io/member-of"
+INTERNAL = "maistra.io/internal"
+PRUNER_LABELS = (OWNER, OWNER_NAME, "app.kubernetes.io/version")
 
 
 def _ready(reason: str, message: str, ok: bool = False) -> Obj:
@@ -186,11 +187,64 @@ def smmr_transitions(
     return out
 
 
+def member_policy_copy(policy: Obj, member: str, mesh_ns: str) -> Obj:
+    """A mesh policy as the member controller copies it: same spec, labels and annotations,
+    in the member namespace, labelled maistra.io/member-of, without the pruner's labels."""
+    copied_labels = {k: v for k, v in labels(policy).items() if k not in PRUNER_LABELS}
+    copied_labels[MEMBER_OF] = mesh_ns
+    meta: Obj = {"name": name_of(policy), "namespace": member, "labels": copied_labels}
+    notes = (policy.get("metadata") or {}).get("annotations")
+    if notes:
+        meta["annotations"] = dict(notes)
+    return {"metadata": meta, "spec": spec(policy)}
+
+
+def policy_transitions(
+    smmr: Obj,
+    configured: list[str],
+    mesh_policies: list[Obj],
+    member_policies: dict[str, list[Obj]],
+) -> list[Transition]:
+    """Maistra's network-policy strategy (member/ovs_networkpolicy.go): every policy the mesh
+    owns in its namespace that is not maistra.io/internal is created in each configured member
+    namespace, and a copy the mesh no longer requires, or in a namespace that left, goes."""
+    ns, name = ns_of(smmr), name_of(smmr)
+    required = {
+        name_of(p): p
+        for p in mesh_policies
+        if labels(p).get(OWNER) == ns
+        and INTERNAL not in ((p.get("metadata") or {}).get("annotations") or {})
+    }
+    out: list[Transition] = []
+
+    def t(step: str, act: Action) -> None:
+        out.append(
+            Transition(f"{ns}/{name}:{step}", "ServiceMeshMemberRoll", ns, name, step, (act,))
+        )
+
+    for member, present in member_policies.items():
+        have = {name_of(p) for p in present}
+        if member in configured:
+            for pname, policy in sorted(required.items()):
+                if pname not in have:
+                    body = member_policy_copy(policy, member, ns)
+                    t(
+                        f"netpol:{member}:{pname}",
+                        Action("create", NETWORKPOLICIES, member, body=body, tolerate=(409,)),
+                    )
+            gone = have - set(required)
+        else:
+            gone = have
+        for pname in sorted(gone):
+            t(f"netpol-delete:{member}:{pname}", Action("delete", NETWORKPOLICIES, member, pname))
+    return out
+
+
 class SmmrController:
     name = "smmr"
 
     def watches(self) -> Iterable[Resource]:
-        return (SMMRS, SMCPS, NAMESPACES, KIALIS)
+        return (SMMRS, SMCPS, NAMESPACES, KIALIS, NETWORKPOLICIES)
 
     def __init__(self) -> None:
         self._store: Store | None = None
@@ -211,6 +265,9 @@ class SmmrController:
                 for r in store.list(SMMRS)
                 if ns in (spec(r).get("members") or []) or labels(obj).get(MEMBER_OF) == ns_of(r)
             ]
+        if res == NETWORKPOLICIES:  # the mesh's own policy, or a copy in a member namespace
+            mesh = labels(obj).get(OWNER) or labels(obj).get(MEMBER_OF)
+            return [(ns_of(r), name_of(r)) for r in store.list(SMMRS, mesh)] if mesh else []
         return [(ns_of(r), name_of(r)) for r in store.list(SMMRS, ns_of(obj))]
 
     def transitions(self, key: Any, store: Store, knobs: Knobs) -> list[Transition]:
@@ -222,7 +279,15 @@ class SmmrController:
         namespaces = {name_of(n): n for n in store.list(NAMESPACES)}
         kname = kiali_name(spec(smcps[0])) if len(smcps) == 1 else None
         kiali = store.get(KIALIS, ns, kname) if kname else None
-        return smmr_transitions(smmr, smcps, namespaces, kiali, knobs)
+        configured = list(status(smmr).get("configuredMembers") or [])
+        copies: dict[str, list[Obj]] = {m: [] for m in configured if m in namespaces}
+        for policy in store.list(NETWORKPOLICIES):
+            if labels(policy).get(MEMBER_OF) == ns:
+                copies.setdefault(ns_of(policy), []).append(policy)
+        mesh_policies = store.list(NETWORKPOLICIES, ns)
+        return smmr_transitions(smmr, smcps, namespaces, kiali, knobs) + policy_transitions(
+            smmr, configured, mesh_policies, copies
+        )
 
 
 def smm_transitions(

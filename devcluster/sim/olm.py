@@ -337,6 +337,7 @@ def _subscription_status(
         if k != "lastUpdated"
     ):
         return []
+    same_plan = (current.get("installPlanRef") or {}).get("name") == desired["installplan"]["name"]
     installed = "installed" if "installedCSV" in desired else ""
     step = f"status:{desired['state']}:{desired['installplan']['name']}:{installed}"
     for c in desired["conditions"]:
@@ -348,6 +349,8 @@ def _subscription_status(
             name_of(sub),
             step,
             _status(SUBSCRIPTIONS, view.namespace, sub, desired),
+            # OLM writes a new plan's reference in the sync that created it: no delay for that.
+            delayed=same_plan,
         )
     ]
 

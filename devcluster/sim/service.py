@@ -36,6 +36,7 @@ from devcluster.sim.kube import (
     KIALIS,
     LEASES,
     NAMESPACES,
+    NETWORKPOLICIES,
     OPERATORGROUPS,
     PROJECTREQUESTS,
     PROJECTS,
@@ -53,7 +54,7 @@ from devcluster.sim.memberroll import SmmController, SmmrController
 from devcluster.sim.objects import now_micro
 from devcluster.sim.olm import OlmController
 from devcluster.sim.openshift import ProjectRequestController
-from devcluster.sim.webhook import Admission, WebhookServer
+from devcluster.sim.webhook import Admission, WebhookServer, kube_access_review
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ class Simulators:
             log.warning(
                 "API %s/%s %s is not served: its simulator is off", r.group, r.version, r.plural
             )
-        return found | {NAMESPACES}
+        return found | {NAMESPACES, NETWORKPOLICIES}  # built in: always served
 
     def start(self, timeout: float = 60.0) -> None:
         ensure_namespace(self.kube, SYSTEM_NS)
@@ -301,7 +302,12 @@ class Simulators:
         if not (with_smcp or with_projects):
             return
         self.webhook = WebhookServer(
-            Admission(self.store, self.source.current, lambda ns: self.kube.list(SMCPS, ns)[0]),
+            Admission(
+                self.store,
+                self.source.current,
+                lambda ns: self.kube.list(SMCPS, ns)[0],
+                kube_access_review(self.kube),
+            ),
             self.state_dir / "webhook",
         )
         self.webhook.start()

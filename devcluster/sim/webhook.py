@@ -1,4 +1,5 @@
-"""Real admission webhooks on loopback: the Maistra SMCP validator and the ProjectRequest hooks.
+"""Real admission webhooks on loopback: the Maistra SMCP and SMMR validators, the ProjectRequest
+hooks.
 
 The API server calls them over TLS (our own CA, its caBundle in the webhook configurations,
 failurePolicy Fail), exactly as it calls the real ones:
@@ -8,6 +9,14 @@ failurePolicy Fail), exactly as it calls the real ones:
   server gives while the operator's webhook service has no endpoints; mode `unavailable` drops
   the connection so the API server itself reports "failed calling webhook". Outside a window it
   enforces "only one service mesh may be installed per project/namespace".
+- smmr.validation.maistra.io (CREATE/UPDATE ServiceMeshMemberRoll), as maistra 2.4's
+  webhooks/validation/memberroll.go: the name must be `default`, not in the operator's namespace,
+  members and memberSelectors not combined, members valid namespace names without duplicates, a
+  `*` alone, no member claimed by another roll, the mesh namespace not a member. Then a real
+  SubjectAccessReview for the requesting user (name, uid, groups, extra), verb `update`,
+  resource `pods`: cluster-wide first; if that is refused, a wildcard or a memberSelector is
+  403, otherwise every namespace newly added to spec.members is reviewed and the ones refused
+  are named in 403 "user '<name>' does not have permission to access namespace(s): [a b]".
 - ProjectRequest: a mutating hook stamps openshift.io/requester from the request's userInfo; a
   validating hook refuses existing namespaces (409 AlreadyExists) and openshift-/kube- names.
 """
@@ -17,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import ssl
 import threading
 from collections.abc import Callable
@@ -31,11 +41,14 @@ from devcluster.sim.kube import (
     MUTATING_WEBHOOKS,
     NAMESPACES,
     SMCPS,
+    SMMRS,
+    SUBJECTACCESSREVIEWS,
     VALIDATING_WEBHOOKS,
     Kube,
     KubeError,
     Resource,
 )
+from devcluster.sim.objects import name_of, ns_of
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +61,11 @@ NOT_READY_MESSAGE = (
 )
 ONE_MESH_MESSAGE = "only one service mesh may be installed per project/namespace"
 SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5", "v2.6")
+SMMR_WEBHOOK = "smmr.validation.maistra.io"
+OPERATOR_NAMESPACE = "openshift-operators"
+MEMBER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# (userInfo of the admission request, namespace or "" for cluster-wide) -> allowed
+AccessReview = Callable[[dict[str, Any], str], bool]
 
 
 def make_certs(directory: Path) -> tuple[bytes, Path, Path]:
@@ -67,6 +85,73 @@ def make_certs(directory: Path) -> tuple[bytes, Path, Path]:
     return ca_pem, cert_file, key_file
 
 
+SMMR_NAME_MESSAGE = "ServiceMeshMemberRoll must be named 'default'"
+SMMR_OPERATOR_NS_MESSAGE = (
+    "ServiceMeshMemberRoll may not be created in the same project/namespace as the operator"
+)
+SMMR_BOTH_MESSAGE = "combining .spec.members and .spec.memberSelectors is not allowed"
+SMMR_CLAIMED_MESSAGE = "one or more members are already defined in another ServiceMeshMemberRoll"
+SMMR_MESH_NS_MESSAGE = "mesh project/namespace cannot be listed as a member"
+
+
+def smmr_forbidden_message(username: str, namespaces: list[str]) -> str:
+    """The member-roll validator's 403 (Go prints a []string as [a b])."""
+    listed = " ".join(namespaces)
+    return f"user '{username}' does not have permission to access namespace(s): [{listed}]"
+
+
+def smmr_cluster_wide_message(username: str) -> str:
+    return (
+        "only users that are allowed to update pods at the cluster scope are allowed to use "
+        f"wildcards or member selectors; user {username} does not have that permission"
+    )
+
+
+def _member_list_refusal(members: list[str]) -> str | None:
+    seen: set[str] = set()
+    for member in members:
+        if member != "*" and not MEMBER_NAME.match(member):
+            return (
+                f".spec.members contains invalid value '{member}'. Must be a valid namespace name."
+            )
+        if member in seen:
+            return f"duplicate namespace in .spec.members: {member}"
+        seen.add(member)
+    if "*" in members and len(members) > 1:
+        return "when .spec.members contains an asterisk ('*'), it must contain no other entries"
+    return None
+
+
+def subject_access_review(user: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The SubjectAccessReview the member-roll validator sends: may `user` update pods in
+    `namespace` ("" = in every namespace)."""
+    spec: dict[str, Any] = {
+        "user": user.get("username", ""),
+        "uid": user.get("uid", ""),
+        "groups": list(user.get("groups") or []),
+        "resourceAttributes": {
+            "verb": "update",
+            "group": "",
+            "resource": "pods",
+            "namespace": namespace,
+        },
+    }
+    if user.get("extra"):
+        spec["extra"] = user["extra"]
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+
+def kube_access_review(kube: Kube) -> AccessReview:
+    """Reviews against the API server's own authorizer (RBAC), as the operator's client does."""
+
+    def review(user: dict[str, Any], namespace: str) -> bool:
+        answer = kube.create(SUBJECTACCESSREVIEWS, None, subject_access_review(user, namespace))
+        status = answer.get("status") or {}
+        return bool(status.get("allowed")) and not status.get("denied")
+
+    return review
+
+
 def _response(
     uid: str, allowed: bool, code: int = 200, reason: str = "", message: str = ""
 ) -> dict[str, Any]:
@@ -84,9 +169,12 @@ class Admission:
         store: Store,
         knobs: Callable[[], Knobs],
         live_smcps: Callable[[str], list[dict[str, Any]]] | None = None,
+        review_access: AccessReview | None = None,
     ) -> None:
         self.store = store
         self.knobs = knobs
+        # The SubjectAccessReview the member-roll validator makes (None: everyone is refused).
+        self.review_access = review_access or (lambda _user, _ns: False)
         # The one-mesh rule reads the API (a quorum list) when it can: the informer may not have
         # seen an SMCP created a moment ago, and a create right after it must still be refused.
         self.live_smcps = live_smcps
@@ -113,6 +201,53 @@ class Admission:
             others = [s for s in self._smcps(ns) if s["metadata"]["name"] != name]
             if others:
                 return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
+        return _response(uid, True)
+
+    def validate_smmr(self, request: dict[str, Any]) -> dict[str, Any]:
+        uid = request.get("uid", "")
+        ns = request.get("namespace", "")
+        obj = request.get("object") or {}
+        meta, smmr_spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        if meta.get("deletionTimestamp"):
+            return _response(uid, True)
+        if meta.get("name") != "default":
+            return _response(uid, False, 400, "BadRequest", SMMR_NAME_MESSAGE)
+        if ns == OPERATOR_NAMESPACE:
+            return _response(uid, False, 400, "BadRequest", SMMR_OPERATOR_NS_MESSAGE)
+        members = list(smmr_spec.get("members") or [])
+        selectors = list(smmr_spec.get("memberSelectors") or [])
+        if members and selectors:
+            return _response(uid, False, 400, "BadRequest", SMMR_BOTH_MESSAGE)
+        refusal = _member_list_refusal(members)
+        if refusal:
+            return _response(uid, False, 400, "BadRequest", refusal)
+        elsewhere = {
+            m
+            for other in self.store.list(SMMRS)
+            if (ns_of(other), name_of(other)) != (ns, "default")
+            for m in (other.get("spec") or {}).get("members") or []
+        }
+        for member in members:
+            if (member == "*" and elsewhere) or member in elsewhere or "*" in elsewhere:
+                return _response(uid, False, 400, "BadRequest", SMMR_CLAIMED_MESSAGE)
+            if member == ns:
+                return _response(uid, False, 400, "BadRequest", SMMR_MESH_NS_MESSAGE)
+        user = request.get("userInfo") or {}
+        username = user.get("username", "")
+        old = ((request.get("oldObject") or {}).get("spec") or {}).get("members") or []
+        added = sorted(set(members) - (set(old) if request.get("operation") == "UPDATE" else set()))
+        try:
+            if self.review_access(user, ""):
+                return _response(uid, True)
+            if "*" in members or selectors:
+                message = smmr_cluster_wide_message(username)
+                return _response(uid, False, 403, "Forbidden", message)
+            refused = [m for m in added if not self.review_access(user, m)]
+        except KubeError as exc:  # the operator answers 500 when its SAR call fails
+            return _response(uid, False, 500, "InternalError", str(exc))
+        if refused:
+            message = smmr_forbidden_message(username, refused)
+            return _response(uid, False, 403, "Forbidden", message)
         return _response(uid, True)
 
     def validate_project_request(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +281,12 @@ class Admission:
 class WebhookServer:
     """HTTPS on 127.0.0.1:<free port>; `register` points the API server at it."""
 
-    PATHS = ("/validate-smcp", "/validate-projectrequest", "/mutate-projectrequest")
+    PATHS = (
+        "/validate-smcp",
+        "/validate-smmr",
+        "/validate-projectrequest",
+        "/mutate-projectrequest",
+    )
 
     def __init__(self, admission: Admission, cert_dir: Path) -> None:
         self.admission = admission
@@ -191,6 +331,8 @@ class WebhookServer:
                         self.close_connection = True
                         return
                     answer = adm.validate_smcp(request)
+                elif path == "/validate-smmr":
+                    answer = adm.validate_smmr(request)
                 elif path == "/validate-projectrequest":
                     answer = adm.validate_project_request(request)
                 elif path == "/mutate-projectrequest":
@@ -232,7 +374,10 @@ class WebhookServer:
     def configurations(self, with_projects: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         from devcluster.sim.kube import PROJECTREQUESTS
 
-        validating = [self._hook(SMCP_WEBHOOK, "/validate-smcp", SMCPS, ["CREATE", "UPDATE"])]
+        validating = [
+            self._hook(SMCP_WEBHOOK, "/validate-smcp", SMCPS, ["CREATE", "UPDATE"]),
+            self._hook(SMMR_WEBHOOK, "/validate-smmr", SMMRS, ["CREATE", "UPDATE"]),
+        ]
         mutating = []
         if with_projects:
             validating.append(
@@ -260,7 +405,7 @@ class WebhookServer:
     def register(self, kube: Kube, with_smcp: bool, with_projects: bool) -> None:
         validating, mutating = self.configurations(with_projects)
         if not with_smcp:
-            validating["webhooks"] = validating["webhooks"][1:]
+            validating["webhooks"] = validating["webhooks"][2:]
         for res, body in ((VALIDATING_WEBHOOKS, validating), (MUTATING_WEBHOOKS, mutating)):
             kube.delete(res, None, CONFIG_NAME)
             if body["webhooks"]:

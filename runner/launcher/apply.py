@@ -8,7 +8,6 @@ a new launch id makes new Jobs; the same launch id (`--launch-id`) finds them un
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.errors import InvalidInput
@@ -24,7 +23,7 @@ from runner.launcher.render import (
     owned_by,
     users_of_job,
 )
-from runner.waits import Obj
+from runner.waits import Obj, Target
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Applier:
     def __call__(self, obj: Obj) -> Obj:
         result = self.kube.apply(obj)
         if result.changed:
-            self.changed.append(_what(obj))
+            self.changed.append(Target.of(obj).describe())
         else:
             self.unchanged += 1
         return result.obj
@@ -109,7 +108,3 @@ def _what(obj: Obj) -> str:
     meta = obj["metadata"]
     where = "/".join(p for p in (meta.get("namespace"), meta["name"]) if p)
     return f"{obj['kind']} {where}"
-
-
-def job_names(jobs: Sequence[Obj]) -> list[str]:
-    return [str(j["metadata"]["name"]) for j in jobs]

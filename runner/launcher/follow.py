@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from runner.kube import Kube
 from runner.launcher.display import Display
-from runner.launcher.progress import Fleet
+from runner.launcher.progress import Fleet, UserView
 from runner.launcher.watch import KINDS, Event, LaunchWatch
 from runner.waits import Deadline
 
@@ -46,10 +46,14 @@ def follow(
     deadline: Deadline,
     tick: float | None = TICK_SECONDS,
     now: Now = utcnow,
+    on_finished: Callable[[UserView], None] | None = None,
 ) -> Followed:
-    """`tick`: redraw interval for elapsed times (None: only on events)."""
+    """`tick`: redraw interval for elapsed times (None: only on events). `on_finished`: called
+    once per user seen becoming final while followed (not for those already final at the
+    first sync, e.g. when `status` re-attaches to a finished launch)."""
     watch = LaunchWatch(kube, namespace, selector).start()
     synced: set[str] = set()
+    finished: set[str] = set()
     try:
         while True:
             remaining = deadline.remaining()
@@ -73,7 +77,14 @@ def follow(
                 if synced != set(KINDS):
                     continue
                 touched = set(fleet.users)
+                finished = {v.user for v in fleet.views() if v.final}
             display.update(fleet.views(), touched, now())
+            for user in sorted(touched - finished):
+                view = fleet.view(user)
+                if view.final:
+                    finished.add(user)
+                    if on_finished is not None:
+                        on_finished(view)
             if fleet.done():
                 return Followed()
     except KeyboardInterrupt:

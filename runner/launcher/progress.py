@@ -15,13 +15,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from runner.launcher.render import CONTAINER, USER_LABEL
+from runner.progress import STEP_ANNOTATION
 from runner.waits import Obj
 
 State = Literal["pending", "running", "retrying", "succeeded", "failed"]
 Kind = Literal["Job", "Pod"]
-STEP_ANNOTATION = "workshop-runner.io/step"
 INDEX_KEY = "batch.kubernetes.io/job-completion-index"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 SUCCESS_CONDITIONS = ("Complete", "SuccessCriteriaMet")
 FAILURE_CONDITIONS = ("Failed", "FailureTarget")
 

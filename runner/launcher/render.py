@@ -39,18 +39,6 @@ TEMPLATES_VOLUME = "templates"
 PARAMS_KEY = "params.json"
 JOB_PREFIX = "wr-"
 MAX_NAME = 63  # the job controller copies the Job name into a label value
-APPLY_ORDER = (
-    "Namespace",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "Role",
-    "RoleBinding",
-    "ConfigMap",  # the guard's parameters before the binding that reads them
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
-    "Job",
-)
 # The OLM guard's parameter ConfigMap (manifests/deploy/guard-params.yaml) and the template
 # parameters it carries: what the runner may subscribe to is what the templates render.
 GUARD_PARAMS_NAME = "workshop-runner-guard-olm"
@@ -304,7 +292,7 @@ def launch_objects(
     base: DeployBase, plan: LaunchPlan, files: Mapping[str, str], *, deploy: bool = True
 ) -> LaunchObjects:
     return LaunchObjects(
-        tuple(apply_order(base.objects)) if deploy else (),
+        tuple(templates.apply_order(base.objects)) if deploy else (),
         render_config_map(plan, files),
         tuple(render_jobs(base, plan)),
     )
@@ -350,16 +338,6 @@ def write_rendered(objects: LaunchObjects, plan: LaunchPlan, directory: Path | N
         raise InvalidInput(f"--output {directory}: {e.strerror or e}") from None
     written = [n for (n, _), part in zip(RENDER_FILES, parts, strict=True) if part]
     return f"wrote {', '.join(written)} to {directory} (launch {plan.launch_id})\n"
-
-
-def apply_order(objects: Sequence[Obj]) -> list[Obj]:
-    """Dependencies first (namespace before what lives in it, roles before bindings)."""
-
-    def rank(obj: Obj) -> int:
-        kind = str(obj["kind"])
-        return APPLY_ORDER.index(kind) if kind in APPLY_ORDER else len(APPLY_ORDER)
-
-    return sorted(objects, key=rank)
 
 
 def users_of_job(job: Obj) -> list[str]:

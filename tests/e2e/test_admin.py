@@ -32,14 +32,7 @@ def test_rendered_output_applied_by_kubectl_is_the_launch(
     rendered = wr(kubeconfig, "launch", *common, "--render", "-o", str(out))
     assert rendered.rc == 0, rendered.stderr
     assert not namespace_exists(fleet_cluster, f"{prefix}1")  # --render applied nothing
-    applied = subprocess.run(
-        [str(KUBECTL), "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
-    assert applied.returncode == 0, applied.stderr
+    kubectl(fleet_cluster, "apply", "--server-side", "-f", str(out))
     followed = wr(kubeconfig, "status", "--launch", launch_id)
     assert followed.rc == 0, followed.stdout + followed.stderr
     assert followed.summary["counts"] == {"succeeded": 2, "failed": 0, "unfinished": 0}
@@ -104,25 +97,45 @@ def until(predicate: Any, seconds: float = 60) -> Any:
         time.sleep(0.5)
 
 
-def test_preflight_passes_on_a_ready_cluster(fleet_cluster: Cluster, wr: Any) -> None:
-    kubeconfig = fleet_cluster.kubeconfig
-    ran = wr(kubeconfig, "preflight")
-    assert ran.rc == 0, ran.stdout + ran.stderr
+@pytest.fixture
+def deployed(fleet_cluster: Cluster) -> Cluster:
+    """The deploy base applied as the README says (kubectl, as a cluster admin)."""
+    kubectl(fleet_cluster, "apply", "--server-side", "-k", str(DEPLOY.parent))
+    return fleet_cluster
+
+
+def kubectl(cluster: Cluster, *args: str) -> None:
+    done = subprocess.run(
+        [str(KUBECTL), "--kubeconfig", str(cluster.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_preflight_passes_on_a_ready_cluster(deployed: Cluster, wr: Any) -> None:
+    kubeconfig = deployed.kubeconfig
+    # just applied: RBAC and admission enforce it once the API server's caches caught up
+    ran = until(lambda: _passed(wr(kubeconfig, "preflight")))
+    assert ran, "preflight did not pass after the deploy base was applied"
     assert checks(ran) == {
         "apis": "PASS",
         "operators": "PASS",
         "guard": "PASS",
         "rbac": "PASS",
-        # until the deploy base carries the member-roll ClusterRole and the guard's parameters,
-        # and where OLM's packageserver is not served (devcluster), these say why they skip
-        "member-roll": "SKIP",
+        "member-roll": "PASS",
+        # until the guard takes its allowed catalog images as parameters, and where OLM's
+        # packageserver is not served (devcluster), these say why they skip
         "catalog-image": "SKIP",
         "catalog-csv": "SKIP",
     }
-    assert "no ClusterRole workshop-runner-mesh-member" in line_of(ran, "member-roll")
+    assert "takes no parameters" in line_of(ran, "catalog-image")
+    assert "PackageManifest is not served" in line_of(ran, "catalog-csv")
 
 
-def test_preflight_fails_each_check_with_what_to_do(
+def test_preflight_fails_apis_operators_rbac_with_what_to_do(
     fleet_cluster: Cluster, wr: Any, tmp_path: Path
 ) -> None:
     kubeconfig = fleet_cluster.kubeconfig
@@ -146,7 +159,13 @@ def test_preflight_fails_each_check_with_what_to_do(
     ran = wr(kubeconfig, "preflight", "--namespace", "elsewhere")
     assert (ran.rc, checks(ran)["rbac"]) == (13, "FAIL"), ran.stdout
     assert "system:serviceaccount:elsewhere:workshop-runner may not" in line_of(ran, "rbac")
-    # catalog-csv: where PackageManifest is served, a catalog that lacks the pinned CSV
+
+
+def test_preflight_catalog_csv_where_package_manifests_are_served(
+    fleet_cluster: Cluster, wr: Any, tmp_path: Path
+) -> None:
+    """A catalog that lacks the pinned CSV fails; one that lists it passes."""
+    kubeconfig = fleet_cluster.kubeconfig
     params = tmp_path / "params.yaml"
     params.write_text("sso_starting_csv: rhsso-operator.7.6.0-opr-001\n")
     with fleet_cluster.api_client() as api:
@@ -182,6 +201,26 @@ def test_preflight_fails_each_check_with_what_to_do(
             assert checks(ran)["catalog-csv"] == "PASS", ran.stdout
         finally:
             crds.delete_custom_resource_definition(PACKAGE_MANIFEST_CRD["metadata"]["name"])
+
+
+def test_preflight_fails_member_roll_and_guard_when_removed(deployed: Cluster, wr: Any) -> None:
+    fleet_cluster = deployed
+    kubeconfig = fleet_cluster.kubeconfig
+    # member-roll: the ClusterRole Maistra's review needs removed, then put back
+    (role,) = yaml.safe_load_all((DEPLOY / "clusterrole-mesh-member.yaml").read_text())
+    with fleet_cluster.api_client() as api:
+        from kubernetes import client
+
+        rbac = client.RbacAuthorizationV1Api(api)
+        rbac.delete_cluster_role(role["metadata"]["name"])
+        try:
+            ran = wr(kubeconfig, "preflight")
+            assert (ran.rc, checks(ran)["member-roll"]) == (13, "FAIL"), ran.stdout
+            assert "ClusterRole workshop-runner-mesh-member is missing" in line_of(
+                ran, "member-roll"
+            )
+        finally:
+            rbac.create_cluster_role(role)
     # guard: the policy's binding removed, then put back
     binding = next(
         d
@@ -200,6 +239,10 @@ def test_preflight_fails_each_check_with_what_to_do(
         finally:
             admission.create_validating_admission_policy_binding(binding)
     assert until(lambda: checks(wr(kubeconfig, "preflight")).get("guard") == "PASS")
+
+
+def _passed(ran: Any) -> Any:
+    return ran if ran.rc == 0 else None
 
 
 def _failed(ran: Any, check: str) -> Any:

@@ -40,6 +40,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "workshop-runner"
 SERVICE_ACCOUNT = "workshop-runner"
+MESH_MEMBER = "workshop-runner-mesh-member"
 RUNNER = Path(sys.executable).parent / "workshop-runner"
 PROPAGATION_SECONDS = 15.0  # RBAC and admission policies reach the apiserver's caches async
 FULL_STEPS = [
@@ -244,6 +245,61 @@ def test_guard_binds_admin_only_to_the_namespace_user(sa: Any, user_ns: str) -> 
         assert "only bind ClusterRole admin" in message(err)
 
 
+def mesh_member_binding(namespace: str, subject: dict[str, str]) -> dict[str, Any]:
+    binding = admin_binding(namespace, subject, role=MESH_MEMBER)
+    binding["metadata"]["name"] = MESH_MEMBER
+    return binding
+
+
+def test_guard_binds_the_mesh_member_role_only_to_itself(sa: Any, user_ns: str) -> None:
+    """The binding Maistra's member-roll review needs: to the runner's own ServiceAccount, in
+    a user's namespace; to anyone else (or under another name) it is refused."""
+    rbac = client.RbacAuthorizationV1Api(sa)
+    itself = {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+    other_sa = {"kind": "ServiceAccount", "name": "default", "namespace": user_ns}
+    for subject in (other_sa, user(user_ns), user(f"system:serviceaccount:{NAMESPACE}:x")):
+        binding = mesh_member_binding(user_ns, subject)
+        err = eventually_status(partial(rbac.create_namespaced_role_binding, user_ns, binding), 403)
+        assert "workshop-runner-mesh-member, to itself" in message(err)
+    renamed = mesh_member_binding(user_ns, itself)
+    renamed["metadata"]["name"] = "something-else"
+    assert status_of(partial(rbac.create_namespaced_role_binding, user_ns, renamed)) == 403
+    binding = mesh_member_binding(user_ns, itself)
+    eventually_status(partial(rbac.create_namespaced_role_binding, user_ns, binding), 200)
+
+
+def test_mesh_member_binding_passes_the_review_but_writes_no_pod(
+    api_client: Any, sa: Any, user_ns: str
+) -> None:
+    """With the binding, RBAC says yes to `update pods` (what the webhook asks); the guard still
+    refuses every real pod write there, so no pod (and none of its secrets) can be touched."""
+    rbac, core, auth = (
+        client.RbacAuthorizationV1Api(sa),
+        client.CoreV1Api(sa),
+        client.AuthorizationV1Api(sa),
+    )
+    itself = {"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}
+    binding = mesh_member_binding(user_ns, itself)
+    eventually_status(partial(rbac.create_namespaced_role_binding, user_ns, binding), 200)
+    review = {
+        "spec": {"resourceAttributes": {"verb": "update", "resource": "pods", "namespace": user_ns}}
+    }
+    deadline = time.monotonic() + PROPAGATION_SECONDS
+    while not auth.create_self_subject_access_review(review).status.allowed:
+        assert time.monotonic() < deadline, "RBAC never allowed update pods with the binding"
+        time.sleep(0.2)
+    pod = {
+        "metadata": {"name": "victim"},
+        "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]},
+    }
+    created = client.CoreV1Api(api_client).create_namespaced_pod(user_ns, pod)
+    created.spec.containers[0].image = "registry.example/evil:1"
+    created.metadata.managed_fields = None
+    err = eventually_status(lambda: core.replace_namespaced_pod("victim", user_ns, created), 403)
+    assert "may not write pods outside its own namespace" in message(err)
+    assert status_of(lambda: core.read_namespaced_secret("anything", user_ns)) == 403
+
+
 def test_only_its_own_pods_in_its_own_namespace(sa: Any) -> None:
     core = client.CoreV1Api(sa)
     assert status_of(lambda: core.list_namespaced_pod(NAMESPACE)) == 403  # get + patch only
@@ -287,15 +343,18 @@ def job_memory_limit_bytes() -> int:
     return int(limit[:-2]) * 1024 * 1024
 
 
-def test_full_run_as_the_service_account(
+@pytest.mark.parametrize("mode", ["namespace", "project-request"])
+def test_full_run_as_the_service_account(  # noqa: PLR0917 (fixtures)
     request: pytest.FixtureRequest,
     deployed: Path,
     api_client: Any,
     unique_user: str,
     tmp_path: Path,
+    mode: str,
 ) -> None:
-    """All steps for one user with the manifests' identity, against the simulated operators.
-    Also measures the runner's peak RSS, which the Job's memory limit is sized from."""
+    """All steps for one user with the manifests' identity, against the simulated operators
+    (Maistra's member-roll webhook included), in both namespace modes. Also measures the
+    runner's peak RSS, which the Job's memory limit is sized from."""
     try:
         request.getfixturevalue("simulators")
     except pytest.FixtureLookupError:
@@ -306,12 +365,21 @@ def test_full_run_as_the_service_account(
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
     argv = [str(RUNNER), "run", "--user", unique_user, "--kubeconfig", str(deployed)]
     argv += ["--log-format", "json", "--termination-log", str(result)]
+    argv += ["--project-request"] if mode == "project-request" else []
     code, out, err, peak = run_measured(argv, env, tmp_path, timeout=240)
     try:
         summary = json.loads(result.read_text())
         assert code == 0, f"{err}\n{out[-4000:]}"
         assert summary["outcome"] == "succeeded"
         assert [s["name"] for s in summary["steps"]] == FULL_STEPS
+        # Maistra's member-roll webhook reviewed `update pods` in the user's namespace. A plain
+        # Namespace gives the runner nothing there: it bound the mesh-member role to itself
+        # first. A project already makes its requester admin: nothing to bind.
+        member_roll = next(s for s in summary["steps"] if s["name"] == "member-roll")
+        bound = member_roll["detail"].startswith(
+            f"bound workshop-runner-mesh-member in {unique_user}; "
+        )
+        assert bound == (mode == "namespace"), member_roll
         if peak is not None:
             print(f"workshop-runner peak RSS for one user: {peak / 2**20:.1f} MiB")
             assert peak * 2 < job_memory_limit_bytes(), "the Job's memory limit: < 2x headroom"

@@ -28,6 +28,7 @@ MANIFESTS = ROOT / "manifests"
 DEPLOY = MANIFESTS / "deploy"
 JOBS = {"per-user": DEPLOY / "jobs" / "per-user", "indexed": DEPLOY / "jobs" / "indexed"}
 JOBS_NAMESPACE = "workshop-runner"
+MESH_MEMBER_ROLE = "workshop-runner-mesh-member"
 SERVICE_ACCOUNT = "workshop-runner"
 TEMPLATES_CONFIGMAP = "workshop-runner-templates"
 GUARD_PARAMS = "workshop-runner-guard-olm"
@@ -72,6 +73,7 @@ def test_deploy_renders_namespace_identity_rbac_and_guard() -> None:
             "Namespace",
             "ServiceAccount",
             "ClusterRole",
+            "ClusterRole",  # workshop-runner-mesh-member, bound by the runner itself
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
@@ -105,7 +107,7 @@ def test_full_install_generates_the_templates_configmap_from_every_template() ->
     assert len(docs) == len(kustomize(DEPLOY)) + 1
 
 
-def test_rbac_grants_no_wildcards_no_secrets_and_bind_only_on_admin() -> None:
+def test_rbac_grants_no_wildcards_no_secrets_and_bind_only_on_admin_and_mesh_member() -> None:
     docs = kustomize(DEPLOY)
     roles = by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
     assert roles
@@ -121,10 +123,17 @@ def test_rbac_grants_no_wildcards_no_secrets_and_bind_only_on_admin() -> None:
                     "apiGroups": ["rbac.authorization.k8s.io"],
                     "resources": ["clusterroles"],
                     "verbs": ["bind"],
-                    "resourceNames": ["admin"],
+                    "resourceNames": ["admin", MESH_MEMBER_ROLE],
                 }
+    cluster_roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    assert set(cluster_roles) == {"workshop-runner", MESH_MEMBER_ROLE}
+    # What Maistra's member-roll webhook reviews, nothing more (bound only by the runner, in
+    # the user's namespace; the guard refuses real pod writes there).
+    assert cluster_roles[MESH_MEMBER_ROLE]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["update"]}
+    ]
     # Namespaces: never delete, never list all of them.
-    (cluster_role,) = by_kind(docs, "ClusterRole")
+    cluster_role = cluster_roles["workshop-runner"]
     ns_rules = [r for r in cluster_role["rules"] if "namespaces" in r["resources"]]
     assert [sorted(r["verbs"]) for r in ns_rules] == [["create", "get", "patch"]]
     # Pods only in the runner's own namespace (progress annotation), via a Role.

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import pytest
 
 from devcluster.sim.kube import (
+    CATALOGSOURCES,
     KIALIS,
     LIMITRANGES,
     NAMESPACES,
+    NETWORKPOLICIES,
     PROJECTREQUESTS,
     PROJECTS,
     ROLEBINDINGS,
+    ROLES,
+    SERVICEACCOUNTS,
     SMCPS,
     SMMRS,
     SMMS,
     Kube,
     KubeError,
 )
-from devcluster.sim.memberroll import MEMBER_OF
+from devcluster.sim.maistra import MEMBER_OF
 from devcluster.sim.objects import condition
 from devcluster.sim.testkit import cond_is, namespaces, smcp
 from devcluster.sim.waiting import wait_for, wait_list
@@ -261,3 +266,124 @@ def test_project_request_becomes_a_project(kube: Kube, unique_user: str) -> None
     finally:
         kube.delete(NAMESPACES, None, name)
         kube.delete(PROJECTS, None, name)
+
+
+def test_member_roll_webhook_reviews_the_writer_s_pod_rights(
+    kube: Kube, istio: str, unique_user: str, cluster: Any
+) -> None:
+    """smmr.validation.maistra.io makes a real SubjectAccessReview (update pods) for the
+    identity writing the roll, in each namespace it adds: refused, with Maistra's message,
+    until that identity may update pods there."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    writer = "mesh-writer"
+    kube.create(SERVICEACCOUNTS, istio, {"metadata": {"name": writer}})
+    sa = {"kind": "ServiceAccount", "name": writer, "namespace": istio}
+    rules = [
+        {
+            "apiGroups": ["maistra.io"],
+            "resources": ["servicemeshmemberrolls"],
+            "verbs": ["create", "get"],
+        }
+    ]
+    kube.create(ROLES, istio, {"metadata": {"name": writer}, "rules": rules})
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": writer}
+    binding = {"metadata": {"name": writer}, "roleRef": ref, "subjects": [sa]}
+    kube.create(ROLEBINDINGS, istio, binding)
+    api = config.new_client_from_config(config_file=str(cluster.sa_kubeconfig(istio, writer)))
+    roll = {
+        "apiVersion": "maistra.io/v1",
+        "kind": "ServiceMeshMemberRoll",
+        "metadata": {"name": "default"},
+        "spec": {"members": [unique_user]},
+    }
+
+    def create() -> tuple[int, str]:
+        try:
+            client.CustomObjectsApi(api).create_namespaced_custom_object(
+                "maistra.io", "v1", istio, "servicemeshmemberrolls", roll
+            )
+        except ApiException as e:
+            return int(e.status), str(json.loads(e.body).get("message"))
+        return 201, ""
+
+    username = f"system:serviceaccount:{istio}:{writer}"
+    expected = (
+        'admission webhook "smmr.validation.maistra.io" denied the request: '
+        f"user '{username}' does not have permission to access namespace(s): [{unique_user}]"
+    )
+    try:
+        # RBAC reaches the authorizer's cache asynchronously: until then, RBAC's own 403
+        deadline = time.monotonic() + 15
+        while (answer := create()) != (403, expected) and time.monotonic() < deadline:
+            assert answer[0] == 403, answer
+            time.sleep(0.2)
+        assert answer == (403, expected)
+        edit = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+        pods = {"metadata": {"name": "may-update-pods"}, "roleRef": edit, "subjects": [sa]}
+        kube.create(ROLEBINDINGS, unique_user, pods)
+        deadline = time.monotonic() + 15
+        while (answer := create()) != (201, "") and time.monotonic() < deadline:
+            assert answer == (403, expected), answer
+            time.sleep(0.2)
+        assert answer == (201, "")
+    finally:
+        api.close()
+    assert kube.get(SMMRS, istio, "default")["spec"]["members"] == [unique_user]
+
+
+def catalog_state(state: str) -> Any:
+    def check(obj: dict[str, Any]) -> bool:
+        found = ((obj.get("status") or {}).get("connectionState") or {}).get("lastObservedState")
+        return bool(found == state)
+
+    return check
+
+
+def test_mesh_policies_copied_into_a_member_cut_its_catalog_off(
+    kube: Kube, istio: str, unique_user: str
+) -> None:
+    """Maistra puts istio-mesh-default / istio-expose-route-default into the control plane
+    namespace and copies them into each member namespace; there they isolate every pod, and
+    OLM's catalog-operator (not a mesh member) can no longer reach a catalog's registry pod:
+    TRANSIENT_FAILURE, until a policy admits it (the workshop's: every namespace)."""
+    member = unique_user
+    kube.create(
+        CATALOGSOURCES,
+        member,
+        {"metadata": {"name": "cat"}, "spec": {"sourceType": "grpc", "image": "x"}},
+    )
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("READY"), timeout=30)
+    create_smcp(kube, istio)
+    kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [member]}})
+    names = {"istio-mesh-default", "istio-expose-route-default"}
+
+    def copied(items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        found = [p for p in items if p["metadata"]["name"] in names]
+        return found if len(found) == len(names) else None
+
+    copies = wait_list(kube, NETWORKPOLICIES, member, copied, timeout=30)
+    for policy in copies:
+        assert policy["metadata"]["labels"][MEMBER_OF] == istio
+        assert "maistra.io/owner" not in policy["metadata"]["labels"]
+    originals = {p["metadata"]["name"]: p for p in kube.list(NETWORKPOLICIES, istio)[0]}
+    assert originals["istio-mesh-default"]["metadata"]["labels"]["maistra.io/owner"] == istio
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("TRANSIENT_FAILURE"), timeout=30)
+    allow_all = {
+        "metadata": {"name": "istio-mesh-workshop-all"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]},
+    }
+    kube.create(NETWORKPOLICIES, member, allow_all)
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("READY"), timeout=30)
+    # Out of the mesh: the copies go again.
+    kube.patch(SMMRS, istio, "default", {"spec": {"members": []}})
+    wait_list(
+        kube,
+        NETWORKPOLICIES,
+        member,
+        lambda items: (
+            items if {p["metadata"]["name"] for p in items} == {"istio-mesh-workshop-all"} else None
+        ),
+        timeout=30,
+    )

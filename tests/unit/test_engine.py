@@ -232,3 +232,30 @@ def test_stop_from_outside_names_the_interrupted_step() -> None:
     assert (result.exit_code, result.failed_step) == (1, "b")
     assert result.reason == "cancelled: terminated by SIGTERM"
     assert [s.status for s in result.steps] == ["unchanged", "skipped", "skipped"]
+
+
+def test_progress_shows_each_running_waits_state() -> None:
+    """A wait that sees an object its operator has not reconciled shows `(queued)`, then
+    `(in progress)` once status appears; the live table and `status` show this label."""
+    progress: list[list[str]] = []
+    reported = threading.Event()
+
+    def on_progress(labels: list[str]) -> None:
+        progress.append(labels)
+        reported.set()
+
+    def waits_on_operator(ctx: Any) -> StepResult:
+        assert reported.wait(30)  # the engine has shown the step as started
+        ctx.deadline.observe([{"metadata": {"name": "smcp"}}])
+        ctx.deadline.observe([{"metadata": {"name": "smcp"}, "status": {"phase": "x"}}])
+        return StepResult.done("ready")
+
+    steps = [FakeStep("smcp", (), waits_on_operator)]
+    Engine(steps, fake_context, log=get_logger(user="u1"), on_progress=on_progress).run(
+        "u1", ["smcp"]
+    )
+    assert progress == [["smcp"], ["smcp (queued)"], ["smcp (in progress)"]]
+
+
+def fake_context(step: Any, deadline: Deadline, cancel: CancelToken, log: Any) -> FakeContext:
+    return FakeContext(step.NAME, deadline, cancel)

@@ -102,3 +102,26 @@ def test_an_unselected_namespace_step_still_has_its_namespace() -> None:
     result = RunResult(USER.name, 0, steps=(StepRecord("namespace", "skipped", "not selected"),))
     cli.record_outcome(recorder, {}, USER, result)
     assert len(recorder.calls) == 1
+
+
+def test_the_launcher_names_the_job_the_user_and_the_outcome() -> None:
+    from runner.launcher.cli import record_finished
+    from runner.launcher.progress import Fleet, UserView
+
+    fleet = Fleet(["u1", "u2"], indexed=True)
+    fleet.jobs["wr-l1"] = {"metadata": {"name": "wr-l1", "uid": "job-uid"}}
+    recorder: Any = _Recorder()
+    done = UserView("u1", "succeeded", final=True, job="wr-l1", attempts=1, changed=3, steps=12)
+    failed = UserView(
+        "u2", "failed", True, job="wr-l1", attempts=3, failed_step="csv", exit_code=6, reason="x"
+    )
+    record_finished(recorder, fleet, "workshop-runner", done)
+    record_finished(recorder, fleet, "workshop-runner", failed)
+    record_finished(recorder, fleet, "workshop-runner", UserView("u3", "failed", True))  # no Job
+    assert [r for r, _ in recorder.calls] == [
+        Regarding("batch/v1", "Job", "wr-l1", "workshop-runner", "job-uid")
+    ] * 2
+    assert [(n.type, n.reason, n.text) for _, n in recorder.calls] == [
+        ("Normal", "UserSucceeded", "user u1: 3/12 step(s) changed"),
+        ("Warning", "UserFailed", "user u2: step csv failed with exit code 6: x"),
+    ]

@@ -351,3 +351,41 @@ def test_forbidden_without_a_connection_failure_is_final() -> None:
     with pytest.raises(errors.Forbidden):
         k._call("create", "Namespace u1", flaky(api_error(403)))
     assert slept == []
+
+
+def forbidden_then_ok(refusals: int, message: str = "denied: access namespace(s)") -> Any:
+    left = [refusals]
+
+    def call() -> str:
+        if left[0]:
+            left[0] -= 1
+            raise errors.Forbidden(message)
+        return "ok"
+
+    return call
+
+
+def test_retry_forbidden_waits_for_a_permission_granted_moments_ago() -> None:
+    clock = Clock()
+    k, slept = kube(clock)
+    wanted = lambda e: "access namespace" in str(e)  # noqa: E731
+    assert k.retry_forbidden(forbidden_then_ok(3), wanted, seconds=20) == "ok"
+    assert len(slept) == 3
+    assert slept == sorted(slept)  # growing backoff
+
+
+@pytest.mark.parametrize(
+    ("refusals", "message", "seconds"),
+    [
+        (1, "another refusal", 20.0),  # not the one asked about: final at once
+        (1, "denied: access namespace(s)", 0.0),  # no window
+        (100, "denied: access namespace(s)", 3.0),  # still refused when the window closes
+    ],
+)
+def test_retry_forbidden_gives_up(refusals: int, message: str, seconds: float) -> None:
+    clock = Clock()
+    k, _ = kube(clock)
+    wanted = lambda e: "access namespace" in str(e)  # noqa: E731
+    with pytest.raises(errors.Forbidden, match=message.replace("(", r"\(").replace(")", r"\)")):
+        k.retry_forbidden(forbidden_then_ok(refusals, message), wanted, seconds=seconds)
+    assert clock.now <= seconds

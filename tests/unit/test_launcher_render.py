@@ -16,7 +16,6 @@ from runner.launcher.render import (
     PARAMS_KEY,
     USER_LABEL,
     LaunchPlan,
-    apply_order,
     job_name,
     load_deploy,
     owned_by,
@@ -27,6 +26,7 @@ from runner.launcher.render import (
     with_guard_params,
 )
 from runner.launcher.users import select_users, validate_users
+from runner.templates import apply_order
 
 
 def plan(

@@ -13,7 +13,7 @@ from runner.errors import Conflict, OperatorFailed, TemporaryCondition
 from runner.kube import Mutate, Updated, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
-from runner.teardown import remove, remove_member, teardown_user
+from runner.teardown import teardown_user
 from runner.waits import CancelToken, Deadline, Target
 
 
@@ -114,7 +114,7 @@ def roll(*members: str) -> dict[str, Any]:
 
 def test_remove_member_keeps_the_other_members_and_retries_on_conflict() -> None:
     kube = FakeKube({("ServiceMeshMemberRoll", "default"): roll("ann", "bookinfo")}, conflicts=1)
-    result = remove_member(ctx_with(kube), ROLL, "ann")
+    result = ctx_with(kube).remove_member(ROLL, "ann")
     assert result.changed
     assert kube.objects[("ServiceMeshMemberRoll", "default")]["spec"]["members"] == [
         "bookinfo",
@@ -126,7 +126,7 @@ def test_remove_member_keeps_the_other_members_and_retries_on_conflict() -> None
 def test_a_write_still_conflicting_after_five_attempts_is_temporary() -> None:
     kube = FakeKube({("ServiceMeshMemberRoll", "default"): roll("ann", "bookinfo")}, conflicts=9)
     with pytest.raises(TemporaryCondition, match="still conflicting after 5 attempts") as e:
-        remove_member(ctx_with(kube), ROLL, "ann")
+        ctx_with(kube).remove_member(ROLL, "ann")
     assert e.value.exit_code == 5
     assert len(kube.patches) == 5  # client-go's DefaultRetry: five attempts, then give up
 
@@ -135,7 +135,7 @@ def test_a_write_still_conflicting_after_five_attempts_is_temporary() -> None:
 def test_remove_member_is_a_noop_when_not_a_member(live: dict[str, Any] | None) -> None:
     objects = {("ServiceMeshMemberRoll", "default"): live} if live else {}
     kube = FakeKube(objects)
-    result = remove_member(ctx_with(kube), ROLL, "ann")
+    result = ctx_with(kube).remove_member(ROLL, "ann")
     assert not result.changed
     assert "not a member" in result.detail
     assert kube.patches == []
@@ -157,10 +157,10 @@ def test_remove_deletes_rendered_objects_last_document_first() -> None:
         ]
     }
     kube = FakeKube({("ConfigMap", "a"): {}})
-    result = remove(ctx_with(kube, rendered), "t.yaml")
+    result = ctx_with(kube, rendered).remove("t.yaml")
     assert kube.deleted == ["ConfigMap/b", "ConfigMap/a"]
     assert result.changed
     assert result.detail == "deleted ConfigMap ann/a"
-    again = remove(ctx_with(kube, rendered), "t.yaml")
+    again = ctx_with(kube, rendered).remove("t.yaml")
     assert not again.changed
     assert "already absent" in again.detail

@@ -6,15 +6,28 @@ import json
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+from kubernetes.client.exceptions import ApiException
+
+from runner.errors import Forbidden
+from runner.kube import Cluster, Kube
 from runner.launcher.watch import Event, LaunchWatch
+from runner.logs import get_logger
+from runner.waits import CancelToken, Deadline
 
 
 class FakeResponse:
-    def __init__(self, events: list[dict[str, Any]], hold: threading.Event | None) -> None:
+    """A list answer (data) or an open watch stream (events) of the API server."""
+
+    def __init__(
+        self, events: list[dict[str, Any]], hold: threading.Event | None, data: bytes = b""
+    ) -> None:
         self.events = events
         self.hold = hold
+        self.data = data
+        self.status = 200
         self.closed = threading.Event()
 
     def stream(self, amt: Any = None, decode_content: bool = False) -> Iterator[bytes]:
@@ -30,39 +43,58 @@ class FakeResponse:
         pass
 
 
-class FakeKube:
-    """list_items and the raw watch request of runner.kube.Kube, scripted per kind."""
+class FakeDyn:
+    """The HTTP side of runner.kube.Kube (its `cluster.dyn`), scripted per kind: a real Kube
+    runs the launcher's watches over it."""
 
     def __init__(self, watches: dict[str, list[list[dict[str, Any]]]]) -> None:
         self.watches = watches
         self.requests: list[tuple[str, str, str]] = []
-        self.cluster = self
-        self.dyn = self
+        self.resources = self
         self._lock = threading.Lock()
 
-    def count(self) -> None:
-        pass
-
-    def resource(self, api_version: str, kind: str) -> Any:
-        class Res:
-            def path(self, namespace: str | None = None) -> str:
-                return f"/{kind}/{namespace}"
-
-        return Res()
-
-    def list_items(self, api_version: str, kind: str, namespace: str, **sel: str) -> Any:
-        with self._lock:
-            self.requests.append(("LIST", kind, sel["label_selector"]))
-            n = sum(1 for r in self.requests if r[:2] == ("LIST", kind))
-        return [{"metadata": {"name": f"{kind}-listed-{n}"}}], f"{n}00"
+    def get(self, api_version: str, kind: str) -> Any:
+        return SimpleNamespace(
+            namespaced=True, path=lambda name=None, namespace=None: f"/{kind}/{namespace}"
+        )
 
     def request(self, method: str, path: str, **params: Any) -> FakeResponse:
         kind = path.split("/")[1]
         with self._lock:
+            if not params.get("watch"):
+                self.requests.append(("LIST", kind, params["label_selector"]))
+                n = sum(1 for r in self.requests if r[:2] == ("LIST", kind))
+                listed = {
+                    "metadata": {"resourceVersion": f"{n}00"},
+                    "items": [{"metadata": {"name": f"{kind}-listed-{n}"}}],
+                }
+                return FakeResponse([], None, json.dumps(listed).encode())
             self.requests.append(("WATCH", kind, params["resource_version"]))
             script = self.watches[kind]
             events = script.pop(0) if script else []
         return FakeResponse(events, hold=threading.Event() if not script else None)
+
+
+class FakeCluster:
+    def __init__(self, dyn: FakeDyn) -> None:
+        self.dyn = dyn
+
+    def count(self) -> None:
+        pass
+
+    def note_transient(self, now: float) -> None:
+        pass
+
+    def settling(self, now: float) -> bool:
+        return False
+
+    def is_fresh(self, namespace: str | None) -> bool:
+        return False
+
+
+def kube_over(dyn: FakeDyn) -> Kube:
+    cluster = cast(Cluster, FakeCluster(dyn))
+    return Kube(cluster, log=get_logger(), deadline=Deadline.after(30), cancel=CancelToken())
 
 
 def obj(name: str, rv: str) -> dict[str, Any]:
@@ -74,7 +106,7 @@ def drain(events: queue.Queue[Event], n: int) -> list[Event]:
 
 
 def test_list_then_watch_resume_and_relist_on_gone() -> None:
-    kube = FakeKube(
+    dyn = FakeDyn(
         {
             "Job": [[{"type": "ADDED", "object": obj("j1", "101")}]],
             "Pod": [
@@ -88,7 +120,7 @@ def test_list_then_watch_resume_and_relist_on_gone() -> None:
             ],
         }
     )
-    watch = LaunchWatch(kube, "ns", "workshop-runner.io/launch=x").start()
+    watch = LaunchWatch(kube_over(dyn), "ns", "workshop-runner.io/launch=x").start()
     try:
         got = drain(watch.events, 6)
     finally:
@@ -97,7 +129,7 @@ def test_list_then_watch_resume_and_relist_on_gone() -> None:
     assert pods == [("SYNC", None), ("ADDED", "p1"), ("SYNC", None), ("MODIFIED", "p1")]
     jobs = [e.type for e in got if e.kind == "Job"]
     assert jobs == ["SYNC", "ADDED"]
-    pod_calls = [r for r in kube.requests if r[1] == "Pod"]
+    pod_calls = [r for r in dyn.requests if r[1] == "Pod"]
     assert pod_calls == [
         ("LIST", "Pod", "workshop-runner.io/launch=x"),
         ("WATCH", "Pod", "100"),
@@ -108,13 +140,13 @@ def test_list_then_watch_resume_and_relist_on_gone() -> None:
 
 
 def test_a_forbidden_list_is_reported_as_an_error_event() -> None:
-    from runner.errors import Forbidden
+    class Refusing(FakeDyn):
+        def request(self, method: str, path: str, **params: Any) -> FakeResponse:
+            error = ApiException(status=403, reason="Forbidden")
+            error.body = json.dumps({"kind": "Status", "message": "forbidden", "reason": "x"})
+            raise error
 
-    class Refusing(FakeKube):
-        def list_items(self, api_version: str, kind: str, namespace: str, **sel: str) -> Any:
-            raise Forbidden(f"list {kind}: forbidden")
-
-    watch = LaunchWatch(Refusing({}), "ns", "x=y").start()
+    watch = LaunchWatch(kube_over(Refusing({})), "ns", "x=y").start()
     try:
         event = watch.events.get(timeout=5)
     finally:

@@ -6,6 +6,8 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from devcluster.sim import knobs
 from devcluster.sim.fakeworld import FakeWorld
 from devcluster.sim.kiali import RECONCILED, KialiController
@@ -20,8 +22,8 @@ from devcluster.sim.kube import (
     SMMRS,
     SMMS,
 )
-from devcluster.sim.maistra import SmcpController, components
-from devcluster.sim.memberroll import MEMBER_OF, SmmController, SmmrController
+from devcluster.sim.maistra import MEMBER_OF, SmcpController, components
+from devcluster.sim.memberroll import SmmController, SmmrController
 from devcluster.sim.objects import condition
 from devcluster.sim.openshift import ProjectRequestController, admission_refusal
 from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE, Admission
@@ -392,3 +394,125 @@ def test_project_request_mutation_stamps_the_requester() -> None:
     req["object"] = {"metadata": {"name": "p", "annotations": {"a": "b"}}}
     patch = json.loads(base64.b64decode(adm.mutate_project_request(req)["response"]["patch"]))
     assert patch[0]["path"] == "/metadata/annotations/openshift.io~1requester"
+
+
+RUNNER_USER = {
+    "username": "system:serviceaccount:workshop-runner:workshop-runner",
+    "uid": "u-1",
+    "groups": ["system:serviceaccounts", "system:authenticated"],
+}
+
+
+def smmr_request(members: list[str], old: list[str] | None = None, **spec: Any) -> dict[str, Any]:
+    req: dict[str, Any] = {
+        "uid": "7",
+        "namespace": CP,
+        "operation": "CREATE" if old is None else "UPDATE",
+        "userInfo": RUNNER_USER,
+        "object": {
+            "metadata": {"name": "default", "namespace": CP},
+            "spec": {"members": members, **spec},
+        },
+    }
+    if old is not None:
+        req["oldObject"] = {"metadata": {"name": "default"}, "spec": {"members": old}}
+    return req
+
+
+def smmr_admission(allowed_in: set[str]) -> tuple[Admission, list[tuple[str, str]]]:
+    """The member-roll validator with an authorizer that allows pod updates in `allowed_in`
+    ("" = cluster-wide); also returns the reviews it was asked for."""
+    asked: list[tuple[str, str]] = []
+
+    def review(user: dict[str, Any], namespace: str) -> bool:
+        asked.append((user["username"], namespace))
+        return namespace in allowed_in
+
+    return Admission(FakeWorld().store, lambda: FAST, review_access=review), asked
+
+
+def test_smmr_admission_reviews_each_newly_added_namespace() -> None:
+    adm, asked = smmr_admission({"bookinfo"})
+    answer = adm.validate_smmr(smmr_request(["bookinfo", "user1"], old=["bookinfo"]))["response"]
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 403
+    assert answer["status"]["message"] == (
+        "user 'system:serviceaccount:workshop-runner:workshop-runner' does not have "
+        "permission to access namespace(s): [user1]"
+    )
+    # cluster-wide first, then only the namespace this update adds
+    assert [ns for _, ns in asked] == ["", "user1"]
+    adm, asked = smmr_admission({"user1"})
+    answer = adm.validate_smmr(smmr_request(["bookinfo", "user1"], old=["bookinfo"]))["response"]
+    assert answer["allowed"] is True
+
+
+def test_smmr_admission_create_reviews_every_member_and_names_all_refused() -> None:
+    adm, _ = smmr_admission(set())
+    answer = adm.validate_smmr(smmr_request(["b", "a"]))["response"]
+    assert answer["status"]["message"].endswith("access namespace(s): [a b]")
+
+
+def test_smmr_admission_cluster_wide_permission_passes_without_per_namespace_reviews() -> None:
+    adm, asked = smmr_admission({""})
+    assert adm.validate_smmr(smmr_request(["*"]))["response"]["allowed"] is True
+    assert asked == [(RUNNER_USER["username"], "")]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"members": ["*"]},
+        {"members": [], "memberSelectors": [{"matchLabels": {"mesh": "yes"}}]},
+    ],
+)
+def test_smmr_admission_dynamic_members_need_cluster_wide_pod_rights(
+    spec: dict[str, Any],
+) -> None:
+    adm, _ = smmr_admission({"user1"})
+    req = smmr_request([])
+    req["object"]["spec"] = spec
+    answer = adm.validate_smmr(req)["response"]
+    assert answer["status"]["code"] == 403
+    assert answer["status"]["message"].startswith(
+        "only users that are allowed to update pods at the cluster scope"
+    )
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (["User1"], ".spec.members contains invalid value 'User1'"),
+        (["a", "a"], "duplicate namespace in .spec.members: a"),
+        (["*", "a"], "it must contain no other entries"),
+        ([CP], "mesh project/namespace cannot be listed as a member"),
+        (["taken"], "already defined in another ServiceMeshMemberRoll"),
+    ],
+)
+def test_smmr_admission_bad_requests(members: list[str], message: str) -> None:
+    adm, asked = smmr_admission({""})
+    other = {"metadata": {"name": "default", "namespace": "other-istio"}}
+    adm.store.update(SMMRS, {**other, "spec": {"members": ["taken"]}})
+    answer = adm.validate_smmr(smmr_request(members))["response"]
+    assert (answer["status"]["code"], answer["allowed"]) == (400, False)
+    assert message in answer["status"]["message"]
+    assert asked == []  # refused before any review
+
+
+def test_smmr_admission_name_and_namespace_rules() -> None:
+    adm, _ = smmr_admission({""})
+    req = smmr_request(["user1"])
+    req["object"]["metadata"]["name"] = "mine"
+    assert adm.validate_smmr(req)["response"]["status"]["message"] == (
+        "ServiceMeshMemberRoll must be named 'default'"
+    )
+    req = smmr_request(["user1"])
+    req["namespace"] = "openshift-operators"
+    assert (
+        "same project/namespace as the operator"
+        in (adm.validate_smmr(req)["response"]["status"]["message"])
+    )
+    req = smmr_request(["user1"], memberSelectors=[{"matchLabels": {"a": "b"}}])
+    assert adm.validate_smmr(req)["response"]["status"]["message"] == (
+        "combining .spec.members and .spec.memberSelectors is not allowed"
+    )

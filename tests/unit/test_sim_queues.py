@@ -129,3 +129,13 @@ def test_capacity_profile_has_upstreams_worker_counts() -> None:
 def test_workers_must_be_a_whole_non_negative_number(value: Any) -> None:
     with pytest.raises(KnobError, match="workers"):
         knobs.build([("f", {"workers": {"SMCP": value}})])
+
+
+def test_an_item_no_longer_wanted_is_dropped_without_taking_a_worker() -> None:
+    pool = WorkPool("Kiali", 1, now=0.0)
+    pool.offer(due("stale", "Kiali"), now=0.0)
+    pool.offer(due("live", "Kiali"), now=0.0)
+    started = pool.start(now=1.0, wanted=lambda d: d.tid != "stale")
+    assert [d.tid for d in started] == ["live"]
+    assert [d.tid for d in pool.dropped] == ["stale"]
+    assert pool.summary(now=1.0)["reconciles"] == 1

@@ -4,14 +4,14 @@ The cluster is an in-memory fake with the runner.kube surface the steps use."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
 
 from runner import config, templates
 from runner.context import StepContext
-from runner.errors import TemporaryCondition
+from runner.errors import Forbidden, TemporaryCondition
 from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
@@ -39,9 +39,32 @@ class FakeKube:
         self.apis, self.dry_run = apis, dry_run
         self.actions: list[str] = []
         self.fresh_namespaces: set[str] = set()  # as if this process had created them
+        # Where this identity may update pods (None: everywhere, as a cluster admin).
+        self.pod_updaters: set[str] | None = None
+        self.username_asked = 0
 
     def fresh(self, namespace: str | None) -> bool:
         return not self.dry_run and namespace in self.fresh_namespaces
+
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        assert (verb, resource, group) == ("update", "pods", "")
+        return self.pod_updaters is None or namespace in self.pod_updaters
+
+    def username(self) -> str:
+        self.username_asked += 1
+        return "system:serviceaccount:workshop-runner:workshop-runner"
+
+    def retry_forbidden(
+        self, fn: Callable[[], Any], when: Callable[[Forbidden], bool], seconds: float
+    ) -> Any:
+        """Kube.retry_forbidden without time: retried up to 3 times while `seconds` > 0."""
+        for attempt in range(4):
+            try:
+                return fn()
+            except Forbidden as e:
+                if not when(e) or seconds <= 0 or attempt == 3:
+                    raise
+        raise AssertionError("unreachable")
 
     @staticmethod
     def key(obj: dict[str, Any]) -> Key:
@@ -207,7 +230,10 @@ def test_project_request_rerun_drops_only_bindings_of_the_runner_alone() -> None
 
     me = {"kind": "ServiceAccount", "name": "workshop-runner", "namespace": "workshop-runner"}
     user = {"kind": "User", "name": "user1"}
+    mesh = binding("workshop-runner-mesh-member", me)
+    mesh["roleRef"] = {"kind": "ClusterRole", "name": "workshop-runner-mesh-member"}
     kept = [binding("workshop-user-admin", user), binding("shared", me, user), binding("none")]
+    kept.append(mesh)
     existing = [ns("user1"), binding("leftover", me), *kept]
     result, kube = run_step(namespace, existing, mode="project-request")
     assert kube.actions == ["apply Namespace user1", "delete RoleBinding user1/leftover"]
@@ -292,11 +318,62 @@ def test_catalog_source_ready_without_waiting() -> None:
         "status": {"connectionState": {"lastObservedState": "READY"}},
     }
     result, _ = run_step(catalog_source, [ready])
-    assert result == StepResult(True, "updated CatalogSource user1/rhsso-catalog; READY")
-
-
-def test_catalog_source_dry_run_does_not_wait() -> None:
-    result, _ = run_step(catalog_source, dry_run=True)
     assert result == StepResult(
-        True, "would create CatalogSource user1/rhsso-catalog; dry-run: not waiting for READY"
+        True,
+        "created NetworkPolicy user1/istio-mesh-workshop-all; "
+        "updated CatalogSource user1/rhsso-catalog; READY",
     )
+
+
+def test_catalog_source_applies_the_workshop_network_policy_first() -> None:
+    """Ingress from every namespace: OLM keeps reaching the registry pod once Maistra's own
+    policies (mesh members only) are copied into the namespace."""
+    result, kube = run_step(catalog_source, dry_run=True)
+    assert kube.actions == [
+        "apply NetworkPolicy user1/istio-mesh-workshop-all",
+        "apply CatalogSource user1/rhsso-catalog",
+    ]
+    (policy,) = catalog_source_policy()
+    assert policy["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {}}]}],
+    }
+    assert result.detail.endswith("dry-run: not waiting for READY")
+
+
+def catalog_source_policy() -> list[dict[str, Any]]:
+    params = config.load_params(None, config.User("user1"), project_request=False)
+    return templates.render(templates.load_templates(None)["network-policy.yaml"], params)
+
+
+def catalog(state: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "CatalogSource",
+        "metadata": {"name": "rhsso-catalog", "namespace": "user1"},
+        "status": {"connectionState": {"lastObservedState": state}},
+    }
+
+
+def test_catalog_source_rerun_does_not_wait_once_the_pinned_csv_succeeded() -> None:
+    """A re-run after Maistra cut the catalog off (TRANSIENT_FAILURE): the pinned CSV is
+    installed, so the catalog is not needed any more."""
+    csv = {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "ClusterServiceVersion",
+        "metadata": {"name": "rhsso-operator.7.5.2-opr-001", "namespace": "user1"},
+        "status": {"phase": "Succeeded"},
+    }
+    (policy,) = catalog_source_policy()
+    result, _ = run_step(catalog_source, [policy, catalog("TRANSIENT_FAILURE"), csv])
+    assert result.detail.endswith(
+        "not READY (TRANSIENT_FAILURE), but rhsso-operator.7.5.2-opr-001 has Succeeded: "
+        "not waiting for the catalog"
+    )
+
+
+def test_catalog_source_rerun_waits_while_the_pinned_csv_is_not_there() -> None:
+    (policy,) = catalog_source_policy()
+    with pytest.raises(AssertionError, match="never needs to watch"):
+        run_step(catalog_source, [policy, catalog("TRANSIENT_FAILURE")])

@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from runner.apierrors import translate
-from runner.errors import OperatorFailed, TemplateError, TransientError, WaitTimeout
+from runner.errors import (
+    Forbidden,
+    OperatorFailed,
+    TemplateError,
+    TransientError,
+    WaitTimeout,
+)
 from steps import kiali, member_roll, smcp
 from tests.unit.stepkit import ScriptedKube, context, load, run, status_only, with_
 from tests.unit.test_kube import api_error
@@ -242,6 +248,111 @@ def test_member_roll_dry_run_creates_nothing() -> None:
     result, kube = run(member_roll, [], [], dry_run=True)
     assert kube.objects == {}
     assert result.detail.startswith("would create ServiceMeshMemberRoll user1-istio/default")
+
+
+WEBHOOK_403 = (
+    "create ServiceMeshMemberRoll user1-istio/default: admission webhook "
+    '"smmr.validation.maistra.io" denied the request: user '
+    "'system:serviceaccount:workshop-runner:workshop-runner' does not have permission to "
+    "access namespace(s): [user1]"
+)
+MESH_MEMBER = ("RoleBinding", "user1", "workshop-runner-mesh-member")
+RUNNER_SA = "system:serviceaccount:workshop-runner:workshop-runner"
+
+
+def refusing_kube(refusals: int, objects: list[Obj] | None = None) -> ScriptedKube:
+    """An identity without pod rights in user1, whose roll writes Maistra's webhook refuses
+    `refusals` times (RBAC caches behind the binding)."""
+    kube = ScriptedKube(copy.deepcopy(objects or []), [READY])
+    kube.pod_updaters = set()
+    original_create = kube.create
+    left = [refusals]
+
+    def create(body: Obj) -> Any:
+        if body["kind"] == "ServiceMeshMemberRoll" and left[0] > 0:
+            left[0] -= 1
+            raise Forbidden(WEBHOOK_403)
+        return original_create(body)
+
+    kube.create = create  # type: ignore[method-assign]
+    return kube
+
+
+def test_member_roll_binds_the_mesh_member_role_to_itself_where_it_may_not_update_pods() -> None:
+    kube = refusing_kube(refusals=1)  # the first write races the RBAC cache: retried
+    result = member_roll.run(context(member_roll, kube))
+    binding = kube.objects[MESH_MEMBER]
+    assert binding["roleRef"]["name"] == "workshop-runner-mesh-member"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "workshop-runner", "namespace": "workshop-runner"}
+    ]
+    assert kube.actions == [
+        "apply RoleBinding user1/workshop-runner-mesh-member",
+        "create ServiceMeshMemberRoll user1-istio/default",
+    ]
+    assert result.detail.startswith("bound workshop-runner-mesh-member in user1; created")
+    assert result.changed
+
+
+def test_member_roll_binds_nothing_where_the_identity_may_update_pods() -> None:
+    result, kube = run(member_roll, [], [READY])  # the fake's default: a cluster admin
+    assert MESH_MEMBER not in kube.objects
+    assert kube.username_asked == 0
+    assert result.detail.startswith("created ServiceMeshMemberRoll")
+
+
+def test_member_roll_refused_without_a_new_binding_is_exit_4_with_a_hint() -> None:
+    existing = load_template_binding()
+    existing["subjects"] = [member_roll.rbac_subject(RUNNER_SA)]
+    kube = refusing_kube(refusals=5, objects=[existing])  # e.g. the ClusterRole is missing
+    with pytest.raises(Forbidden, match=r"access namespace\(s\): \[user1\] .*is that ClusterRole"):
+        member_roll.run(context(member_roll, kube))
+    assert Forbidden.exit_code == 4
+
+
+def test_member_roll_dry_run_does_not_ask_the_webhook_about_a_binding_it_did_not_make() -> None:
+    kube = refusing_kube(refusals=5)
+    kube.dry_run = True
+    result = member_roll.run(context(member_roll, kube))
+    assert kube.objects == {}
+    assert result.detail == (
+        "would bind workshop-runner-mesh-member in user1; "
+        "would add user1 to ServiceMeshMemberRoll user1-istio/default"
+    )
+
+
+@pytest.mark.parametrize(
+    ("username", "subject"),
+    [
+        (
+            "system:serviceaccount:ns1:sa1",
+            {"kind": "ServiceAccount", "name": "sa1", "namespace": "ns1"},
+        ),
+        ("alice", {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}),
+        (
+            "system:admin",
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:admin"},
+        ),
+    ],
+)
+def test_rbac_subject(username: str, subject: Obj) -> None:
+    assert member_roll.rbac_subject(username) == subject
+
+
+def test_member_roll_undo_also_deletes_the_mesh_member_binding() -> None:
+    kube = ScriptedKube([smmr(["user1"]), load_template_binding()], [])
+    result = member_roll.undo(context(member_roll, kube))
+    assert MESH_MEMBER not in kube.objects
+    assert result.detail == (
+        "removed user1 from ServiceMeshMemberRoll user1-istio/default; "
+        "deleted RoleBinding user1/workshop-runner-mesh-member"
+    )
+
+
+def load_template_binding() -> Obj:
+    kube = ScriptedKube([], [])
+    binding: Obj = context(member_roll, kube).object(member_roll.ACCESS_TEMPLATE)
+    return binding
 
 
 # -- kiali --------------------------------------------------------------------------------
