@@ -18,7 +18,6 @@ from runner.waits import Obj, Target, Verdict, done, pending
 PROJECT_API = ("project.openshift.io/v1", "ProjectRequest")
 PROJECT = ("project.openshift.io/v1", "Project")
 RBAC = "rbac.authorization.k8s.io/v1"
-WHOAMI = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
 # The member-roll step's own binding of the runner (mesh-member-rbac.yaml): kept.
 MESH_MEMBER_ROLE = "workshop-runner-mesh-member"
 
@@ -62,7 +61,7 @@ def drop_own_grants(ctx: StepContext, namespace: str) -> list[str]:
     admission guard allows the runner no other RoleBinding delete) - except the member-roll
     step's own workshop-runner-mesh-member binding. The user's admin binding is the rbac
     step's. Also on a re-run, should an earlier run have stopped between."""
-    me = str(((ctx.kube.review(WHOAMI).get("status") or {}).get("userInfo") or {}).get("username"))
+    me = ctx.kube.username()
     dropped = []
     items, _ = ctx.kube.list_items(RBAC, "RoleBinding", namespace)
     for binding in items:

@@ -170,7 +170,9 @@ def test_admission_guard_matches_the_runner_role_not_a_name() -> None:
     docs = kustomize(DEPLOY)
     policies = {p["metadata"]["name"]: p for p in by_kind(docs, "ValidatingAdmissionPolicy")}
     assert sorted(policies) == sorted(GUARD_POLICIES)
-    (cluster_role,) = by_kind(docs, "ClusterRole")
+    (cluster_role,) = [
+        r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == SERVICE_ACCOUNT
+    ]
     assert {
         "apiGroups": ["guard.workshop-runner.io"],
         "resources": ["identities"],

@@ -52,7 +52,7 @@ class FakeKube:
 
     def username(self) -> str:
         self.username_asked += 1
-        return "system:serviceaccount:workshop-runner:workshop-runner"
+        return RUNNER
 
     def retry_forbidden(
         self, fn: Callable[[], Any], when: Callable[[Forbidden], bool], seconds: float
@@ -125,10 +125,6 @@ class FakeKube:
                 "metadata": {"name": lr, "namespace": name},
             }
         return body
-
-    def review(self, body: dict[str, Any]) -> Any:
-        assert body["kind"] == "SelfSubjectReview"
-        return {**body, "status": {"userInfo": {"username": RUNNER}}}
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         self.actions.append(f"delete {describe(kind, name, namespace)}")
