@@ -9,9 +9,9 @@ from typing import Any
 
 from runner.config import User
 from runner.errors import TemplateError
-from runner.kube import Kube
+from runner.kube import StepKube
 from runner.logs import Logger
-from runner.result import Step, StepResult
+from runner.result import Step, StepResult, did
 from runner.waits import (
     CancelToken,
     CollectionPredicate,
@@ -33,7 +33,7 @@ class StepContext:
     user: User
     params: Mapping[str, Any]
     rendered: Mapping[str, list[Obj]]
-    kube: Kube
+    kube: StepKube
     log: Logger
     deadline: Deadline
     cancel: CancelToken
@@ -41,6 +41,10 @@ class StepContext:
     # The templates steps apply by name (their TEMPLATES); the generic `extra` step applies
     # the others, so a workshop can add resources without code.
     step_templates: frozenset[str] = frozenset()
+
+    def did(self, verb: str, what: str) -> str:
+        """A write as the step reports it: "added X" (in a dry run "would add X")."""
+        return did(verb, what, dry_run=self.dry_run)
 
     def objects(self, template: str) -> list[Obj]:
         """The rendered documents of one template (copies; rendered before any API call)."""
@@ -155,7 +159,7 @@ OTHER_TEMPLATES = "*"
 
 def step_templates(steps: Sequence[Step]) -> frozenset[str]:
     """Every template a step names in its TEMPLATES."""
-    named = (t for s in steps for t in getattr(s, "TEMPLATES", ()))
+    named = (t for s in steps for t in s.TEMPLATES)
     return frozenset(t for t in named if t != OTHER_TEMPLATES)
 
 
@@ -173,7 +177,7 @@ def step_apis(
     step: Step, rendered: Mapping[str, list[Obj]], named: frozenset[str]
 ) -> list[tuple[str, str]]:
     """(apiVersion, kind) of everything a step touches: its APIS and its templates' objects."""
-    apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
-    for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
+    apis = list(step.APIS)
+    for name in expand_templates(step.TEMPLATES, rendered, named):
         apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
     return list(dict.fromkeys(apis))

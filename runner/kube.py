@@ -45,6 +45,7 @@ from runner.errors import (
     WaitTimeout,
 )
 from runner.logs import Logger, add_secret
+from runner.result import did
 from runner.waits import (
     MAX_WATCH_SECONDS,
     CancelToken,
@@ -52,6 +53,7 @@ from runner.waits import (
     Obj,
     Target,
     WatchEvent,
+    WatchSource,
     describe,
     follow,
 )
@@ -63,6 +65,7 @@ __all__ = [  # translate is re-exported: runner.launcher imports it from here
     "Cluster",
     "Kube",
     "Mutate",
+    "StepKube",
     "Updated",
     "describe",
     "in_sync",
@@ -390,20 +393,24 @@ class Kube:
                 return Applied(
                     desired,
                     True,
-                    f"would create {what} (its namespace is created by an earlier step)",
+                    did(
+                        "create",
+                        f"{what} (its namespace is created by an earlier step)",
+                        dry_run=True,
+                    ),
                 )
             raise
         verb = "create" if before is None else "update"
         if self.dry_run:
-            return Applied(after, True, f"would {verb} {what}")
+            return Applied(after, True, did(verb, what, dry_run=True))
         if before is not None and _rv(after) == _rv(before):
             return Applied(after, False, f"{what} already as desired")
         if blind and status != HTTP_CREATED:
             verb = "update"  # someone else made it first; the apply has made it ours
         if kind == "Namespace" and status == HTTP_CREATED:
             self.cluster.mark_fresh(name)
-        self.log.info(f"{verb}d", object=what)
-        return Applied(after, True, f"{verb}d {what}")
+        self.log.info(did(verb, "", dry_run=False).strip(), object=what)
+        return Applied(after, True, did(verb, what, dry_run=False))
 
     def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated:
         """read_modify_write on this view; in a namespace this process created there is
@@ -438,7 +445,7 @@ class Kube:
                 raise
             created = body
         self.log.info(
-            "created" if not self.dry_run else "would create", object=describe(kind, name, ns)
+            did("create", "", dry_run=self.dry_run).strip(), object=describe(kind, name, ns)
         )
         return created
 
@@ -462,7 +469,7 @@ class Kube:
             )
         except NotFound:
             return False
-        self.log.info("deleted" if not self.dry_run else "would delete", object=what)
+        self.log.info(did("delete", "", dry_run=self.dry_run).strip(), object=what)
         return True
 
     def merge_patch(
@@ -634,6 +641,30 @@ class Writes(Protocol):
     def merge_patch(
         self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
     ) -> Obj: ...
+
+
+class StepKube(WatchSource, Writes, Protocol):
+    """The cluster as a step sees it (StepContext.kube): Kube, or a test's in-memory fake."""
+
+    def has_api(self, api_version: str, kind: str) -> bool: ...
+
+    def list_items(
+        self, api_version: str, kind: str, namespace: str | None = None
+    ) -> tuple[list[Obj], str]: ...
+
+    def may(self, verb: str, resource: str, namespace: str | None, group: str = "") -> bool: ...
+
+    def username(self) -> str: ...
+
+    def retry_forbidden(
+        self, fn: Callable[[], T], when: Callable[[Forbidden], bool], seconds: float
+    ) -> T: ...
+
+    def apply(self, desired: Obj) -> Applied: ...
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool: ...
+
+    def update(self, target: Target, mutate: Mutate, *, known: Obj | None = None) -> Updated: ...
 
 
 def read_modify_write(

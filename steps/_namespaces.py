@@ -49,8 +49,7 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
         dropped = drop_own_grants(ctx, name)
     note = f"; dropped the runner's own RoleBinding(s) {', '.join(dropped)}" if dropped else ""
     if made_by_project:
-        verb = "would create" if ctx.dry_run else "created"
-        return StepResult.done(f"{verb} project {name} via ProjectRequest{note}")
+        return StepResult.done(ctx.did("create", f"project {name} via ProjectRequest") + note)
     return StepResult(applied.changed or bool(dropped), applied.detail + note)
 
 

@@ -17,6 +17,7 @@ DESCRIPTION = "Create the user's CatalogSource and wait until it is READY"
 NEEDS = ("namespace",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+APIS: tuple[tuple[str, str], ...] = ()
 CAP = 1800.0
 TEMPLATES = ("network-policy.yaml", "catalog-source.yaml")
 CSV_API = ("operators.coreos.com/v1alpha1", "ClusterServiceVersion")

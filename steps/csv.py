@@ -19,6 +19,7 @@ DESCRIPTION = "Wait for the pinned RH-SSO CSV (by name) to reach Succeeded"
 NEEDS = ("install-plan",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 600.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 3600.0
 APIS = (CSV,)
 
@@ -64,3 +65,6 @@ def run(ctx: StepContext) -> StepResult:
     if ctx.wait(Target(*CSV, ns, name), succeeded(name), "Succeeded") is None:
         return StepResult.noop(f"dry-run: not waiting for ClusterServiceVersion {ns}/{name}")
     return StepResult.noop(f"ClusterServiceVersion {ns}/{name} Succeeded")
+
+
+undo = None  # it only waits; sso-operator's undo deletes the CSV

@@ -14,6 +14,8 @@ DESCRIPTION = "Apply any further templates (no other step names them), namespace
 NEEDS = ("rbac", "csv", "kiali")  # the end of every chain: extra objects may use any of it
 TEMPLATES = (OTHER_TEMPLATES,)  # so preflight resolves their APIs before anything is written
 TIMEOUT = 120.0
+CAP = None
+APIS: tuple[tuple[str, str], ...] = ()
 
 
 def objects(ctx: StepContext) -> list[Obj]:

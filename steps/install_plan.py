@@ -21,6 +21,7 @@ DESCRIPTION = "Approve the InstallPlan listing the pinned CSV (only in RequiresA
 NEEDS = ("sso-operator",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 1800.0
 APIS = (INSTALL_PLAN, CSV)
 
@@ -102,3 +103,6 @@ def approve(ctx: StepContext, ns: str, csv: str) -> StepResult:
         if ctx.kube.update(Target(*INSTALL_PLAN, ns, name), approved_copy, known=plan).changed:
             ctx.log.info("approved", object=f"InstallPlan {ns}/{name}", also_installs=others)
             approved.append(name + (f" (also installs {', '.join(others)})" if others else ""))
+
+
+undo = None  # an approval is not undone; the plan goes with the namespace

@@ -21,6 +21,7 @@ DESCRIPTION = "Let Kiali show DeploymentConfigs (excluded_workloads) and wait fo
 NEEDS = ("member-roll",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 600.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 3600.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
@@ -135,8 +136,7 @@ def run(ctx: StepContext) -> StepResult:
     patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
     sent = dt.datetime.now(dt.UTC)
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
-    verb = "would set" if ctx.dry_run else "set"
-    detail = f"{verb} excluded_workloads of {what} to {', '.join(wanted)}"
+    detail = ctx.did("set", f"excluded_workloads of {what} to {', '.join(wanted)}")
     # The apiserver's time of the change (to the second) or our clock when we sent it,
     # whichever is later: a run that ended earlier within that second is not ours.
     since = max(t for t in (changed_at(patched), sent) if t is not None)
@@ -144,3 +144,6 @@ def run(ctx: StepContext) -> StepResult:
     if ctx.wait(target, predicate, "reconciled after the change", known=patched) is None:
         return StepResult.done(f"{detail}; dry-run: not waiting")
     return StepResult.done(f"{detail}; reconciled")
+
+
+undo = None  # the Kiali CR is the SMCP's: it goes with the SMCP

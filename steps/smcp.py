@@ -15,6 +15,7 @@ DESCRIPTION = "Create the ServiceMeshControlPlane in <user>-istio and wait until
 NEEDS = ("limit-ranges",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 1200.0
+APIS: tuple[tuple[str, str], ...] = ()
 CAP = 7200.0
 TEMPLATES = ("smcp.yaml",)
 

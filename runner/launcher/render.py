@@ -320,7 +320,8 @@ def write_rendered(objects: LaunchObjects, plan: LaunchPlan, directory: Path | N
     header = (
         f"workshop-runner launch --render: launch {plan.launch_id}, {len(plan.users)} user(s), "
         f"--mode {plan.mode}, image {plan.image}\n"
-        "Apply with: kubectl apply --server-side -f <this>; follow with: workshop-runner status "
+        "Apply with: kubectl apply --server-side --field-manager workshop-runner -f <this>;\n"
+        "follow with: workshop-runner status "
         f"--launch {plan.launch_id} -n {plan.namespace}"
     )
     parts = ((objects.deploy), (objects.config_map,), objects.jobs)

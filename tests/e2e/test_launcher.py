@@ -203,15 +203,23 @@ def test_a_retry_of_a_running_launch_is_refused(
     }
     from kubernetes import client
 
+    namespace = f"{prefix}jobs"  # a Jobs namespace of its own: nothing else needs to exist
     with fleet_cluster.api_client() as api:
-        jobs = client.BatchV1Api(api)
-        jobs.create_namespaced_job(JOBS_NAMESPACE, job)
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": namespace}})
         try:
-            refused = wr(fleet_cluster.kubeconfig, "launch", "--retry-failed", "--launch", launch)
-        finally:
-            jobs.delete_namespaced_job(
-                f"wr-{launch}", JOBS_NAMESPACE, propagation_policy="Background"
+            client.BatchV1Api(api).create_namespaced_job(namespace, job)
+            refused = wr(
+                fleet_cluster.kubeconfig,
+                "launch",
+                "--retry-failed",
+                "--launch",
+                launch,
+                "-n",
+                namespace,
             )
+        finally:
+            core.delete_namespace(namespace)
     assert refused.rc == 2, refused.stdout + refused.stderr
     assert f"launch {launch} is still running (1 Job(s) not finished)" in refused.stderr
 

@@ -41,6 +41,8 @@ NO_CLUSTER: dict[str, str] = {}  # no KUBECONFIG, no in-cluster env: any API cal
         (["launch", "--retry-failed", "--image", "i", "--mode", "jobs"], "drop --image, --mode"),
         (["launch", "--retry-failed", "--params", "p.yaml"], "takes the users, image, mode"),
         (["launch", "--retry-failed"], "no cluster configuration"),
+        (["preflight"], "no cluster configuration"),
+        (["preflight", "--bogus"], "unrecognized"),
         (["teardown"], "exactly one of --user and --all"),
         (["teardown", "--user", "a", "--all"], "exactly one of --user and --all"),
         (["status", "--no-such-flag"], "unrecognized"),
@@ -53,6 +55,15 @@ def test_bad_input_is_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_preflight_parameter_error_is_exit_3_before_any_api_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("catalog_imag: x\n")
+    assert main(["preflight", "--params", str(params)], NO_CLUSTER) == 3
+    assert "catalog_imag" in capsys.readouterr().err
 
 
 def test_template_error_is_exit_3_before_any_api_call(

@@ -26,10 +26,16 @@ def step(name: str, calls: list[str], *, fail: bool = False, undo: bool = True) 
             StepResult.done(f"removed {ctx.step}") if ctx.step != "b" else StepResult.noop("gone")
         )
 
-    module = SimpleNamespace(NAME=name, TIMEOUT=1.0, NEEDS=(), DESCRIPTION=name)
-    if undo:
-        module.undo = do_undo
-    return module
+    return SimpleNamespace(
+        NAME=name,
+        TIMEOUT=1.0,
+        CAP=None,
+        NEEDS=(),
+        DESCRIPTION=name,
+        TEMPLATES=(),
+        APIS=(),
+        undo=do_undo if undo else None,
+    )
 
 
 def test_undo_runs_in_reverse_step_order_and_skips_steps_without_undo() -> None:

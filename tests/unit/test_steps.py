@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from runner import config, templates
 from runner.context import StepContext
 from runner.errors import Forbidden, TemporaryCondition
-from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
+from runner.kube import Applied, Mutate, StepKube, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
 from runner.result import StepResult
 from runner.waits import CancelToken, Deadline, Target
@@ -132,6 +132,11 @@ class FakeKube:
             return (kind, namespace, name) in self.objects
         return self.objects.pop((kind, namespace, name), None) is not None
 
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any
+    ) -> Any:
+        raise AssertionError("the core steps never patch")
+
     def list_items(
         self, api_version: str, kind: str, namespace: str | None = None
     ) -> tuple[list[Any], str]:
@@ -158,13 +163,14 @@ def run_step(
     params = config.load_params(None, user, project_request=mode == "project-request")
     rendered = {n: templates.render(t, params) for n, t in templates.load_templates(None).items()}
     kube = FakeKube(objects or [], apis, dry_run)
+    step_kube: StepKube = kube  # mypy checks that the fake is a StepKube
     cancel = CancelToken()
     ctx = StepContext(
         step.NAME,
         user,
         params,
         rendered,
-        cast(Kube, kube),
+        step_kube,
         get_logger(),
         Deadline.after(5),
         cancel,
