@@ -359,7 +359,11 @@ class Kube:
         wrote differ only in the resourceVersion (whose previous value only the read knows)
         and in this manager's managedFields time, which has one-second resolution. In a
         namespace this process created moments ago there is nothing to observe: the apply
-        goes straight out (a re-run finds the namespace and observes again)."""
+        goes straight out (a re-run finds the namespace and observes again).
+
+        `force` (the default) takes over a field another manager set to another value: the
+        runner's templates and deploy manifests are the desired state, so a hand edit of a
+        field they declare is taken back on the next run; fields they do not declare stay."""
         kind, name, ns = (
             desired["kind"],
             desired["metadata"]["name"],
