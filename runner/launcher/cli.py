@@ -40,6 +40,7 @@ from runner.launcher.render import (
     launch_objects,
     load_deploy,
     pod_files,
+    with_guard_params,
     write_rendered,
 )
 from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
@@ -231,6 +232,10 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
         raise InvalidInput("-o/--output is for --render")
     canary = _canary_size(args, users, launch_id)
     files = pod_files(users, args.templates, args.params)
+    # the OLM guard's parameters rendered from the same params as the templates
+    base = with_guard_params(
+        base, config.load_params(args.params, config.User(users[0]), project_request=False)
+    )
     image = args.image or base.per_user_job["spec"]["template"]["spec"]["containers"][0]["image"]
     plan = LaunchPlan(
         launch_id, namespace, tuple(users), image, mode, parallelism, args.params is not None
