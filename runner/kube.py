@@ -78,8 +78,11 @@ FIELD_MANAGER = "workshop-runner"
 BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 # A restarted kube-apiserver answers 403 for a moment while its RBAC informers fill
 # (kubernetes/kubernetes#121635): within this many seconds of a connection failure, a 403 is
-# retried like a transient error instead of ending the run with exit 4.
-SETTLE_SECONDS = 10.0
+# retried like a transient error instead of ending the run with exit 4. 30 s, not 10: on a loaded
+# 2-core machine the caches of a crashed and restarted apiserver took longer than 10 s to fill
+# (the crash-and-outage restart fault test saw exit 4 in 2 of 3 runs at load 17). A real 403 after
+# a connection failure is reported at most 30 s later.
+SETTLE_SECONDS = 30.0
 REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
 # client-go's retry.DefaultRetry, as RetryOnConflict uses it: 5 attempts, 10 ms apart, 10 % jitter.
@@ -93,7 +96,7 @@ def load_configuration(
     kubeconfig: Path | None, context: str | None, env: Mapping[str, str]
 ) -> tuple[Configuration, str]:
     """Explicit kubeconfig or $KUBECONFIG, else in-cluster, else a clear error."""
-    cfg = Configuration()
+    cfg = _Configuration()
     path = str(kubeconfig) if kubeconfig else env.get("KUBECONFIG")
     if path:
         # Imported here: a runner in a pod never loads a kubeconfig (runner/_lazy.py).
@@ -124,38 +127,35 @@ def load_configuration(
             "no cluster configuration: pass --kubeconfig, set KUBECONFIG, or run in a pod "
             "(KUBERNETES_SERVICE_HOST/PORT and a service account token)"
         )
-    _clean_credentials(cfg, source)
+    cfg.source = source
+    cfg.auth_settings()  # a malformed token fails here, before any request
     cfg.retries = False  # our own retry loop decides, within the step's deadline
     cfg.connection_pool_maxsize = 16
     return cfg, source
 
 
-def _clean_credentials(cfg: Configuration, source: str) -> None:
-    """Strip the whitespace around the token (a token file or a kubeconfig written with a
-    trailing newline, which client-go also trims) and refuse a malformed one, naming the source
-    but never the value: the HTTP library would otherwise fail with the whole header in its
-    message. The in-cluster loader re-reads the (rotated) token file: the same on every read."""
+class _Configuration(Configuration):
+    """The client's Configuration, with the Authorization value checked on every read: the
+    whitespace around the token stripped (a token file or a kubeconfig written with a trailing
+    newline, which client-go also trims) and a malformed one refused, naming the source but
+    never the value - the HTTP library would otherwise fail with the whole header in its
+    message. Every read: the loaders' refresh hooks set the raw token again (the in-cluster
+    one re-reads the rotated file)."""
 
-    def clean(c: Configuration) -> None:
-        for key, value in list(c.api_key.items()):
-            scheme, _, token = str(value).strip().partition(" ")
-            cleaned = f"{scheme} {token.strip()}"
-            if not AUTH_VALUE.fullmatch(cleaned):
-                raise InvalidInput(
-                    f"{source}: the token is malformed (it must be one line of printable ASCII)"
-                )
-            add_secret(token.strip())
-            c.api_key[key] = cleaned
+    source = ""
 
-    clean(cfg)
-    refresh = cfg.refresh_api_key_hook
-    if refresh is not None:
-
-        def refresh_and_clean(c: Configuration) -> None:
-            refresh(c)
-            clean(c)
-
-        cfg.refresh_api_key_hook = refresh_and_clean
+    def get_api_key_with_prefix(self, identifier: str, alias: str | None = None) -> str | None:
+        value = super().get_api_key_with_prefix(identifier, alias)
+        if value is None:
+            return None
+        scheme, _, token = str(value).strip().partition(" ")
+        cleaned = f"{scheme} {token.strip()}"
+        if not AUTH_VALUE.fullmatch(cleaned):
+            raise InvalidInput(
+                f"{self.source}: the token is malformed (it must be one line of printable ASCII)"
+            )
+        add_secret(token.strip())
+        return cleaned
 
 
 class Cluster:

@@ -40,6 +40,7 @@ from runner.launcher.render import (
     launch_objects,
     load_deploy,
     pod_files,
+    with_guard_params,
     write_rendered,
 )
 from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
@@ -212,9 +213,9 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
     namespace = args.namespace or base.namespace
     if namespace != base.namespace and not args.skip_deploy:
         raise InvalidInput(
-            f"the deploy base is written for namespace {base.namespace} (its bindings and "
-            f"admission guard name it); for Jobs in {namespace}, apply an adapted base and "
-            "pass --skip-deploy"
+            f"the deploy base is written for namespace {base.namespace} (its bindings and the "
+            f"guard's parameters live there); for Jobs in {namespace}, apply it with a kustomize "
+            "`namespace:` overlay and pass --skip-deploy"
         )
     users = select_users(args.users, args.users_file, args.count, args.prefix, args.start)
     validate_users(users, namespace)
@@ -231,6 +232,10 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
         raise InvalidInput("-o/--output is for --render")
     canary = _canary_size(args, users, launch_id)
     files = pod_files(users, args.templates, args.params)
+    # the OLM guard's parameters rendered from the same params as the templates
+    base = with_guard_params(
+        base, config.load_params(args.params, config.User(users[0]), project_request=False)
+    )
     image = args.image or base.per_user_job["spec"]["template"]["spec"]["containers"][0]["image"]
     plan = LaunchPlan(
         launch_id, namespace, tuple(users), image, mode, parallelism, args.params is not None

@@ -293,27 +293,31 @@ class Preflight:
 
     def catalog_image(self) -> Check:
         image = str(self.s.params.get("catalog_image", ""))
+        # The guard policy that takes parameters (workshop-runner-guard-olm pins OLM).
         policy = next(
             (
                 o
                 for o in self.s.base.objects
-                if o["kind"] == VAP[1] and o["metadata"]["name"] == GUARD
+                if o["kind"] == VAP[1]
+                and str(o["metadata"]["name"]).startswith(GUARD)
+                and (o.get("spec") or {}).get("paramKind")
             ),
             None,
         )
-        if policy is None or not (policy.get("spec") or {}).get("paramKind"):
+        if policy is None:
             return Check(
                 "catalog-image",
                 "skip",
                 f"the guard in this deploy base takes no parameters, so it allows any catalog "
                 f"image; the launch uses {image}",
             )
-        binding = self.kube.get(*VAP_BINDING, GUARD)
+        name = policy["metadata"]["name"]
+        binding = self.kube.get(*VAP_BINDING, name)
         ref = ((binding or {}).get("spec") or {}).get("paramRef") or {}
         kind = policy["spec"]["paramKind"]
         fix = "apply the deploy base rendered from the same params as the launch"
         if not ref.get("name"):
-            return Check("catalog-image", "fail", f"binding {GUARD} has no paramRef", fix)
+            return Check("catalog-image", "fail", f"binding {name} has no paramRef", fix)
         param = self.kube.get(kind["apiVersion"], kind["kind"], ref["name"], ref.get("namespace"))
         if param is None:
             return Check(

@@ -203,12 +203,13 @@ def test_a_retry_of_a_running_launch_is_refused(
     }
     from kubernetes import client
 
-    namespace = f"{prefix}jobs"  # a Jobs namespace of its own: nothing else needs to exist
+    # In `default`: it always exists (no earlier launch needed), and no namespace comes or
+    # goes (other suites compare the set of namespaces).
+    namespace = "default"
     with fleet_cluster.api_client() as api:
-        core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": namespace}})
+        jobs = client.BatchV1Api(api)
+        jobs.create_namespaced_job(namespace, job)
         try:
-            client.BatchV1Api(api).create_namespaced_job(namespace, job)
             refused = wr(
                 fleet_cluster.kubeconfig,
                 "launch",
@@ -219,7 +220,7 @@ def test_a_retry_of_a_running_launch_is_refused(
                 namespace,
             )
         finally:
-            core.delete_namespace(namespace)
+            jobs.delete_namespaced_job(f"wr-{launch}", namespace, propagation_policy="Background")
     assert refused.rc == 2, refused.stdout + refused.stderr
     assert f"launch {launch} is still running (1 Job(s) not finished)" in refused.stderr
 

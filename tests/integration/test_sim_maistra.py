@@ -119,9 +119,19 @@ def test_member_roll_pending_then_configured(kube: Kube, istio: str, unique_user
     wait_for(kube, SMMRS, istio, "default", cond_is("Ready", "False", "ErrSMCPMissing"), timeout=20)
     create_smcp(kube, istio)
     roll = wait_for(
-        kube, SMMRS, istio, "default", cond_is("Ready", "False", "ErrNamespaceMissing"), timeout=30
+        kube,
+        SMMRS,
+        istio,
+        "default",
+        lambda o: (
+            cond_is("Ready", "False", "ReconcileError")(o)
+            and o["status"]["pendingMembers"] == [apps]  # unique_user up to date with the mesh
+        ),
+        timeout=30,
     )
     assert roll["status"]["configuredMembers"] == [unique_user]
+    ready = condition(roll["status"], "Ready") or {}
+    assert ready["message"] == f"The following namespaces are not yet configured: [{apps}]"
     assert roll["status"]["pendingMembers"] == [apps]
     with namespaces(kube, apps):
         roll = wait_for(
@@ -152,16 +162,25 @@ def test_member_roll_pending_then_configured(kube: Kube, istio: str, unique_user
         assert member
 
 
-def test_member_roll_says_smcp_reconciling_while_the_mesh_installs(
+def test_member_roll_follows_the_mesh_generation_without_waiting_for_ready(
     kube: Kube, istio: str, unique_user: str, sim_knobs: Any
 ) -> None:
-    sim_knobs.set({"kind": "SMCP", "delay": 2.0, "jitter": 0})
+    """2.4 has no SMCPReconciling: members are configured as soon as their ServiceMeshMember
+    is reconciled, and re-reconciled when the mesh's generation moves on."""
+    sim_knobs.set({"kind": "SMCP", "delay": 1.0, "jitter": 0})
     create_smcp(kube, istio)
     kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [unique_user]}})
-    wait_for(
-        kube, SMMRS, istio, "default", cond_is("Ready", "False", "SMCPReconciling"), timeout=20
+    roll = wait_for(
+        kube,
+        SMMRS,
+        istio,
+        "default",
+        lambda o: cond_is("Ready", "True", "Configured")(o) and o["status"]["meshGeneration"] == 1,
+        timeout=30,
     )
-    wait_for(kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30)
+    assert roll["status"]["meshReconciledVersion"] == "2.4.5-0-1"
+    member = kube.get(SMMS, unique_user, "default")
+    assert member["status"]["meshReconciledVersion"] == "2.4.5-0-1"
 
 
 def test_service_mesh_member_adds_its_namespace(kube: Kube, istio: str, unique_user: str) -> None:
@@ -172,8 +191,11 @@ def test_service_mesh_member_adds_its_namespace(kube: Kube, istio: str, unique_u
     }
     kube.create(SMMS, unique_user, body)
     wait_for(kube, SMMS, unique_user, "default", cond_is("Ready", "True"), timeout=30)
-    roll = kube.get(SMMRS, istio, "default")
-    assert roll["spec"]["members"] == [unique_user]
+    roll = wait_for(
+        kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30
+    )
+    assert "members" not in (roll.get("spec") or {})  # 2.4: known through the member itself
+    assert roll["status"]["configuredMembers"] == [unique_user]
 
 
 def test_smcp_slow_and_failing_knobs(kube: Kube, istio: str, sim_knobs: Any) -> None:

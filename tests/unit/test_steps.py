@@ -28,6 +28,7 @@ ALL_APIS = {
     ("project.openshift.io/v1", "Project"),
 }
 NO_OPENSHIFT = {a for a in ALL_APIS if not a[0].startswith("project.")}
+RUNNER = "system:serviceaccount:workshop-runner:workshop-runner"
 
 
 class FakeKube:
@@ -51,7 +52,7 @@ class FakeKube:
 
     def username(self) -> str:
         self.username_asked += 1
-        return "system:serviceaccount:workshop-runner:workshop-runner"
+        return RUNNER
 
     def retry_forbidden(
         self, fn: Callable[[], Any], when: Callable[[Forbidden], bool], seconds: float
@@ -110,6 +111,13 @@ class FakeKube:
                 "kind": "Project",
                 "metadata": {"name": name, "resourceVersion": "5"},
                 "status": {"phase": "Active"},
+            }
+            # The project template makes the requester (the runner) admin of the project.
+            self.objects[("RoleBinding", name, "admin")] = {
+                "kind": "RoleBinding",
+                "metadata": {"name": "admin", "namespace": name},
+                "roleRef": {"kind": "ClusterRole", "name": "admin"},
+                "subjects": [{"kind": "User", "name": RUNNER}],
             }
             lr = f"{name}-core-resource-limits"
             self.objects[("LimitRange", name, lr)] = {
@@ -201,10 +209,38 @@ def test_namespace_labels_repaired() -> None:
     assert result == StepResult(True, "updated Namespace user1")
 
 
-def test_project_request_then_labels() -> None:
+def test_project_request_then_labels_then_drops_the_runners_own_admin() -> None:
     result, kube = run_step(namespace, mode="project-request")
-    assert result == StepResult(True, "created project user1 via ProjectRequest")
-    assert kube.actions == ["create ProjectRequest user1", "apply Namespace user1"]
+    assert result == StepResult(
+        True,
+        "created project user1 via ProjectRequest; dropped the runner's own RoleBinding(s) admin",
+    )
+    assert kube.actions == [
+        "create ProjectRequest user1",
+        "apply Namespace user1",
+        "delete RoleBinding user1/admin",
+    ]
+
+
+def test_project_request_rerun_drops_only_bindings_of_the_runner_alone() -> None:
+    def binding(name: str, *subjects: dict[str, str]) -> dict[str, Any]:
+        return {
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": "user1"},
+            "subjects": list(subjects),
+        }
+
+    me = {"kind": "ServiceAccount", "name": "workshop-runner", "namespace": "workshop-runner"}
+    user = {"kind": "User", "name": "user1"}
+    mesh = binding("workshop-runner-mesh-member", me)
+    mesh["roleRef"] = {"kind": "ClusterRole", "name": "workshop-runner-mesh-member"}
+    kept = [binding("workshop-user-admin", user), binding("shared", me, user), binding("none")]
+    kept.append(mesh)
+    existing = [ns("user1"), binding("leftover", me), *kept]
+    result, kube = run_step(namespace, existing, mode="project-request")
+    assert kube.actions == ["apply Namespace user1", "delete RoleBinding user1/leftover"]
+    assert result.changed
+    assert all(("RoleBinding", "user1", b["metadata"]["name"]) in kube.objects for b in kept)
 
 
 def test_project_request_not_served_falls_back_to_namespace() -> None:

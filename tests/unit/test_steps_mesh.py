@@ -113,7 +113,11 @@ def smmr(members: list[str], **status: Any) -> Obj:
     ("fixture", "state", "summary"),
     [
         ("smmr-configured.yaml", "done", "configured user1"),
-        ("smmr-smcp-reconciling.yaml", "pending", "Ready=False (SMCPReconciling: Initial service"),
+        (
+            "smmr-pending.yaml",
+            "pending",
+            "Ready=False (ReconcileError: The following namespaces are not yet configured: [user1]",
+        ),
         ("smmr-stale.yaml", "pending", "observedGeneration 1 of generation 2"),
     ],
 )
@@ -228,9 +232,9 @@ def test_member_roll_in_a_namespace_this_run_created_creates_without_reading(
 
 def test_member_roll_timeout_reports_status() -> None:
     with pytest.raises(
-        WaitTimeout, match="configuredMembers=\\[\\]; Ready=False \\(SMCPReconciling"
+        WaitTimeout, match="configuredMembers=\\[\\]; Ready=False \\(ReconcileError"
     ):
-        run(member_roll, [], [load("smmr-smcp-reconciling.yaml")], seconds=60)
+        run(member_roll, [], [load("smmr-pending.yaml")], seconds=60)
 
 
 def test_member_roll_undo_removes_only_the_user() -> None:
