@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from runner.errors import Cancelled, InternalError, RunnerError
 from runner.logs import Logger, redact
-from runner.result import RunResult, Status, Step, StepRecord, StepResult
+from runner.result import RunResult, Status, Step, StepRecord, StepResult, perform
 from runner.waits import CancelToken, Clock, Deadline
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ class Engine:
         )
         error: RunnerError | None = None
         try:
-            action = undo or step.run
-            result = action(self.make_context(step, deadline, cancel, log))
+            result = perform(undo or step.run, self.make_context(step, deadline, cancel, log))
         except Cancelled as e:
             error = e
         except RunnerError as e:

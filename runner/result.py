@@ -42,6 +42,27 @@ def did(verb: str, what: str, *, dry_run: bool) -> str:
     return f"{past} {what}"
 
 
+class NotWaiting(Exception):
+    """A dry run reached a wait: the step ends there (perform turns this into its result)."""
+
+    def __init__(self, where: str, what: str, so_far: StepResult | None) -> None:
+        super().__init__(f"dry-run: not waiting for {where}")
+        note = f"dry-run: not waiting for {what}"
+        done = so_far.detail if so_far is not None else ""
+        changed = so_far.changed if so_far is not None else False
+        self.result = StepResult(changed, f"{done}; {note}" if done else note)
+
+
+def perform(action: Callable[[StepContext], StepResult], ctx: StepContext) -> StepResult:
+    """Run a step's `run` or `undo`: its result, or in a dry run what it did up to its first
+    wait (the engine and the step tests run steps through this)."""
+    try:
+        return action(ctx)
+    except NotWaiting as stop:
+        ctx.log.info("wait skipped in dry-run", detail=str(stop))
+        return stop.result
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """The engine's bookkeeping for one step of one run."""

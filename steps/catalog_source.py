@@ -46,8 +46,8 @@ def run(ctx: StepContext) -> StepResult:
     installed = _pinned_csv_succeeded(ctx, applied.obj)
     if installed:
         return StepResult(changed, f"{detail}; {installed}")
-    if ctx.wait(Target.of(desired), ready, "READY", known=applied.obj) is None:
-        return StepResult(changed, f"{detail}; dry-run: not waiting for READY")
+    so_far = StepResult(changed, detail)
+    ctx.wait(Target.of(desired), ready, "READY", known=applied.obj, so_far=so_far)
     return StepResult(changed, f"{detail}; READY")
 
 

@@ -124,15 +124,12 @@ def run(ctx: StepContext) -> StepResult:
         raise TemplateError("kiali_excluded_workloads must not contain DeploymentConfig")
     target = Target(*KIALI, ctx.user.istio_namespace, str(ctx.params["kiali_name"]))
     what = target.describe()
-    live = ctx.wait(target, exists, "created by the SMCP") or ctx.kube.get(
-        *KIALI, target.name or "", target.namespace
-    )
-    if live is None:  # dry-run only: the wait above is skipped there
-        return StepResult.noop(f"dry-run: {what} does not exist yet (the SMCP creates it)")
+    live = ctx.wait(target, exists, "created by the SMCP")
     spec = live.get("spec") or {}
     if (spec.get("kubernetes_config") or {}).get("excluded_workloads") == wanted:
-        ctx.wait(target, Reconciled(), "reconciled without failure", known=live)
-        return StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
+        already = StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
+        ctx.wait(target, Reconciled(), "reconciled without failure", known=live, so_far=already)
+        return already
     patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
     sent = dt.datetime.now(dt.UTC)
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
@@ -141,8 +138,8 @@ def run(ctx: StepContext) -> StepResult:
     # whichever is later: a run that ended earlier within that second is not ours.
     since = max(t for t in (changed_at(patched), sent) if t is not None)
     predicate = Reconciled(patched["metadata"].get("generation"), since)
-    if ctx.wait(target, predicate, "reconciled after the change", known=patched) is None:
-        return StepResult.done(f"{detail}; dry-run: not waiting")
+    so_far = StepResult.done(detail)
+    ctx.wait(target, predicate, "reconciled after the change", known=patched, so_far=so_far)
     return StepResult.done(f"{detail}; reconciled")
 
 

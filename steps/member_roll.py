@@ -73,7 +73,7 @@ def configured(members: list[str]) -> Predicate:
 
 def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[StepResult, Obj | None]:
     """Create the roll or merge `wanted` into it; also returns the roll as last written or
-    read (None in dry-run), for the wait to start from."""
+    read, for the wait to start from."""
     what = Target.of(desired).describe()
     seen: list[str] = []  # the members found by the last read (the update may read again)
 
@@ -87,7 +87,7 @@ def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[Step
         return live
 
     updated = ctx.kube.update(Target.of(desired), add)
-    known = None if ctx.dry_run else updated.obj
+    known = updated.obj
     if not updated.changed:
         return StepResult.noop(f"{', '.join(wanted)} already in {what}"), known
     if updated.before is None:
@@ -123,8 +123,8 @@ def run(ctx: StepContext) -> StepResult:
             "manifests/deploy?)"
         ) from None
     changed = added.changed or bool(granted)
-    if ctx.wait(target, configured(wanted), "members configured", known=known) is None:
-        return StepResult(changed, f"{bound}{added.detail}; dry-run: not waiting")
+    so_far = StepResult(changed, f"{bound}{added.detail}")
+    ctx.wait(target, configured(wanted), "members configured", known=known, so_far=so_far)
     return StepResult(changed, f"{bound}{added.detail}; configured")
 
 

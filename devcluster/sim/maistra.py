@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from devcluster.sim.engine import Action, Key, Transition
@@ -36,11 +37,54 @@ from devcluster.sim.objects import (
     status,
 )
 
-CHART_VERSION = "2.4.5"
+CHART_VERSION = "2.4.5"  # the default release's (knob mesh_operator, see RELEASES)
 OWNER = "maistra.io/owner"
 OWNER_NAME = "maistra.io/owner-name"
 OPERATOR_VERSION = "2.4.5-0"
 MEMBER_OF = "maistra.io/member-of"
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one operator release knows (pkg/controller/versions/versions.go: the Ver constants)
+    and supports (those >= its build's MinimumSupportedVersion)."""
+
+    operator_version: str
+    chart_version: str
+    known: tuple[str, ...]
+    supported: tuple[str, ...]
+
+
+RELEASES = {
+    "2.4": Release(
+        OPERATOR_VERSION,
+        CHART_VERSION,
+        ("v1.1", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4"),
+        ("v2.1", "v2.2", "v2.3", "v2.4"),
+    ),
+    "2.5": Release(
+        "2.5.2-0",
+        "2.5.2",
+        ("v1.1", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5"),
+        ("v2.2", "v2.3", "v2.4", "v2.5"),
+    ),
+}
+
+
+def version_refusal(release: str, version: str) -> str | None:
+    """The SMCP validator's 400 message for spec.version, or None when it is accepted (an empty
+    version is defaulted by the mutating webhook before validation)."""
+    if not version:
+        return None
+    found = RELEASES[release]
+    listed = " ".join(found.supported)
+    if version not in found.known:
+        return f"invalid Version specified; supported versions are: [{listed}]"
+    if version not in found.supported:
+        return f"Only '[{listed}]' versions are supported"
+    return None
+
+
 _GENERATION = re.compile(r"generation (\d+)\b")
 
 
@@ -240,8 +284,8 @@ def smcp_transitions(
             "observedGeneration": gen,
             "conditions": conds,
             "appliedSpec": spec(smcp),
-            "chartVersion": CHART_VERSION,
-            "operatorVersion": OPERATOR_VERSION,
+            "chartVersion": RELEASES[knobs.mesh_operator].chart_version,
+            "operatorVersion": RELEASES[knobs.mesh_operator].operator_version,
         }
         if ready is None or ready.get("status") != "True":
             waiting = f"The following components are not fully available: [{' '.join(comps)}]"

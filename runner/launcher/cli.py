@@ -213,9 +213,9 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
     namespace = args.namespace or base.namespace
     if namespace != base.namespace and not args.skip_deploy:
         raise InvalidInput(
-            f"the deploy base is written for namespace {base.namespace} (its bindings and "
-            f"admission guard name it); for Jobs in {namespace}, apply an adapted base and "
-            "pass --skip-deploy"
+            f"the deploy base is written for namespace {base.namespace} (its bindings and the "
+            f"guard's parameters live there); for Jobs in {namespace}, apply it with a kustomize "
+            "`namespace:` overlay and pass --skip-deploy"
         )
     users = select_users(args.users, args.users_file, args.count, args.prefix, args.start)
     validate_users(users, namespace)

@@ -412,6 +412,31 @@ def test_kiali_update_changes_only_the_excluded_workloads(
     denied(patch({"kubernetes_config": {"cluster_wide_access": True}}), "excluded_workloads")
 
 
+def test_control_plane_is_never_cluster_wide(sa: Any, tenant: str) -> None:
+    ns = f"{tenant}-istio"
+
+    def smcp(**spec: Any) -> Callable[[], object]:
+        body = {
+            "apiVersion": "maistra.io/v2",
+            "kind": "ServiceMeshControlPlane",
+            "metadata": {"name": "basic", "namespace": ns},
+            "spec": {"version": "v2.4", **spec},
+        }
+        return partial(
+            client.CustomObjectsApi(sa).create_namespaced_custom_object,
+            "maistra.io",
+            "v2",
+            ns,
+            "servicemeshcontrolplanes",
+            body,
+            dry_run="All",
+        )
+
+    eventually_status(smcp(), 200)
+    eventually_status(smcp(mode="MultiTenant"), 200)
+    denied(smcp(mode="ClusterWide"), "not ClusterWide")
+
+
 # -- own pod only in the runner's namespace --------------------------------------------------
 
 
@@ -596,18 +621,34 @@ def test_a_namespace_overlay_keeps_every_rule_in_force(
 # -- no token in any output ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("source", ["kubeconfig", "service-account directory"])
 def test_a_token_with_a_trailing_newline_works_and_never_shows(
-    api_client: Any, deployed: Path, tmp_path: Path, unique_user: str
+    api_client: Any,
+    cluster: Cluster,
+    deployed: Path,
+    *,
+    tmp_path: Path,
+    unique_user: str,
+    source: str,
 ) -> None:
-    kubeconfig = yaml.safe_load(deployed.read_text())
-    token = kubeconfig["users"][0]["user"]["token"]
-    kubeconfig["users"][0]["user"]["token"] = token + "\n"
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(kubeconfig))
+    """A token file or kubeconfig written with a trailing newline used to print the whole
+    bearer token on stderr (the HTTP library quotes the header it refuses)."""
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    if source == "kubeconfig":
+        kubeconfig = yaml.safe_load(deployed.read_text())
+        token = kubeconfig["users"][0]["user"]["token"]
+        kubeconfig["users"][0]["user"]["token"] = token + "\n"
+        path = tmp_path / "kubeconfig"
+        path.write_text(json.dumps(kubeconfig))
+        where = ["--kubeconfig", str(path)]
+    else:
+        env.update(cluster.in_cluster_env(NAMESPACE, SERVICE_ACCOUNT, tmp_path / "sa"))
+        token = (tmp_path / "sa" / "token").read_text().strip()
+        (tmp_path / "sa" / "token").write_text(token + "\n")
+        where = []
     result = tmp_path / "result.json"
-    args = ["--user", unique_user, "--kubeconfig", str(path), "--steps", "namespace"]
-    proc = run_runner([*args, "--log-level", "debug", "--termination-log", str(result)], env)
+    args = ["--user", unique_user, *where, "--steps", "namespace", "--log-level", "debug"]
+    proc = run_runner([*args, "--termination-log", str(result)], env)
     try:
         assert proc.returncode == 0, proc.stderr
         for text in (proc.stdout, proc.stderr, result.read_text()):

@@ -27,7 +27,7 @@ from devcluster.sim.kube import (
 )
 from devcluster.sim.maistra import MEMBER_OF
 from devcluster.sim.objects import condition
-from devcluster.sim.testkit import cond_is, namespaces, smcp
+from devcluster.sim.testkit import WORKSHOP_SMCP_SPEC, cond_is, namespaces, smcp
 from devcluster.sim.waiting import wait_for, wait_list
 from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE
 
@@ -409,3 +409,24 @@ def test_mesh_policies_copied_into_a_member_cut_its_catalog_off(
         ),
         timeout=30,
     )
+
+
+def test_smcp_versions_follow_the_operator_release(kube: Kube, istio: str, sim_knobs: Any) -> None:
+    """OSSM 2.4 accepts v2.1-v2.4, 2.5 accepts v2.2-v2.5 (knob mesh_operator)."""
+
+    def refusal(version: str) -> str:
+        try:
+            body = smcp(istio, spec={**WORKSHOP_SMCP_SPEC, "version": version})
+            kube.create(SMCPS, istio, body, dryRun="All")
+        except KubeError as exc:
+            return f"{exc.status} " + exc.message.split("denied the request: ", 1)[-1]
+        return ""
+
+    assert refusal("v2.4") == ""
+    assert refusal("v2.0") == "400 Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported"
+    assert refusal("v2.5") == (
+        "400 invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]"
+    )
+    sim_knobs.set(mesh_operator="2.5")
+    assert refusal("v2.5") == ""
+    assert refusal("v2.1") == "400 Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported"

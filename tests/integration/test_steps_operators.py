@@ -401,3 +401,24 @@ def test_a_rerun_after_the_mesh_cut_the_catalog_off_does_not_stall(
     assert detail.endswith(
         f"not READY (TRANSIENT_FAILURE), but {PINNED} has Succeeded: not waiting for the catalog"
     ), detail
+
+
+def test_an_smcp_version_the_operator_refuses_is_exit_3_naming_the_parameter(
+    simulators: Any, runner: Any, unique_user: str, tmp_path: Path
+) -> None:
+    """The simulated OSSM 2.4 operator's webhook refuses v2.0 (below its minimum, v2.1): the
+    run stops at smcp with exit 3 and says which parameter to change."""
+    params = tmp_path / "params.yaml"
+    params.write_text("smcp_version: v2.0\n")
+    out = runner(
+        "--user",
+        unique_user,
+        "--params",
+        str(params),
+        "--steps",
+        "namespace,istio-namespace,limit-ranges,smcp",
+    )
+    assert out.code == 3, out.stderr
+    assert out.result["failed_step"] == "smcp"
+    assert "smcp_version 'v2.0' is refused" in out.result["reason"]
+    assert "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported" in out.result["reason"]

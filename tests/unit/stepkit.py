@@ -21,7 +21,7 @@ from runner.context import StepContext, step_templates
 from runner.errors import Conflict
 from runner.kube import Applied, StepKube, describe
 from runner.logs import get_logger
-from runner.result import StepResult
+from runner.result import StepResult, perform
 from runner.waits import CancelToken, Deadline, Target
 from steps import STEPS
 from tests.unit.test_steps import ALL_APIS, FakeKube
@@ -225,4 +225,4 @@ def run(
     **kwargs: Any,
 ) -> tuple[StepResult, ScriptedKube]:
     kube = ScriptedKube(copy.deepcopy(objects or []), copy.deepcopy(script or []), dry_run)
-    return step.run(context(step, kube, **kwargs)), kube
+    return perform(step.run, context(step, kube, **kwargs)), kube

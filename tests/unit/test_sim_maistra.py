@@ -23,7 +23,7 @@ from devcluster.sim.kube import (
     SMMRS,
     SMMS,
 )
-from devcluster.sim.maistra import MEMBER_OF, SmcpController, components
+from devcluster.sim.maistra import MEMBER_OF, SmcpController, components, version_refusal
 from devcluster.sim.memberroll import SmmController, SmmrController, desired_smmr_status
 from devcluster.sim.objects import condition
 from devcluster.sim.openshift import ProjectRequestController, admission_refusal
@@ -577,4 +577,44 @@ def test_smmr_admission_name_and_namespace_rules() -> None:
     req = smmr_request(["user1"], memberSelectors=[{"matchLabels": {"a": "b"}}])
     assert adm.validate_smmr(req)["response"]["status"]["message"] == (
         "combining .spec.members and .spec.memberSelectors is not allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("release", "version", "refusal"),
+    [
+        ("2.4", "v2.4", None),
+        ("2.4", "v2.1", None),
+        ("2.4", "", None),  # defaulted by the mutating webhook first
+        ("2.4", "v2.0", "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported"),
+        ("2.4", "v1.1", "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported"),
+        ("2.4", "v2.5", "invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]"),
+        ("2.4", "v1.0", "invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]"),
+        ("2.5", "v2.5", None),
+        ("2.5", "v2.1", "Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported"),
+        ("2.5", "v2.6", "invalid Version specified; supported versions are: [v2.2 v2.3 v2.4 v2.5]"),
+    ],
+)
+def test_smcp_versions_by_operator_release(release: str, version: str, refusal: str | None) -> None:
+    assert version_refusal(release, version) == refusal
+
+
+def test_mesh_operator_knob() -> None:
+    assert knobs.build([]).mesh_operator == "2.4"
+    assert knobs.build([("t", {"mesh_operator": "2.5"})]).mesh_operator == "2.5"
+    with pytest.raises(knobs.KnobError, match="mesh_operator must be one of"):
+        knobs.build([("t", {"mesh_operator": "3.0"})])
+    k = knobs.build([("t", {"mesh_operator": "2.5"})], started_at=0.0)
+    k.refuse_seconds = 0
+    adm = Admission(FakeWorld().store, lambda: k)
+    req = {
+        "uid": "3",
+        "namespace": CP,
+        "operation": "CREATE",
+        "object": {"metadata": {"name": "basic"}, "spec": {"version": "v2.1"}},
+    }
+    answer = adm.validate_smcp(req)["response"]
+    assert (answer["status"]["code"], answer["status"]["message"]) == (
+        400,
+        "Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported",
     )

@@ -14,7 +14,7 @@ from runner.context import StepContext
 from runner.errors import Forbidden, TemporaryCondition
 from runner.kube import Applied, Mutate, StepKube, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
-from runner.result import StepResult
+from runner.result import StepResult, perform
 from runner.waits import CancelToken, Deadline, Target
 from steps import catalog_source, istio_namespace, limit_ranges, namespace, rbac
 
@@ -176,7 +176,7 @@ def run_step(
         cancel,
         dry_run,
     )
-    return step.run(ctx), kube
+    return perform(step.run, ctx), kube
 
 
 def ns(name: str, **labels: str) -> dict[str, Any]:

@@ -97,6 +97,28 @@ def test_smcp_webhook_refusal_is_retried_by_the_kube_layer(message: str) -> None
     assert isinstance(error, TransientError)
 
 
+@pytest.mark.parametrize(
+    "message",
+    [  # maistra 2.4's SMCP validator: known but below the minimum / not known at all
+        "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported",
+        "invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]",
+    ],
+)
+def test_smcp_version_refused_by_the_webhook_is_a_parameter_error(message: str) -> None:
+    kube = ScriptedKube([], [])
+    refusal = 'admission webhook "smcp.validation.maistra.io" denied the request: ' + message
+
+    def refuse(desired: Obj) -> Any:
+        raise translate(api_error(400, refusal), "apply", "ServiceMeshControlPlane user1-istio/x")
+
+    kube.apply = refuse  # type: ignore[method-assign]
+    with pytest.raises(TemplateError, match=r"smcp_version 'v2\.4' is refused") as e:
+        smcp.run(context(smcp, kube))
+    assert message in str(e.value)
+    assert "set smcp_version" in str(e.value)
+    assert e.value.exit_code == 3
+
+
 # -- member-roll --------------------------------------------------------------------------
 CONFIGURED = load("smmr-configured.yaml")
 READY = status_only(CONFIGURED)  # configured: bookinfo and user1
