@@ -10,7 +10,8 @@ rbac           the runner's ServiceAccount may do every verb of its deploy-base 
                (a SubjectAccessReview per rule, verb and resource name)
 member-roll    Maistra's member-roll webhook will admit the runner (the
                workshop-runner-mesh-member ClusterRole and the runner's `bind` on it)
-catalog-image  the catalog image the launch uses is the one the guard allows
+catalog-image  the catalog image the launch uses is the one the guard allows (and the other
+               OLM pins of the guard's parameter object equal the launch's params)
 catalog-csv    the pinned CSV is offered in the pinned channel (PackageManifest, where served)
 
 Nothing is written: the guard check is a dry run, SubjectAccessReviews are not stored. The
@@ -324,16 +325,35 @@ class Preflight:
                 "catalog-image", "fail", f"the guard's {kind['kind']} {ref['name']} is missing", fix
             )
         allowed = sorted(set(_image_values(param)))
-        if image in allowed:
-            return Check("catalog-image", "pass", f"the guard allows {image}")
-        return Check(
-            "catalog-image",
-            "fail",
-            f"the launch uses catalog image {image}; the guard allows "
-            + (", ".join(allowed) or "none"),
+        # The other OLM pins the guard holds under a parameter's own name (channel, CSV …).
+        pinned = {k: str(v) for k, v in (param.get("data") or {}).items() if k in self.s.params}
+        differ = [
+            f"{k} {self.s.params[k]} (the guard: {v})"
+            for k, v in sorted(pinned.items())
+            if k != "catalog_image" and str(self.s.params[k]) != v
+        ]
+        fix = (
             "launch with the params the guard was rendered from, or re-apply the deploy base "
-            "from these params",
+            "from these params (workshop-runner launch does)"
         )
+        if image not in allowed:
+            return Check(
+                "catalog-image",
+                "fail",
+                f"the launch uses catalog image {image}; the guard allows "
+                + (", ".join(allowed) or "none"),
+                fix,
+            )
+        if differ:
+            return Check(
+                "catalog-image", "fail", "the guard pins otherwise: " + "; ".join(differ), fix
+            )
+        also = (
+            f" and the same {', '.join(sorted(pinned.keys() - {'catalog_image'}))}"
+            if len(pinned) > 1
+            else ""
+        )
+        return Check("catalog-image", "pass", f"the guard allows {image}{also}")
 
     def catalog_csv(self) -> Check:
         package = str(self.s.params.get("sso_package", ""))

@@ -412,6 +412,31 @@ def test_kiali_update_changes_only_the_excluded_workloads(
     denied(patch({"kubernetes_config": {"cluster_wide_access": True}}), "excluded_workloads")
 
 
+def test_control_plane_is_never_cluster_wide(sa: Any, tenant: str) -> None:
+    ns = f"{tenant}-istio"
+
+    def smcp(**spec: Any) -> Callable[[], object]:
+        body = {
+            "apiVersion": "maistra.io/v2",
+            "kind": "ServiceMeshControlPlane",
+            "metadata": {"name": "basic", "namespace": ns},
+            "spec": {"version": "v2.4", **spec},
+        }
+        return partial(
+            client.CustomObjectsApi(sa).create_namespaced_custom_object,
+            "maistra.io",
+            "v2",
+            ns,
+            "servicemeshcontrolplanes",
+            body,
+            dry_run="All",
+        )
+
+    eventually_status(smcp(), 200)
+    eventually_status(smcp(mode="MultiTenant"), 200)
+    denied(smcp(mode="ClusterWide"), "not ClusterWide")
+
+
 # -- own pod only in the runner's namespace --------------------------------------------------
 
 
