@@ -457,7 +457,8 @@ def smm_transitions(
                     "name": "default",
                     "namespace": cp_ns,
                     "annotations": {CREATED_BY: MEMBER_CONTROLLER},
-                }
+                },
+                "spec": {},  # required by the CRD; no members
             }
             t("create-smmr", Action("create", SMMRS, cp_ns, body=body, tolerate=(409,)))
         if (

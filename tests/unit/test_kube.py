@@ -389,3 +389,15 @@ def test_retry_forbidden_gives_up(refusals: int, message: str, seconds: float) -
     with pytest.raises(errors.Forbidden, match=message.replace("(", r"\(").replace(")", r"\)")):
         k.retry_forbidden(forbidden_then_ok(refusals, message), wanted, seconds=seconds)
     assert clock.now <= seconds
+
+
+def test_an_apply_of_a_field_outside_the_schema_is_a_template_error_not_retried() -> None:
+    message = (
+        "failed to create typed patch object (maistra.io/v2, Kind=ServiceMeshControlPlane): "
+        ".spec.tracing.samplng: field not declared in schema"
+    )
+    error = translate(api_error(500, message), "apply", "ServiceMeshControlPlane a/b")
+    assert isinstance(error, errors.TemplateError)
+    assert error.exit_code == 3
+    assert ".spec.tracing.samplng: field not declared in schema" in str(error)
+    assert isinstance(translate(api_error(500, "etcd timeout"), "get", "x"), errors.TransientError)
