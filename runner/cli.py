@@ -115,11 +115,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return run(args, environ)
     except Exception as e:  # the last resort: the type and a redacted message, exit 1
         error = InternalError.unexpected(args.command, e)
+        trace = redact(traceback.format_exc())  # for the bug report, never a token
         if args.command != "run":
-            print(f"{PROG}: error: {error}", file=sys.stderr)
+            print(f"{trace}{PROG}: error: {error}", file=sys.stderr)
             return error.exit_code
         log = get_logger(user=None, step=None)
-        log.error("crashed", error=str(error), traceback=redact(traceback.format_exc()))
+        log.error("crashed", error=str(error), traceback=trace)
         result = RunResult(None, error.exit_code, None, str(error))
         return finish(result, log, termination_path(args.termination_log, environ))
 

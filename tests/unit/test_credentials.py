@@ -169,3 +169,20 @@ def test_an_unexpected_exception_shows_its_type_and_a_redacted_message(
     assert code == 1
     assert "run: unexpected ValueError: Invalid header value" in out
     assert json.loads((tmp_path / "termination-log").read_text())["exit_code"] == 1
+
+
+def test_an_unexpected_launcher_exception_shows_a_redacted_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def crash(*_: Any) -> int:
+        raise OSError(f"Bad file descriptor while sending b'Bearer {TOKEN}'")
+
+    from runner.launcher import cli as launcher
+
+    monkeypatch.setattr(launcher, "main", crash)
+    assert cli.main(["status"], env={"HOME": "/nonexistent"}) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1].startswith("workshop-runner: error: status: unexpected OSError: ")
+    for part in TOKEN_PARTS:
+        assert part not in err
