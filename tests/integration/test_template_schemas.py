@@ -93,6 +93,30 @@ def test_every_shipped_template_fits_the_schemas(kubeconfig: Path, user_namespac
     assert done.returncode == 0, done.stderr
 
 
+def test_typed_sections_a_workshop_may_set_are_accepted(
+    kubeconfig: Path, user_namespaces: str
+) -> None:
+    (doc,) = [d for d in rendered_for(user_namespaces) if d["kind"] == "ServiceMeshControlPlane"]
+    doc["spec"]["runtime"] = {
+        "components": {
+            "pilot": {
+                "deployment": {"replicas": 2, "autoScaling": {"enabled": False}},
+                "pod": {"tolerations": [{"key": "k", "operator": "Exists"}]},
+                "container": {"resources": {"requests": {"cpu": "100m", "memory": 128}}},
+            }
+        },
+        "defaults": {"deployment": {"podDisruption": {"enabled": True, "minAvailable": 1}}},
+    }
+    doc["spec"]["gateways"] = {
+        "openshiftRoute": {"enabled": False},
+        "ingress": {"enabled": True, "runtime": {"deployment": {"replicas": 1}}},
+        "additionalEgress": {"egress-two": {"enabled": True, "requestedNetworkView": ["net-a"]}},
+    }
+    doc["spec"]["security"] = {"dataPlane": {"mtls": True}, "manageNetworkPolicy": True}
+    done = dry_run_apply(kubeconfig, [doc])
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.mark.parametrize(
     ("kind", "change", "complaint"),
     [
@@ -105,6 +129,12 @@ def test_every_shipped_template_fits_the_schemas(kubeconfig: Path, user_namespac
             "trafficcontrol",
         ),
         ("ServiceMeshMemberRoll", {"member": ["x"]}, "member"),
+        (
+            "ServiceMeshControlPlane",
+            {"runtime": {"components": {"pilot": {"container": {"resources": {"requets": {}}}}}}},
+            "requets",
+        ),
+        ("ServiceMeshControlPlane", {"gateways": {"ingres": {"enabled": True}}}, "ingres"),
     ],
 )
 def test_a_misspelled_or_mistyped_field_fails(
