@@ -12,6 +12,7 @@ translated into runner.errors naming the action and the object.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -598,12 +599,22 @@ class Kube:
             attempt += 1
 
 
+def shutdown_stream(resp: Any) -> None:
+    """Wake a thread blocked reading `resp` (cancellation runs this from another thread). The
+    reading thread may have finished and released or closed the connection a moment before:
+    urllib3 then raises (RuntimeError released, ValueError no socket, OSError EBADF on a
+    closed one) - nothing is left to wake, so that is not an error. (An e2e launch ended with
+    'unexpected OSError: [Errno 9] Bad file descriptor' from its watch threads' stop.)"""
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        resp.shutdown()
+
+
 def watch_events(
     resp: Any, cancel: CancelToken, what: str, on_break: Callable[[], None] | None = None
 ) -> Iterator[Obj]:
     """The events of an open watch response; a broken stream is a TransientError (the caller
     resumes from its last resourceVersion), cancellation closes the stream at once."""
-    unregister = cancel.on_cancel(resp.shutdown)
+    unregister = cancel.on_cancel(lambda: shutdown_stream(resp))
     try:
         for line in iter_resp_lines(resp):
             if line:
