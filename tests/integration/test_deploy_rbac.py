@@ -295,6 +295,9 @@ def test_mesh_member_binding_passes_the_review_but_writes_no_pod(
     created = client.CoreV1Api(api_client).create_namespaced_pod(user_ns, pod)
     created.spec.containers[0].image = "registry.example/evil:1"
     created.metadata.managed_fields = None
+    # Unconditional (pods allow it): the process kubelet may have written the pod since, and a
+    # stale resourceVersion would be refused with 409 before the guard is asked.
+    created.metadata.resource_version = None
     err = eventually_status(lambda: core.replace_namespaced_pod("victim", user_ns, created), 403)
     assert "may not write pods outside its own namespace" in message(err)
     assert status_of(lambda: core.read_namespaced_secret("anything", user_ns)) == 403
