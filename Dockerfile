@@ -4,8 +4,10 @@
 # s2i builder (gcc, devel headers, npm, ~1 GB); here the final stage has only the interpreter
 # and a venv. Both stages use the same base, so the venv's interpreter path
 # (/usr/bin/python3.11) is the same where it is built and where it runs.
-# Bump the base in this one line.
-FROM registry.access.redhat.com/ubi9/ubi-minimal:9.6 AS base
+# Pinned by digest (a tag can be re-pushed): bump the base in this one line, tag and digest
+# together - `skopeo inspect --format '{{.Digest}}' docker://registry.access.redhat.com/ubi9/ubi-minimal:9.6`
+# prints the digest of the tag's current multi-arch index.
+FROM registry.access.redhat.com/ubi9/ubi-minimal:9.6@sha256:34880b64c07f28f64d95737f82f891516de9a3b43583f39970f7bf8e4cfa48b7 AS base
 
 FROM base AS builder
 RUN microdnf install -y --nodocs --setopt=install_weak_deps=0 python3.11 python3.11-pip \
@@ -13,14 +15,14 @@ RUN microdnf install -y --nodocs --setopt=install_weak_deps=0 python3.11 python3
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY runner/ runner/
 COPY steps/ steps/
 COPY manifests/ manifests/
 COPY mk/install-venv.sh /usr/local/bin/install-venv
 # The wheel carries manifests/templates and manifests/deploy (pyproject force-include).
 RUN python3.11 -m pip wheel --no-deps --wheel-dir /dist . \
-    && install-venv python3.11 /opt/workshop-runner /dist/workshop_runner-*.whl
+    && install-venv python3.11 /opt/workshop-runner /dist/workshop_runner-*.whl requirements.lock
 
 FROM base
 ARG VERSION=0.1.0

@@ -5,12 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv devcluster test test-unit test-integration lint fmt demo bench up down clean
+.PHONY: help venv devcluster test test-unit test-integration lint fmt demo bench up down clean lock
 
 help:
 	@echo "make demo   - local control plane + simulated operators + 10 users through the Job path"
 	@echo "make test   - lint, then every test tier (unit, integration, e2e, faults)"
-	@echo "make lint | fmt | bench | image | up | down | clean"
+	@echo "make lint | fmt | bench | image | lock | up | down | clean"
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 venv: $(STAMP)
+
+# requirements.lock: the image's dependencies with hashes, from pyproject.toml (mk/lock.py).
+lock: $(STAMP)
+	$(BIN)/python mk/lock.py
 
 devcluster: $(STAMP)
 	$(BIN)/python -m devcluster build

@@ -6,6 +6,7 @@ control plane.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -33,6 +34,29 @@ def _spawn_service(c: _cluster.Cluster, name: str, extra: list[str]) -> None:
 
 def start_simulators(c: _cluster.Cluster) -> None:
     _spawn_service(c, "simulators", ["--ready-file", str(c.state_dir / "simulators.ready")])
+    wait_operators_installed(c)
+
+
+def wait_operators_installed(c: _cluster.Cluster, seconds: float = 60.0) -> None:
+    """Until the cluster-wide operators the simulators install (the mesh and Kiali CSVs in
+    openshift-operators) are Succeeded: a cluster ready for a workshop, as preflight's
+    `operators` check expects (the simulators create them moments after they start)."""
+    from devcluster.sim.catalog import CLUSTER_WIDE_OPERATORS, OPERATORS_NS
+
+    path = f"/apis/operators.coreos.com/v1alpha1/namespaces/{OPERATORS_NS}/clusterserviceversions"
+    deadline = time.monotonic() + seconds
+    while True:
+        code, body = c.raw(path)
+        items = json.loads(body).get("items", []) if code == 200 else []
+        phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
+        if all(phases.get(name) == "Succeeded" for name in CLUSTER_WIDE_OPERATORS):
+            return
+        if time.monotonic() > deadline:
+            raise _cluster.ClusterError(
+                f"the simulated operators in {OPERATORS_NS} not Succeeded after {seconds:.0f}s: "
+                f"{phases}"
+            )
+        time.sleep(0.1)
 
 
 def start_kubelet(c: _cluster.Cluster, namespace: str) -> None:

@@ -25,6 +25,7 @@ from runner.errors import (
 )
 
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+TYPED_PATCH = "failed to create typed patch object"
 RETRY_AFTER_CAP = 30.0
 
 
@@ -59,6 +60,10 @@ def translate(e: ApiException, action: str, what: str) -> RunnerError:
         return Conflict(text, status, reason, body.get("details"))
     if status == 422:
         return TemplateError(f"{text} (the rendered object is invalid)")
+    if status == 500 and TYPED_PATCH in message:
+        # Server-side apply of a field the resource's schema does not declare: final, not a
+        # server hiccup to retry.
+        return TemplateError(f"{text} (a field of the rendered object is not in the API's schema)")
     if status in TRANSIENT_STATUS:
         return TransientError(text, _retry_after(e))
     return ApiError(text, status, reason, body.get("details"))

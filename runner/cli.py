@@ -11,8 +11,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from runner import config, hints, templates
 from runner.context import StepContext, step_apis, step_templates
@@ -25,6 +26,9 @@ from runner.progress import STEP_ANNOTATION, ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
 from steps import STEPS
+
+if TYPE_CHECKING:
+    from kubernetes.client import Configuration
 
 PROG = "workshop-runner"
 DEFAULT_TERMINATION_LOG = Path("/dev/termination-log")
@@ -111,20 +115,52 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return run(args, environ)
     except Exception as e:  # the last resort: the type and a redacted message, exit 1
         error = InternalError.unexpected(args.command, e)
+        trace = redact(traceback.format_exc())  # for the bug report, never a token
         if args.command != "run":
-            print(f"{PROG}: error: {error}", file=sys.stderr)
+            print(f"{trace}{PROG}: error: {error}", file=sys.stderr)
             return error.exit_code
         log = get_logger(user=None, step=None)
-        log.error("crashed", error=str(error), traceback=redact(traceback.format_exc()))
+        log.error("crashed", error=str(error), traceback=trace)
         result = RunResult(None, error.exit_code, None, str(error))
         return finish(result, log, termination_path(args.termination_log, environ))
 
 
 def run(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """`workshop-runner run`: prepare (input, templates, configuration; nothing sent yet),
+    execute (preflight, the engine), finish (the termination message and the exit code)."""
     configure(args.log_format, args.log_level)
-    started = time.monotonic()
     log = get_logger(user=None, step=None)
     termination = termination_path(args.termination_log, env)
+    try:
+        prepared = prepare(args, env)
+    except Unprepared as e:
+        result = RunResult(e.user, e.error.exit_code, None, str(e.error))
+        return finish(result, log, termination)
+    return finish(execute(prepared, args, env, log.bind(user=prepared.user.name)), log, termination)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run, validated and rendered before any API call."""
+
+    user: config.User
+    selected: list[str]
+    timeouts: dict[str, float]
+    params: dict[str, Any]
+    rendered: dict[str, list[Obj]]
+    configuration: Configuration
+    source: str
+
+
+class Unprepared(Exception):
+    def __init__(self, user: str | None, error: RunnerError) -> None:
+        super().__init__(str(error))
+        self.user, self.error = user, error
+
+
+def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> Prepared:
+    """The user, the steps, their timeouts, the parameters and rendered templates, and the
+    cluster configuration; a bad input is Unprepared (naming the user when it is known)."""
     user: config.User | None = None
     try:
         user = config.validate_user(
@@ -142,23 +178,33 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         rendered = {name: templates.render(t, params) for name, t in loaded.items()}
         for name, docs in rendered.items():
             templates.check_rendered(name, docs, {user.namespace, user.istio_namespace})
-        cfg, source = load_configuration(args.kubeconfig, args.context, env)
+        cfg, source = load_configuration(args.kubeconfig, args.context, dict(env))
     except RunnerError as e:
-        return finish(
-            RunResult(user.name if user else None, e.exit_code, None, str(e)), log, termination
-        )
+        raise Unprepared(user.name if user else None, e) from None
+    return Prepared(user, selected, dict(timeouts), dict(params), rendered, cfg, source)
 
-    log = log.bind(user=user.name)
-    cluster = Cluster(cfg)
-    chosen = [s for s in STEPS if s.NAME in selected]
-    log.info("run started", steps=selected, dry_run=args.dry_run, serial=args.serial, config=source)
+
+def execute(
+    prepared: Prepared, args: argparse.Namespace, env: Mapping[str, str], log: Logger
+) -> RunResult:
+    """Preflight, then the engine over the selected steps; the outcome recorded as an Event."""
+    started = time.monotonic()
+    user, rendered = prepared.user, prepared.rendered
+    cluster = Cluster(prepared.configuration)
+    chosen = [s for s in STEPS if s.NAME in prepared.selected]
+    log.info(
+        "run started",
+        steps=prepared.selected,
+        dry_run=args.dry_run,
+        serial=args.serial,
+        config=prepared.source,
+    )
     named_templates = step_templates(STEPS)
     try:
         preflight(cluster, chosen, rendered, named_templates, log)
     except _StepPreflightError as e:
-        return finish(
-            RunResult(user.name, e.error.exit_code, e.step or None, str(e.error)), log, termination
-        )
+        cluster.close()
+        return RunResult(user.name, e.error.exit_code, e.step or None, str(e.error))
 
     def make_context(
         step: Step, deadline: Deadline, cancel: CancelToken, step_log: Logger
@@ -167,7 +213,7 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         return StepContext(
             step.NAME,
             user,
-            params,
+            prepared.params,
             rendered,
             kube,
             step_log,
@@ -178,10 +224,10 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         )
 
     progress = pod_annotator(cluster, env, log)
-    engine = Engine(STEPS, make_context, log=log, on_progress=progress, timeouts=timeouts)
+    engine = Engine(STEPS, make_context, log=log, on_progress=progress, timeouts=prepared.timeouts)
     previous = _on_sigterm(lambda: engine.stop("terminated by SIGTERM"))
     try:
-        result = engine.run(user.name, selected, serial=args.serial)
+        result = engine.run(user.name, prepared.selected, serial=args.serial)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -199,7 +245,7 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> int:
         discovery_requests=cluster.discovery.requests,
     )
     cluster.close()
-    return finish(result, log, termination)
+    return result
 
 
 class _StepPreflightError(Exception):

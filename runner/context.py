@@ -9,9 +9,9 @@ from typing import Any
 
 from runner.config import User
 from runner.errors import TemplateError
-from runner.kube import Kube
+from runner.kube import StepKube
 from runner.logs import Logger
-from runner.result import Step, StepResult
+from runner.result import NotWaiting, Step, StepResult, did
 from runner.waits import (
     CancelToken,
     CollectionPredicate,
@@ -33,7 +33,7 @@ class StepContext:
     user: User
     params: Mapping[str, Any]
     rendered: Mapping[str, list[Obj]]
-    kube: Kube
+    kube: StepKube
     log: Logger
     deadline: Deadline
     cancel: CancelToken
@@ -41,6 +41,10 @@ class StepContext:
     # The templates steps apply by name (their TEMPLATES); the generic `extra` step applies
     # the others, so a workshop can add resources without code.
     step_templates: frozenset[str] = frozenset()
+
+    def did(self, verb: str, what: str) -> str:
+        """A write as the step reports it: "added X" (in a dry run "would add X")."""
+        return did(verb, what, dry_run=self.dry_run)
 
     def objects(self, template: str) -> list[Obj]:
         """The rendered documents of one template (copies; rendered before any API call)."""
@@ -56,13 +60,27 @@ class StepContext:
         return docs[0]
 
     def wait(
-        self, target: Target, predicate: Predicate, what: str, known: Obj | None = None
-    ) -> Obj | None:
-        """Wait for one object; in dry-run nothing is waited for (None). `known`: the object
-        as just applied/read, to watch from its resourceVersion without a first list."""
+        self,
+        target: Target,
+        predicate: Predicate,
+        what: str,
+        known: Obj | None = None,
+        *,
+        so_far: StepResult | None = None,
+    ) -> Obj:
+        """Wait for one object. `known`: the object as just applied or read, to watch from
+        its resourceVersion without a first list. `so_far`: what the step did before this
+        wait. A dry run looks once (at `known`, else one list) and never waits: when the
+        predicate is done already the object is returned, else the step ends here with
+        `so_far` and a note."""
         if self.dry_run:
-            self.log.info("wait skipped in dry-run", object=target.describe(), until=what)
-            return None
+            if known is None:
+                items, _ = self.kube.list_objects(target)
+                known = next((o for o in items if o["metadata"]["name"] == target.name), None)
+            verdict = predicate(known)
+            if verdict.state == "done" and (verdict.obj or known) is not None:
+                return verdict.obj or known or {}
+            raise NotWaiting(f"{target.describe()} {what}", what, so_far)
         self.log.info("waiting", object=target.describe(), until=what)
         return wait_for(
             self.kube,
@@ -76,19 +94,24 @@ class StepContext:
 
     def apply_and_wait(self, desired: Obj, predicate: Predicate, what: str) -> StepResult:
         """Apply `desired`, then wait (from the applied object on, so no first list) until
-        `predicate` says done; the step's result names both. No wait in dry-run."""
+        `predicate` says done; the step's result names both."""
         applied = self.kube.apply(desired)
-        found = self.wait(Target.of(desired), predicate, what, known=applied.obj)
-        waited = what if found is not None else f"dry-run: not waiting for {what}"
-        return StepResult(applied.changed, f"{applied.detail}; {waited}")
+        so_far = StepResult(applied.changed, applied.detail)
+        self.wait(Target.of(desired), predicate, what, known=applied.obj, so_far=so_far)
+        return StepResult(applied.changed, f"{applied.detail}; {what}")
 
     def wait_collection(
-        self, target: Target, predicate: CollectionPredicate, what: str
-    ) -> Verdict | None:
-        """Wait on every object of a kind in a namespace; None in dry-run."""
+        self,
+        target: Target,
+        predicate: CollectionPredicate,
+        what: str,
+        *,
+        so_far: StepResult | None = None,
+    ) -> Verdict:
+        """Wait on every object of a kind in a namespace; in a dry run the step ends here with
+        `so_far` and a note."""
         if self.dry_run:
-            self.log.info("wait skipped in dry-run", object=target.describe(), until=what)
-            return None
+            raise NotWaiting(f"{target.describe()} {what}", what, so_far)
         self.log.info("waiting", object=target.describe(), until=what)
         return wait_for_collection(
             self.kube, target, predicate, deadline=self.deadline, cancel=self.cancel, what=what
@@ -155,7 +178,7 @@ OTHER_TEMPLATES = "*"
 
 def step_templates(steps: Sequence[Step]) -> frozenset[str]:
     """Every template a step names in its TEMPLATES."""
-    named = (t for s in steps for t in getattr(s, "TEMPLATES", ()))
+    named = (t for s in steps for t in s.TEMPLATES)
     return frozenset(t for t in named if t != OTHER_TEMPLATES)
 
 
@@ -173,7 +196,7 @@ def step_apis(
     step: Step, rendered: Mapping[str, list[Obj]], named: frozenset[str]
 ) -> list[tuple[str, str]]:
     """(apiVersion, kind) of everything a step touches: its APIS and its templates' objects."""
-    apis: list[tuple[str, str]] = list(getattr(step, "APIS", ()))
-    for name in expand_templates(getattr(step, "TEMPLATES", ()), rendered, named):
+    apis = list(step.APIS)
+    for name in expand_templates(step.TEMPLATES, rendered, named):
         apis += [(d["apiVersion"], d["kind"]) for d in rendered.get(name, [])]
     return list(dict.fromkeys(apis))

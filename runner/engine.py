@@ -16,16 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from graphlib import TopologicalSorter
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runner.errors import Cancelled, InternalError, RunnerError
 from runner.logs import Logger, redact
-from runner.result import RunResult, Status, Step, StepRecord, StepResult
+from runner.result import RunResult, Status, Step, StepRecord, StepResult, perform
 from runner.waits import CancelToken, Clock, Deadline
 
-ContextFactory = Callable[[Step, Deadline, CancelToken, Logger], Any]
+if TYPE_CHECKING:
+    from runner.context import StepContext
+
+ContextFactory = Callable[[Step, Deadline, CancelToken, Logger], "StepContext"]
 ProgressCallback = Callable[[list[str]], None]
-Action = Callable[[Any], StepResult]
+Action = Callable[["StepContext"], StepResult]
 UNDO_MIN_SECONDS = 180.0  # an undo waits for namespaces and finalizers to let go
 
 
@@ -52,7 +55,7 @@ def step_deadline(step: Step, override: float | None, clock: Clock, started: flo
     stall window up to the step's CAP when it has one."""
     if override is not None:
         return Deadline(clock, started + override)
-    cap = getattr(step, "CAP", None)
+    cap = step.CAP
     if cap is None or cap <= step.TIMEOUT:
         return Deadline(clock, started + step.TIMEOUT)
     return Deadline(clock, started + cap, step.TIMEOUT)
@@ -141,7 +144,7 @@ class Engine:
         """Every step's `undo`, in reverse order, one at a time; the first failure stops."""
         records: list[StepRecord] = []
         for step in reversed(self.steps):
-            undo: Action | None = getattr(step, "undo", None)
+            undo = step.undo
             if undo is None:
                 records.append(StepRecord(step.NAME, "skipped", "nothing to undo"))
                 continue
@@ -170,8 +173,7 @@ class Engine:
         )
         error: RunnerError | None = None
         try:
-            action = undo or step.run
-            result = action(self.make_context(step, deadline, cancel, log))
+            result = perform(undo or step.run, self.make_context(step, deadline, cancel, log))
         except Cancelled as e:
             error = e
         except RunnerError as e:

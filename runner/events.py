@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from runner.errors import Conflict, RunnerError
+from runner.errors import RunnerError
 from runner.kube import Cluster, Kube
 from runner.logs import Logger, redact
 from runner.waits import CancelToken, Deadline, Obj
@@ -102,9 +102,8 @@ class Recorder:
         )
         body = event_body(regarding, note, self.instance, name)
         try:
-            kube.create(body)
-        except Conflict:
-            return False  # the same deterministic name: recorded already
+            if kube.create(body) is None:
+                return False  # AlreadyExists: the same deterministic name, recorded already
         except RunnerError as e:
             self.broken = str(e)
             self.log.warning(

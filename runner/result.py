@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from runner.context import StepContext
 
 Status = Literal["changed", "unchanged", "failed", "skipped"]
 TERMINATION_LIMIT = 4096
@@ -24,6 +28,39 @@ class StepResult:
     @classmethod
     def noop(cls, reason: str) -> StepResult:
         return cls(changed=False, detail=reason)
+
+
+_PAST = {"bind": "bound", "set": "set"}
+
+
+def did(verb: str, what: str, *, dry_run: bool) -> str:
+    """How a step reports a write: "created X" - or, in a dry run, "would create X". The one
+    place that phrases dry-run sentences (runner.kube and StepContext.did use it)."""
+    if dry_run:
+        return f"would {verb} {what}"
+    past = _PAST.get(verb) or (f"{verb}d" if verb.endswith("e") else f"{verb}ed")
+    return f"{past} {what}"
+
+
+class NotWaiting(Exception):
+    """A dry run reached a wait: the step ends there (perform turns this into its result)."""
+
+    def __init__(self, where: str, what: str, so_far: StepResult | None) -> None:
+        super().__init__(f"dry-run: not waiting for {where}")
+        note = f"dry-run: not waiting for {what}"
+        done = so_far.detail if so_far is not None else ""
+        changed = so_far.changed if so_far is not None else False
+        self.result = StepResult(changed, f"{done}; {note}" if done else note)
+
+
+def perform(action: Callable[[StepContext], StepResult], ctx: StepContext) -> StepResult:
+    """Run a step's `run` or `undo`: its result, or in a dry run what it did up to its first
+    wait (the engine and the step tests run steps through this)."""
+    try:
+        return action(ctx)
+    except NotWaiting as stop:
+        ctx.log.info("wait skipped in dry-run", detail=str(stop))
+        return stop.result
 
 
 @dataclass(frozen=True)
@@ -84,11 +121,14 @@ def _clip(text: str, n: int) -> str:
 
 
 class Step(Protocol):
-    """A step module: NAME, DESCRIPTION, NEEDS (names of steps it needs), TIMEOUT (seconds)
-    and run(ctx). Optional: TEMPLATES (template files it applies) and APIS ((apiVersion, kind)
-    pairs it uses besides those), resolved before the run starts; CAP (seconds): with it,
-    TIMEOUT is a stall window - the step's waits go on while the awaited objects show progress
-    or are queued for their operator, up to CAP (runner/waits.py Deadline)."""
+    """A step module (the step contract in docs/design.md).
+
+    NAME, DESCRIPTION; NEEDS: the steps that must have succeeded first; TIMEOUT (seconds);
+    CAP (seconds, or None): with it, TIMEOUT is a stall window - the step's waits go on while
+    the awaited objects show progress or are queued for their operator, up to CAP
+    (runner/waits.py Deadline); TEMPLATES: the template files it applies; APIS: the
+    (apiVersion, kind) pairs it uses besides those (both resolved before the run starts);
+    run(ctx); undo(ctx) for teardown, or None when there is nothing to undo."""
 
     @property
     def NAME(self) -> str: ...
@@ -102,4 +142,16 @@ class Step(Protocol):
     @property
     def TIMEOUT(self) -> float: ...
 
-    def run(self, ctx: Any, /) -> StepResult: ...
+    @property
+    def CAP(self) -> float | None: ...
+
+    @property
+    def TEMPLATES(self) -> tuple[str, ...]: ...
+
+    @property
+    def APIS(self) -> tuple[tuple[str, str], ...]: ...
+
+    def run(self, ctx: StepContext, /) -> StepResult: ...
+
+    @property
+    def undo(self) -> Callable[[StepContext], StepResult] | None: ...

@@ -28,9 +28,9 @@ APPLY_TIERS: tuple[tuple[str, ...], ...] = (
     ("Namespace",),
     ("ServiceAccount", "ClusterRole", "Role"),
     ("ClusterRoleBinding", "RoleBinding"),
+    ("ConfigMap",),  # the admission guard's parameters before the binding that reads them
     ("ValidatingAdmissionPolicy",),
     ("ValidatingAdmissionPolicyBinding",),
-    ("ConfigMap",),
 )
 LAST_KINDS = ("Job",)
 

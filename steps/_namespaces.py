@@ -3,8 +3,9 @@
 namespace_mode=namespace applies the Namespace template. namespace_mode=project-request first
 creates an OpenShift ProjectRequest (create-only: it runs the cluster's project template, which
 may add LimitRanges and quotas) when the namespace does not exist yet and the API is served,
-then applies the template's labels and annotations. Without the API it falls back to a
-Namespace.
+then applies the template's labels and annotations, and drops the RoleBindings the project
+template made for the requester (the runner itself): the runner keeps nothing in the user's
+project beyond its ClusterRole. Without the API it falls back to a Namespace.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from runner.waits import Obj, Target, Verdict, done, pending
 
 PROJECT_API = ("project.openshift.io/v1", "ProjectRequest")
 PROJECT = ("project.openshift.io/v1", "Project")
+RBAC = "rbac.authorization.k8s.io/v1"
+# The member-roll step's own binding of the runner (mesh-member-rbac.yaml): kept.
+MESH_MEMBER_ROLE = "workshop-runner-mesh-member"
 
 
 def project_active(obj: Obj | None) -> Verdict:
@@ -39,10 +43,43 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
         raise TemporaryCondition(
             f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
         )
+    dropped = []
+    project_mode = ctx.params["namespace_mode"] == "project-request"
+    if project_mode and not ctx.dry_run and ctx.kube.has_api(*PROJECT_API):
+        dropped = drop_own_grants(ctx, name)
+    note = f"; dropped the runner's own RoleBinding(s) {', '.join(dropped)}" if dropped else ""
     if made_by_project:
-        verb = "would create" if ctx.dry_run else "created"
-        return StepResult.done(f"{verb} project {name} via ProjectRequest")
-    return StepResult(applied.changed, applied.detail)
+        return StepResult.done(ctx.did("create", f"project {name} via ProjectRequest") + note)
+    return StepResult(applied.changed or bool(dropped), applied.detail + note)
+
+
+def drop_own_grants(ctx: StepContext, namespace: str) -> list[str]:
+    """OpenShift's project template makes the requester admin of the new project, and the
+    requester is the runner: that would let it read the project's Secrets and run pods there.
+    Delete every RoleBinding in the namespace whose subjects are all the runner itself (the
+    admission guard allows the runner no other RoleBinding delete) - except the member-roll
+    step's own workshop-runner-mesh-member binding. The user's admin binding is the rbac
+    step's. Also on a re-run, should an earlier run have stopped between."""
+    me = ctx.kube.username()
+    dropped = []
+    items, _ = ctx.kube.list_items(RBAC, "RoleBinding", namespace)
+    for binding in items:
+        subjects = binding.get("subjects") or []
+        ours = (binding.get("roleRef") or {}).get("name") == MESH_MEMBER_ROLE
+        if subjects and not ours and all(_is(subject, me) for subject in subjects):
+            name = binding["metadata"]["name"]
+            if ctx.kube.delete(RBAC, "RoleBinding", name, namespace):
+                dropped.append(name)
+    return dropped
+
+
+def _is(subject: Obj, username: str) -> bool:
+    """Does this RoleBinding subject name the identity `username`?"""
+    if subject.get("kind") == "User":
+        return bool(subject.get("name") == username)
+    if subject.get("kind") == "ServiceAccount":
+        return f"system:serviceaccount:{subject.get('namespace')}:{subject.get('name')}" == username
+    return False
 
 
 def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) -> bool:

@@ -19,6 +19,7 @@ DESCRIPTION = "Wait for the pinned RH-SSO CSV (by name) to reach Succeeded"
 NEEDS = ("install-plan",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 600.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 3600.0
 APIS = (CSV,)
 
@@ -61,6 +62,9 @@ def succeeded(name: str) -> Predicate:
 
 def run(ctx: StepContext) -> StepResult:
     ns, name = pinned_csv(ctx)
-    if ctx.wait(Target(*CSV, ns, name), succeeded(name), "Succeeded") is None:
-        return StepResult.noop(f"dry-run: not waiting for ClusterServiceVersion {ns}/{name}")
-    return StepResult.noop(f"ClusterServiceVersion {ns}/{name} Succeeded")
+    target = Target(*CSV, ns, name)
+    ctx.wait(target, succeeded(name), f"{target.describe()} Succeeded")
+    return StepResult.noop(f"{target.describe()} Succeeded")
+
+
+undo = None  # it only waits; sso-operator's undo deletes the CSV

@@ -1,6 +1,6 @@
 """Any further templates - those no other step names - applied last, in dependency order
-(namespaces, then RBAC, then the rest), so a workshop adds resources (e.g. the NetworkPolicy
-letting mesh traffic into the user namespace) with a template and no code."""
+(namespaces, then RBAC, then the rest), so a workshop adds resources (a ConfigMap, a Role for
+its lab) with a template and no code. None are shipped."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ DESCRIPTION = "Apply any further templates (no other step names them), namespace
 NEEDS = ("rbac", "csv", "kiali")  # the end of every chain: extra objects may use any of it
 TEMPLATES = (OTHER_TEMPLATES,)  # so preflight resolves their APIs before anything is written
 TIMEOUT = 120.0
+CAP = None
+APIS: tuple[tuple[str, str], ...] = ()
 
 
 def objects(ctx: StepContext) -> list[Obj]:

@@ -21,6 +21,7 @@ DESCRIPTION = "Approve the InstallPlan listing the pinned CSV (only in RequiresA
 NEEDS = ("sso-operator",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 1800.0
 APIS = (INSTALL_PLAN, CSV)
 
@@ -83,8 +84,6 @@ def approve(ctx: StepContext, ns: str, csv: str) -> StepResult:
     approved: list[str] = []
     while True:  # every pass waits with the step's deadline
         verdict = ctx.wait_collection(target, plan_for(csv), f"a plan listing {csv}")
-        if verdict is None:
-            return StepResult.noop(f"dry-run: not looking for the InstallPlan of {csv}")
         plan = verdict.obj or {}
         if phase(plan) == "Complete":
             did = f"approved InstallPlan {', '.join(approved)}; " if approved else ""
@@ -102,3 +101,6 @@ def approve(ctx: StepContext, ns: str, csv: str) -> StepResult:
         if ctx.kube.update(Target(*INSTALL_PLAN, ns, name), approved_copy, known=plan).changed:
             ctx.log.info("approved", object=f"InstallPlan {ns}/{name}", also_installs=others)
             approved.append(name + (f" (also installs {', '.join(others)})" if others else ""))
+
+
+undo = None  # an approval is not undone; the plan goes with the namespace

@@ -10,6 +10,8 @@ NAME = "istio-namespace"
 DESCRIPTION = "Create the <user>-istio namespace and bind the user to admin there"
 NEEDS = ("namespace",)
 TIMEOUT = 60.0
+CAP = None
+APIS: tuple[tuple[str, str], ...] = ()
 TEMPLATES = ("istio-namespace.yaml", "istio-rbac.yaml")
 
 

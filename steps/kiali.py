@@ -21,6 +21,7 @@ DESCRIPTION = "Let Kiali show DeploymentConfigs (excluded_workloads) and wait fo
 NEEDS = ("member-roll",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 600.0
+TEMPLATES: tuple[str, ...] = ()
 CAP = 3600.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
@@ -123,24 +124,23 @@ def run(ctx: StepContext) -> StepResult:
         raise TemplateError("kiali_excluded_workloads must not contain DeploymentConfig")
     target = Target(*KIALI, ctx.user.istio_namespace, str(ctx.params["kiali_name"]))
     what = target.describe()
-    live = ctx.wait(target, exists, "created by the SMCP") or ctx.kube.get(
-        *KIALI, target.name or "", target.namespace
-    )
-    if live is None:  # dry-run only: the wait above is skipped there
-        return StepResult.noop(f"dry-run: {what} does not exist yet (the SMCP creates it)")
+    live = ctx.wait(target, exists, "created by the SMCP")
     spec = live.get("spec") or {}
     if (spec.get("kubernetes_config") or {}).get("excluded_workloads") == wanted:
-        ctx.wait(target, Reconciled(), "reconciled without failure", known=live)
-        return StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
+        already = StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
+        ctx.wait(target, Reconciled(), "reconciled without failure", known=live, so_far=already)
+        return already
     patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
     sent = dt.datetime.now(dt.UTC)
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
-    verb = "would set" if ctx.dry_run else "set"
-    detail = f"{verb} excluded_workloads of {what} to {', '.join(wanted)}"
+    detail = ctx.did("set", f"excluded_workloads of {what} to {', '.join(wanted)}")
     # The apiserver's time of the change (to the second) or our clock when we sent it,
     # whichever is later: a run that ended earlier within that second is not ours.
     since = max(t for t in (changed_at(patched), sent) if t is not None)
     predicate = Reconciled(patched["metadata"].get("generation"), since)
-    if ctx.wait(target, predicate, "reconciled after the change", known=patched) is None:
-        return StepResult.done(f"{detail}; dry-run: not waiting")
+    so_far = StepResult.done(detail)
+    ctx.wait(target, predicate, "reconciled after the change", known=patched, so_far=so_far)
     return StepResult.done(f"{detail}; reconciled")
+
+
+undo = None  # the Kiali CR is the SMCP's: it goes with the SMCP

@@ -12,6 +12,8 @@ NAME = "limit-ranges"
 DESCRIPTION = "Delete every LimitRange in <user>-istio"
 NEEDS = ("istio-namespace",)
 TIMEOUT = 60.0
+CAP = None
+TEMPLATES: tuple[str, ...] = ()
 APIS = (("v1", "LimitRange"),)
 
 
@@ -25,5 +27,7 @@ def run(ctx: StepContext) -> StepResult:
     ]
     if not deleted:
         return StepResult.noop(f"no LimitRange in {namespace}")
-    verb = "would delete" if ctx.dry_run else "deleted"
-    return StepResult.done(f"{verb} LimitRange {', '.join(deleted)} in {namespace}")
+    return StepResult.done(ctx.did("delete", f"LimitRange {', '.join(deleted)} in {namespace}"))
+
+
+undo = None  # deleted LimitRanges are not brought back

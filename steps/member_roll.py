@@ -22,6 +22,7 @@ DESCRIPTION = "Add the user's namespace to the ServiceMeshMemberRoll and wait un
 NEEDS = ("smcp",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 300.0
+APIS: tuple[tuple[str, str], ...] = ()
 CAP = 3600.0
 TEMPLATES = ("member-roll.yaml", "mesh-member-rbac.yaml")
 ACCESS_TEMPLATE = "mesh-member-rbac.yaml"
@@ -72,7 +73,7 @@ def configured(members: list[str]) -> Predicate:
 
 def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[StepResult, Obj | None]:
     """Create the roll or merge `wanted` into it; also returns the roll as last written or
-    read (None in dry-run), for the wait to start from."""
+    read, for the wait to start from."""
     what = Target.of(desired).describe()
     seen: list[str] = []  # the members found by the last read (the update may read again)
 
@@ -86,16 +87,14 @@ def add_members(ctx: StepContext, desired: Obj, wanted: list[str]) -> tuple[Step
         return live
 
     updated = ctx.kube.update(Target.of(desired), add)
-    known = None if ctx.dry_run else updated.obj
+    known = updated.obj
     if not updated.changed:
         return StepResult.noop(f"{', '.join(wanted)} already in {what}"), known
     if updated.before is None:
-        verb = "would create" if ctx.dry_run else "created"
-        return StepResult.done(f"{verb} {what} with {', '.join(wanted)}"), known
+        return StepResult.done(ctx.did("create", f"{what} with {', '.join(wanted)}")), known
     missing = [m for m in wanted if m not in seen]
     kept = f"; kept {', '.join(seen)}" if seen else ""
-    verb = "would add" if ctx.dry_run else "added"
-    return StepResult.done(f"{verb} {', '.join(missing)} to {what}{kept}"), known
+    return StepResult.done(ctx.did("add", f"{', '.join(missing)} to {what}{kept}")), known
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -103,11 +102,12 @@ def run(ctx: StepContext) -> StepResult:
     wanted = list(desired["spec"]["members"])
     target = Target.of(desired)
     granted = grant_member_access(ctx, wanted)
-    verb = "would bind" if ctx.dry_run else "bound"
-    bound = f"{verb} workshop-runner-mesh-member in {', '.join(granted)}; " if granted else ""
+    members = f"workshop-runner-mesh-member in {', '.join(granted)}"
+    bound = f"{ctx.did('bind', members)}; " if granted else ""
     if ctx.dry_run and granted:
         # The webhook would review the binding that a dry-run does not make: not asked.
-        return StepResult.done(f"{bound}would add {', '.join(wanted)} to {target.describe()}")
+        adding = ctx.did("add", f"{', '.join(wanted)} to {target.describe()}")
+        return StepResult.done(f"{bound}{adding}")
     try:
         added, known = ctx.kube.retry_forbidden(
             lambda: add_members(ctx, desired, wanted),
@@ -123,8 +123,8 @@ def run(ctx: StepContext) -> StepResult:
             "manifests/deploy?)"
         ) from None
     changed = added.changed or bool(granted)
-    if ctx.wait(target, configured(wanted), "members configured", known=known) is None:
-        return StepResult(changed, f"{bound}{added.detail}; dry-run: not waiting")
+    so_far = StepResult(changed, f"{bound}{added.detail}")
+    ctx.wait(target, configured(wanted), "members configured", known=known, so_far=so_far)
     return StepResult(changed, f"{bound}{added.detail}; configured")
 
 

@@ -10,6 +10,8 @@ NAME = "namespace"
 DESCRIPTION = "Create the user's namespace (Namespace, or ProjectRequest when asked)"
 NEEDS: tuple[str, ...] = ()
 TIMEOUT = 60.0
+CAP = None
+APIS: tuple[tuple[str, str], ...] = ()
 TEMPLATES = ("namespace.yaml",)
 
 

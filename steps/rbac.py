@@ -9,6 +9,8 @@ NAME = "rbac"
 DESCRIPTION = "Bind the user to the admin ClusterRole in their namespace"
 NEEDS = ("namespace",)
 TIMEOUT = 60.0
+CAP = None
+APIS: tuple[tuple[str, str], ...] = ()
 TEMPLATES = ("rbac.yaml",)
 
 

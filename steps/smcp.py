@@ -1,11 +1,16 @@
 """The user's ServiceMeshControlPlane. Right after the mesh operator installs, its admission
 webhook refuses SMCP writes for a while (500, no endpoints): the kube layer retries those like
 any 5xx, with backoff, within this step's deadline. Done when Ready is True for the current
-spec (observedGeneration == generation: a Ready from the previous generation is stale)."""
+spec (observedGeneration == generation: a Ready from the previous generation is stale).
+
+The same webhook accepts only the control plane versions its operator release supports (OSSM
+2.4: v2.1-v2.4; 2.5: v2.2-v2.5) and answers 400 otherwise: that is the smcp_version parameter,
+reported as such (exit 3), not retried."""
 
 from __future__ import annotations
 
 from runner.context import StepContext
+from runner.errors import ApiError, TemplateError
 from runner.result import StepResult
 from runner.waits import Obj, Target, Verdict, done, pending
 from steps._status import condition, describe_conditions, generation_observed, is_true, status_of
@@ -15,8 +20,11 @@ DESCRIPTION = "Create the ServiceMeshControlPlane in <user>-istio and wait until
 NEEDS = ("limit-ranges",)
 # TIMEOUT: stall window; CAP: hard cap while progress shows (README.md, "Deadlines").
 TIMEOUT = 1200.0
+APIS: tuple[tuple[str, str], ...] = ()
 CAP = 7200.0
 TEMPLATES = ("smcp.yaml",)
+# Maistra's SMCP validator (webhooks/validation/controlplane.go) on spec.version
+VERSION_REFUSED = ("versions are supported", "invalid Version specified")
 
 
 def ready(obj: Obj | None) -> Verdict:
@@ -31,7 +39,17 @@ def ready(obj: Obj | None) -> Verdict:
 
 
 def run(ctx: StepContext) -> StepResult:
-    return ctx.apply_and_wait(ctx.object("smcp.yaml"), ready, "Ready")
+    desired = ctx.object("smcp.yaml")
+    try:
+        return ctx.apply_and_wait(desired, ready, "Ready")
+    except ApiError as e:
+        if e.status != 400 or not any(m in str(e) for m in VERSION_REFUSED):
+            raise
+        version = (desired.get("spec") or {}).get("version")
+        raise TemplateError(
+            f"smcp_version {version!r} is refused by the cluster's Service Mesh operator: {e}; "
+            "set smcp_version to a version it supports (--params)"
+        ) from None
 
 
 def gone(objects: list[Obj]) -> Verdict:

@@ -15,6 +15,8 @@ NAME = "sso-operator"
 DESCRIPTION = "OperatorGroup (one per namespace) and the RH-SSO Subscription (Manual, pinned CSV)"
 NEEDS = ("catalog-source",)
 TIMEOUT = 60.0
+CAP = None
+APIS: tuple[tuple[str, str], ...] = ()
 TEMPLATES = ("operator-group.yaml", "subscription.yaml")
 MANAGED = ("app.kubernetes.io/managed-by", "workshop-runner")
 

@@ -10,11 +10,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def apply_manifests(kubeconfig: Path, field_manager: str) -> None:
+def apply_manifests(
+    kubeconfig: Path, field_manager: str, directory: Path = ROOT / "manifests"
+) -> None:
     """The runner's home as an admin would install it: namespace, SA, RBAC, admission guard,
-    templates ConfigMap. Raises with kubectl's stderr when the apply fails."""
+    templates ConfigMap (or another kustomization, e.g. an overlay of manifests/deploy).
+    Raises with kubectl's stderr when the apply fails."""
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "manifests")],
+        ["kubectl", "kustomize", str(directory)],
         capture_output=True,
         text=True,
         check=True,

@@ -1,5 +1,13 @@
 """CatalogSource connection state, and the copied CSVs of cluster-wide operators.
 
+Connection state: "" -> CONNECTING -> READY, as OLM's catalog-operator reports its gRPC
+connection to the registry pod (labels olm.catalogSource=<name>, port 50051 `grpc`, in the
+CatalogSource's namespace). The catalog-operator runs in openshift-operator-lifecycle-manager:
+when the NetworkPolicies of the catalog's namespace isolate the registry pod and none admits
+that namespace (netpol.py), the connection fails and the state goes TRANSIENT_FAILURE (from
+READY too), and back through CONNECTING to READY once a policy admits it again - what Maistra's
+istio-mesh-default does to a member namespace without a workshop policy admitting OLM.
+
 Copied CSVs: the mesh operators are installed once, cluster-wide, in openshift-operators (an
 AllNamespaces OperatorGroup). Real OLM then copies their CSVs, with status.reason Copied, into
 *every* namespace. The simulator does the same for every namespace that is not a system one
@@ -16,7 +24,15 @@ from typing import Any
 from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
-from devcluster.sim.kube import CATALOGSOURCES, CSVS, NAMESPACES, OPERATORGROUPS, Resource
+from devcluster.sim.kube import (
+    CATALOGSOURCES,
+    CSVS,
+    NAMESPACES,
+    NETWORKPOLICIES,
+    OPERATORGROUPS,
+    Resource,
+)
+from devcluster.sim.netpol import ingress_admitted, namespace_peer
 from devcluster.sim.objects import Obj, deleting, name_of, now_iso, ns_of, status
 
 OPERATORS_NS = "openshift-operators"
@@ -28,6 +44,10 @@ CLUSTER_WIDE_OPERATORS = {
     "servicemeshoperator.v2.4.5": ("Red Hat OpenShift Service Mesh", "2.4.5-0"),
     "kiali-operator.v1.65.11": ("Kiali Operator", "1.65.11"),
 }
+OLM_NAMESPACE = "openshift-operator-lifecycle-manager"
+CATALOG_OPERATOR_LABELS = {"app": "catalog-operator"}
+REGISTRY_PORT, REGISTRY_PORT_NAME = 50051, "grpc"
+UNREACHABLE = "TRANSIENT_FAILURE"
 ALL_NAMESPACES_MODES = [
     {"type": "OwnNamespace", "supported": False},
     {"type": "SingleNamespace", "supported": False},
@@ -36,16 +56,22 @@ ALL_NAMESPACES_MODES = [
 ]
 
 
-def catalog_transitions(cs: Obj, knobs: Knobs, now: str | None = None) -> list[Transition]:
-    """ "" -> CONNECTING -> READY (or the failure knob's state, e.g. TRANSIENT_FAILURE)."""
+def catalog_transitions(
+    cs: Obj, knobs: Knobs, now: str | None = None, *, reachable: bool = True
+) -> list[Transition]:
+    """ "" -> CONNECTING -> READY (or the failure knob's state, e.g. TRANSIENT_FAILURE); an
+    unreachable registry pod: TRANSIENT_FAILURE, also from READY, until it is reachable."""
     now = now or now_iso()
     ns, name = ns_of(cs), name_of(cs)
     state = (status(cs).get("connectionState") or {}).get("lastObservedState", "")
     failure = knobs.failure("CatalogSource", ns, name)
-    if not state or (state != "CONNECTING" and not failure and state != "READY"):
+    failing = failure.reason if failure else (None if reachable else UNREACHABLE)
+    if not state or (state not in ("CONNECTING", "READY") and not failing):
         new = "CONNECTING"
     elif state == "CONNECTING":
-        new = failure.reason if failure else "READY"
+        new = failing or "READY"
+    elif state == "READY" and not reachable:
+        new = UNREACHABLE
     else:
         return []
     body = {
@@ -66,18 +92,49 @@ def catalog_transitions(cs: Obj, knobs: Knobs, now: str | None = None) -> list[T
     return [Transition(f"{ns}/{name}:{new}", "CatalogSource", ns, name, new, (action,))]
 
 
+def registry_reachable(cs: Obj, store: Store) -> bool:
+    """Whether the catalog-operator may connect to the CatalogSource's registry pod."""
+    ns = ns_of(cs)
+    source = namespace_peer(
+        store.get(NAMESPACES, None, OLM_NAMESPACE), OLM_NAMESPACE, CATALOG_OPERATOR_LABELS
+    )
+    return ingress_admitted(
+        store.list(NETWORKPOLICIES, ns),
+        ns,
+        {"olm.catalogSource": name_of(cs)},
+        source,
+        port=REGISTRY_PORT,
+        port_name=REGISTRY_PORT_NAME,
+    )
+
+
 class CatalogSourceController:
     name = "catalogsource"
 
+    def __init__(self) -> None:
+        self._store: Store | None = None
+
+    def bind(self, store: Store) -> None:
+        self._store = store
+
     def watches(self) -> Iterable[Resource]:
-        return (CATALOGSOURCES,)
+        return (CATALOGSOURCES, NETWORKPOLICIES)
 
     def keys_for(self, res: Resource, event: str, obj: Obj) -> Iterable[Key]:
+        if res == NETWORKPOLICIES:
+            store = self._store
+            return (
+                []
+                if store is None
+                else [(ns_of(c), name_of(c)) for c in store.list(CATALOGSOURCES, ns_of(obj))]
+            )
         return [] if event == "DELETED" else [(ns_of(obj), name_of(obj))]
 
     def transitions(self, key: Any, store: Store, knobs: Knobs) -> list[Transition]:
         cs = store.get(CATALOGSOURCES, key[0], key[1])
-        return [] if cs is None or deleting(cs) else catalog_transitions(cs, knobs)
+        if cs is None or deleting(cs):
+            return []
+        return catalog_transitions(cs, knobs, reachable=registry_reachable(cs, store))
 
 
 def is_user_namespace(name: str, excluded: Iterable[str] = SYSTEM_NAMESPACES) -> bool:

@@ -13,6 +13,7 @@ the same shape; tests write one key per user). Document shape:
     workers: {ServiceMeshControlPlane: 1}   # a work queue with this many workers (default: none)
     service: {ServiceMeshControlPlane: 2}   # seconds a worker spends per transition (jittered)
     webhook: {refuse_seconds: 2, mode: deny}     # SMCP admission refused after sim start
+    mesh_operator: "2.4"          # the OSSM operator release: which SMCP versions it accepts
     rules:                        # later matching rules override earlier ones, per field
       - {user: user7, kind: CSV, fail: "InstallComponentFailed: deployment not ready"}
       - {user: user3, kind: SMCP, delay: 30}
@@ -40,6 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devcluster.sim.objects import user_of
+
+# The OpenShift Service Mesh operator releases the simulator can be (devcluster/sim/maistra.py
+# has what each supports).
+MESH_OPERATOR_RELEASES = ("2.4", "2.5")
 
 KIND_ALIASES = {
     "csv": "ClusterServiceVersion",
@@ -276,6 +281,7 @@ class Knobs:
     webhook_mode: str = "deny"
     user_suffixes: tuple[str, ...] = ("-istio",)
     kiali_observed_generation: bool = False
+    mesh_operator: str = "2.4"
     started_at: float = field(default_factory=time.monotonic)
     window_starts: dict[str, float] = field(default_factory=dict)
 
@@ -373,6 +379,7 @@ def _apply(knobs: Knobs, doc: Mapping[str, Any], src: str) -> None:
         "rules",
         "user_suffixes",
         "kiali_observed_generation",
+        "mesh_operator",
     }
     if unknown:
         raise KnobError(f"{src}: unknown fields {sorted(unknown)}")
@@ -402,5 +409,10 @@ def _apply(knobs: Knobs, doc: Mapping[str, Any], src: str) -> None:
         knobs.user_suffixes = tuple(doc["user_suffixes"])
     if "kiali_observed_generation" in doc:
         knobs.kiali_observed_generation = bool(doc["kiali_observed_generation"])
+    if "mesh_operator" in doc:
+        release = str(doc["mesh_operator"])
+        if release not in MESH_OPERATOR_RELEASES:
+            raise KnobError(f"{src}: mesh_operator must be one of {list(MESH_OPERATOR_RELEASES)}")
+        knobs.mesh_operator = release
     for i, raw in enumerate(doc.get("rules") or []):
         knobs.rules.append(parse_rule(raw, f"{src}#{i}"))

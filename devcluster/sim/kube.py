@@ -283,6 +283,7 @@ EVENTS = Resource("", "v1", "events", "Event")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 ROLEBINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+NETWORKPOLICIES = Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 VALIDATING_WEBHOOKS = Resource(
     "admissionregistration.k8s.io",

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
-from devcluster.sim.kube import KIALIS, SMCPS, Resource
+from devcluster.sim.kube import KIALIS, NETWORKPOLICIES, SMCPS, Resource
 from devcluster.sim.objects import (
     Obj,
     condition,
@@ -36,8 +37,54 @@ from devcluster.sim.objects import (
     status,
 )
 
-CHART_VERSION = "2.4.5"
+CHART_VERSION = "2.4.5"  # the default release's (knob mesh_operator, see RELEASES)
+OWNER = "maistra.io/owner"
+OWNER_NAME = "maistra.io/owner-name"
 OPERATOR_VERSION = "2.4.5-0"
+MEMBER_OF = "maistra.io/member-of"
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one operator release knows (pkg/controller/versions/versions.go: the Ver constants)
+    and supports (those >= its build's MinimumSupportedVersion)."""
+
+    operator_version: str
+    chart_version: str
+    known: tuple[str, ...]
+    supported: tuple[str, ...]
+
+
+RELEASES = {
+    "2.4": Release(
+        OPERATOR_VERSION,
+        CHART_VERSION,
+        ("v1.1", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4"),
+        ("v2.1", "v2.2", "v2.3", "v2.4"),
+    ),
+    "2.5": Release(
+        "2.5.2-0",
+        "2.5.2",
+        ("v1.1", "v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5"),
+        ("v2.2", "v2.3", "v2.4", "v2.5"),
+    ),
+}
+
+
+def version_refusal(release: str, version: str) -> str | None:
+    """The SMCP validator's 400 message for spec.version, or None when it is accepted (an empty
+    version is defaulted by the mutating webhook before validation)."""
+    if not version:
+        return None
+    found = RELEASES[release]
+    listed = " ".join(found.supported)
+    if version not in found.known:
+        return f"invalid Version specified; supported versions are: [{listed}]"
+    if version not in found.supported:
+        return f"Only '[{listed}]' versions are supported"
+    return None
+
+
 _GENERATION = re.compile(r"generation (\d+)\b")
 
 
@@ -99,6 +146,48 @@ def kiali_body(smcp: Obj, name: str) -> Obj:
             "version": "v1.65",
         },
     }
+
+
+def manages_network_policy(smcp_spec: Obj) -> bool:
+    """spec.security.manageNetworkPolicy, true unless set to false."""
+    return (smcp_spec.get("security") or {}).get("manageNetworkPolicy") is not False
+
+
+def mesh_network_policies(smcp: Obj) -> list[Obj]:
+    """The mesh-config chart's two policies in the control plane namespace (maistra 2.4
+    resources/helm/v2.4/mesh-config/templates/networkpolicy.yaml), with the owner labels the
+    operator adds: ingress to every pod only from member namespaces; ingress from the router
+    (namespaces labelled network.openshift.io/policy-group=ingress) to pods labelled
+    maistra.io/expose-route=true. Neither carries maistra.io/internal, so both are copied into
+    every member namespace (memberroll.py)."""
+    ns, name = ns_of(smcp), name_of(smcp)
+    meta_labels = {
+        "maistra-version": CHART_VERSION,
+        "app": "istio",
+        "release": name,
+        OWNER: ns,
+        OWNER_NAME: name,
+    }
+    mesh = {
+        "metadata": {"name": "istio-mesh-default", "namespace": ns, "labels": dict(meta_labels)},
+        "spec": {
+            "podSelector": {},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {MEMBER_OF: ns}}}]}],
+        },
+    }
+    router = {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}
+    route = {
+        "metadata": {
+            "name": "istio-expose-route-default",
+            "namespace": ns,
+            "labels": dict(meta_labels),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {"maistra.io/expose-route": "true"}},
+            "ingress": [{"from": [{"namespaceSelector": router}]}],
+        },
+    }
+    return [mesh, route]
 
 
 def smcp_transitions(
@@ -195,8 +284,8 @@ def smcp_transitions(
             "observedGeneration": gen,
             "conditions": conds,
             "appliedSpec": spec(smcp),
-            "chartVersion": CHART_VERSION,
-            "operatorVersion": OPERATOR_VERSION,
+            "chartVersion": RELEASES[knobs.mesh_operator].chart_version,
+            "operatorVersion": RELEASES[knobs.mesh_operator].operator_version,
         }
         if ready is None or ready.get("status") != "True":
             waiting = f"The following components are not fully available: [{' '.join(comps)}]"
@@ -212,6 +301,11 @@ def smcp_transitions(
             )
             body["readiness"] = {"components": {"pending": [], "ready": [], "unready": comps}}
         extra = []
+        if manages_network_policy(spec(smcp)):
+            extra += [
+                Action("create", NETWORKPOLICIES, ns, body=body, tolerate=(409,))
+                for body in mesh_network_policies(smcp)
+            ]
         kname = kiali_name(spec(smcp))
         if kname and not kiali_exists:
             extra.append(

@@ -1,6 +1,6 @@
 """Simulated OLM catalog operator + OLM operator for one namespace at a time.
 
-What it reproduces (see shared/DOMAIN.md, "OLM pitfalls"):
+What it reproduces (each behaviour and its upstream source: docs/fidelity.md, "OLM"):
 - One InstallPlan per namespace resolution, covering every Subscription not yet covered;
   `Manual` (that exact string) on any Subscription in the namespace makes the plan Manual.
   Plans are numbered (spec.generation); a Subscription whose status points at a plan and says

@@ -36,6 +36,7 @@ from devcluster.sim.kube import (
     KIALIS,
     LEASES,
     NAMESPACES,
+    NETWORKPOLICIES,
     OPERATORGROUPS,
     PROJECTREQUESTS,
     PROJECTS,
@@ -235,7 +236,7 @@ class Simulators:
             log.warning(
                 "API %s/%s %s is not served: its simulator is off", r.group, r.version, r.plural
             )
-        return found | {NAMESPACES}
+        return found | {NAMESPACES, NETWORKPOLICIES}  # built in: always served
 
     def start(self, timeout: float = 60.0) -> None:
         ensure_namespace(self.kube, SYSTEM_NS)

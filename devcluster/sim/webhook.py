@@ -8,7 +8,10 @@ failurePolicy Fail), exactly as it calls the real ones:
   installed mesh operator does - mode `deny` answers 500 InternalError with the message the API
   server gives while the operator's webhook service has no endpoints; mode `unavailable` drops
   the connection so the API server itself reports "failed calling webhook". Outside a window it
-  enforces "only one service mesh may be installed per project/namespace".
+  enforces "only one service mesh may be installed per project/namespace", then spec.version
+  against the operator release (knob mesh_operator; maistra.py RELEASES): unknown to it, 400
+  "invalid Version specified; supported versions are: [...]"; known but below its minimum,
+  400 "Only '[...]' versions are supported".
 - smmr.validation.maistra.io (CREATE/UPDATE ServiceMeshMemberRoll), as maistra 2.4's
   webhooks/validation/memberroll.go: the name must be `default`, not in the operator's namespace,
   members and memberSelectors not combined, members valid namespace names without duplicates, a
@@ -48,6 +51,7 @@ from devcluster.sim.kube import (
     KubeError,
     Resource,
 )
+from devcluster.sim.maistra import version_refusal
 from devcluster.sim.objects import name_of, ns_of
 
 log = logging.getLogger(__name__)
@@ -60,7 +64,6 @@ NOT_READY_MESSAGE = (
     '"maistra-admission-controller"'
 )
 ONE_MESH_MESSAGE = "only one service mesh may be installed per project/namespace"
-SUPPORTED_VERSIONS = ("v2.0", "v2.1", "v2.2", "v2.3", "v2.4", "v2.5", "v2.6")
 SMMR_WEBHOOK = "smmr.validation.maistra.io"
 OPERATOR_NAMESPACE = "openshift-operators"
 MEMBER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -194,13 +197,14 @@ class Admission:
             return _response(uid, False, 500, "InternalError", NOT_READY_MESSAGE)
         obj = request.get("object") or {}
         name = (obj.get("metadata") or {}).get("name", "")
-        version = (obj.get("spec") or {}).get("version")
-        if version and version not in SUPPORTED_VERSIONS:
-            return _response(uid, False, 400, "BadRequest", f"invalid version: {version}")
-        if request.get("operation") == "CREATE":
-            others = [s for s in self._smcps(ns) if s["metadata"]["name"] != name]
-            if others:
-                return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
+        # As upstream: the one-mesh rule first (any operation), then the version.
+        others = [s for s in self._smcps(ns) if s["metadata"]["name"] != name]
+        if others:
+            return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
+        version = str((obj.get("spec") or {}).get("version") or "")
+        refusal = version_refusal(self.knobs().mesh_operator, version)
+        if refusal:
+            return _response(uid, False, 400, "BadRequest", refusal)
         return _response(uid, True)
 
     def validate_smmr(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import secrets
 import socket
 import string
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -25,23 +26,21 @@ from runner import config, hints
 from runner.errors import InvalidInput, RunnerError
 from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
-from runner.launcher import preflight
+from runner.launcher import preflight, retry
 from runner.launcher import summary as summaries
 from runner.launcher.apply import Applier, apply_deploy, apply_launch
 from runner.launcher.display import Display, JsonLines, LiveTable
 from runner.launcher.follow import follow, snapshot, utcnow
 from runner.launcher.progress import Fleet, UserView
 from runner.launcher.render import (
-    APP,
     LAUNCH_LABEL,
-    NAME_LABEL,
     LaunchObjects,
     LaunchPlan,
-    is_indexed,
+    Mode,
     launch_objects,
     load_deploy,
     pod_files,
-    users_of_job,
+    with_guard_params,
     write_rendered,
 )
 from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
@@ -73,7 +72,7 @@ def register(sub: Any) -> None:
         "--start", type=hints.integer, default=1, help="first number for --count (1)"
     )
     launch.add_argument("--image", help="runner image (default: the deploy base's)")
-    launch.add_argument("--mode", choices=("indexed", "jobs"), default="indexed")
+    launch.add_argument("--mode", choices=("indexed", "jobs"), help="(default indexed)")
     launch.add_argument(
         "--parallelism",
         type=hints.integer,
@@ -82,6 +81,15 @@ def register(sub: Any) -> None:
     launch.add_argument("--templates", type=Path, help="directory overriding/adding templates")
     launch.add_argument("--params", type=Path, help="YAML file overriding template parameters")
     launch.add_argument("--launch-id", help="reuse/choose the launch id (default: new)")
+    launch.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="a new launch of the users that failed or did not finish in --launch, with its "
+        "image, mode, templates and params",
+    )
+    launch.add_argument(
+        "--launch", metavar="ID", help="with --retry-failed: that launch (default: the newest)"
+    )
     launch.add_argument(
         "--render",
         action="store_true",
@@ -146,7 +154,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Step]) -> int:
     configure("auto", args.log_level, stream=sys.stderr)
     try:
+        if args.command == "launch" and args.retry_failed:
+            return retry_failed(args, env, steps)
         if args.command == "launch":
+            if args.launch:
+                raise InvalidInput("--launch ID is for --retry-failed (to follow one: status)")
             return launch(args, env, steps)
         if args.command == "status":
             return status(args, env)
@@ -201,13 +213,14 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
     namespace = args.namespace or base.namespace
     if namespace != base.namespace and not args.skip_deploy:
         raise InvalidInput(
-            f"the deploy base is written for namespace {base.namespace} (its bindings and "
-            f"admission guard name it); for Jobs in {namespace}, apply an adapted base and "
-            "pass --skip-deploy"
+            f"the deploy base is written for namespace {base.namespace} (its bindings and the "
+            f"guard's parameters live there); for Jobs in {namespace}, apply it with a kustomize "
+            "`namespace:` overlay and pass --skip-deploy"
         )
     users = select_users(args.users, args.users_file, args.count, args.prefix, args.start)
     validate_users(users, namespace)
-    if args.mode == "jobs" and args.parallelism is not None:
+    mode: Mode = args.mode or "indexed"
+    if mode == "jobs" and args.parallelism is not None:
         raise InvalidInput("--parallelism is for --mode indexed; --mode jobs starts every Job")
     parallelism = DEFAULT_PARALLELISM if args.parallelism is None else args.parallelism
     if parallelism < 1:
@@ -219,9 +232,13 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
         raise InvalidInput("-o/--output is for --render")
     canary = _canary_size(args, users, launch_id)
     files = pod_files(users, args.templates, args.params)
+    # the OLM guard's parameters rendered from the same params as the templates
+    base = with_guard_params(
+        base, config.load_params(args.params, config.User(users[0]), project_request=False)
+    )
     image = args.image or base.per_user_job["spec"]["template"]["spec"]["containers"][0]["image"]
     plan = LaunchPlan(
-        launch_id, namespace, tuple(users), image, args.mode, parallelism, args.params is not None
+        launch_id, namespace, tuple(users), image, mode, parallelism, args.params is not None
     )
     objects = launch_objects(base, plan, files, deploy=not args.skip_deploy)
     if args.render:
@@ -276,6 +293,57 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
     result = watch_and_summarize(args, kube, _info(plan), started, canary=canary_result)
     code: int = result["exit_code"]
     return code
+
+
+RETRY_TAKES = {
+    "users": "--users",
+    "users_file": "--users-file",
+    "count": "--count",
+    "image": "--image",
+    "mode": "--mode",
+    "templates": "--templates",
+    "params": "--params",
+    "canary": "--canary",
+    "render": "--render",
+}
+
+
+def retry_failed(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Step]) -> int:
+    """A new launch of the users of `--launch` (default: the newest) that failed or did not
+    finish, with its image, mode, parallelism, templates and parameters (runner.launcher.retry)."""
+    given = [flag for key, flag in RETRY_TAKES.items() if getattr(args, key)]
+    if given:
+        raise InvalidInput(
+            f"--retry-failed takes the users, image, mode, templates and params from the "
+            f"launch it retries; drop {', '.join(given)}"
+        )
+    namespace = args.namespace or load_deploy().namespace
+    found = retry.plan_retry(connect(args, env, SETUP_SECONDS), namespace, args.launch)
+    if not found.users:
+        print(
+            f"launch {found.of.launch_id}: every user succeeded; nothing to retry", file=sys.stderr
+        )
+        return summaries.EXIT_OK
+    shown = ", ".join(found.users[:10]) + (" …" if len(found.users) > 10 else "")
+    print(
+        f"retrying launch {found.of.launch_id}: {len(found.users)} user(s) that failed or did "
+        f"not finish: {shown}",
+        file=sys.stderr,
+    )
+    with tempfile.TemporaryDirectory(prefix="workshop-runner-retry-") as tmp:
+        templates_dir, params = retry.write_files(found.files, Path(tmp))
+        again = argparse.Namespace(**vars(args))
+        again.__dict__.update(
+            retry_failed=False,
+            launch=None,
+            users=[",".join(found.users)],
+            templates=templates_dir,
+            params=params,
+            image=found.of.image,
+            mode="indexed" if found.of.indexed else "jobs",
+            parallelism=args.parallelism if args.parallelism is not None else found.parallelism,
+        )
+        return launch(again, env, steps)
 
 
 def _start(applier: Applier, objects: LaunchObjects, plan: LaunchPlan) -> None:
@@ -333,24 +401,14 @@ def _canary_failed(args: argparse.Namespace, result: dict[str, Any], rest: Seque
 def status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     namespace = args.namespace or load_deploy().namespace
     kube = connect(args, env, args.timeout + SETUP_SECONDS)
-    selector = f"{LAUNCH_LABEL}={args.launch}" if args.launch else f"{NAME_LABEL}={APP}"
-    jobs, _ = kube.list_items("batch/v1", "Job", namespace, label_selector=selector)
-    if not jobs:
-        what = f"launch {args.launch}" if args.launch else "any launch"
-        raise InvalidInput(
-            f"no Jobs of {what} in namespace {namespace} (finished Jobs are removed after "
-            "their ttlSecondsAfterFinished)"
-        )
-    newest = max(jobs, key=lambda j: str(j["metadata"].get("creationTimestamp", "")))
-    launch_id = args.launch or newest["metadata"]["labels"][LAUNCH_LABEL]
-    jobs = [j for j in jobs if j["metadata"]["labels"].get(LAUNCH_LABEL) == launch_id]
-    users = [u for j in sorted(jobs, key=_created) for u in users_of_job(j)]
-    indexed = any(is_indexed(j) for j in jobs)
-    image = newest["spec"]["template"]["spec"]["containers"][0]["image"]
+    found = retry.find_launch(kube, namespace, args.launch)
+    launch_id, users, indexed = found.launch_id, found.users, found.indexed
     info = summaries.LaunchInfo(
-        launch_id, namespace, "indexed" if indexed else "jobs", image, tuple(users)
+        launch_id, namespace, "indexed" if indexed else "jobs", found.image, tuple(users)
     )
-    started = min(datetime.fromisoformat(_created(j).replace("Z", "+00:00")) for j in jobs)
+    started = min(
+        datetime.fromisoformat(retry.created(j).replace("Z", "+00:00")) for j in found.jobs
+    )
     if args.no_wait:
         fleet = Fleet(users, indexed=indexed)
         snapshot(kube, fleet, namespace, f"{LAUNCH_LABEL}={launch_id}")
@@ -452,6 +510,12 @@ def report(
     summaries.print_summary(result, Console(file=sys.stdout, width=_width()))
     if final and args.summary_json:
         summaries.write_json(args.summary_json, result)
+    if final and result["exit_code"] == summaries.EXIT_FAILED:
+        print(
+            f"retry the failed users: workshop-runner launch --retry-failed --launch "
+            f"{info.launch_id} -n {info.namespace}",
+            file=sys.stderr,
+        )
     return result
 
 

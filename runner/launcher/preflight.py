@@ -10,7 +10,8 @@ rbac           the runner's ServiceAccount may do every verb of its deploy-base 
                (a SubjectAccessReview per rule, verb and resource name)
 member-roll    Maistra's member-roll webhook will admit the runner (the
                workshop-runner-mesh-member ClusterRole and the runner's `bind` on it)
-catalog-image  the catalog image the launch uses is the one the guard allows
+catalog-image  the catalog image the launch uses is the one the guard allows (and the other
+               OLM pins of the guard's parameter object equal the launch's params)
 catalog-csv    the pinned CSV is offered in the pinned channel (PackageManifest, where served)
 
 Nothing is written: the guard check is a dry run, SubjectAccessReviews are not stored. The
@@ -293,43 +294,66 @@ class Preflight:
 
     def catalog_image(self) -> Check:
         image = str(self.s.params.get("catalog_image", ""))
+        # The guard policy that takes parameters (workshop-runner-guard-olm pins OLM).
         policy = next(
             (
                 o
                 for o in self.s.base.objects
-                if o["kind"] == VAP[1] and o["metadata"]["name"] == GUARD
+                if o["kind"] == VAP[1]
+                and str(o["metadata"]["name"]).startswith(GUARD)
+                and (o.get("spec") or {}).get("paramKind")
             ),
             None,
         )
-        if policy is None or not (policy.get("spec") or {}).get("paramKind"):
+        if policy is None:
             return Check(
                 "catalog-image",
                 "skip",
                 f"the guard in this deploy base takes no parameters, so it allows any catalog "
                 f"image; the launch uses {image}",
             )
-        binding = self.kube.get(*VAP_BINDING, GUARD)
+        name = policy["metadata"]["name"]
+        binding = self.kube.get(*VAP_BINDING, name)
         ref = ((binding or {}).get("spec") or {}).get("paramRef") or {}
         kind = policy["spec"]["paramKind"]
         fix = "apply the deploy base rendered from the same params as the launch"
         if not ref.get("name"):
-            return Check("catalog-image", "fail", f"binding {GUARD} has no paramRef", fix)
+            return Check("catalog-image", "fail", f"binding {name} has no paramRef", fix)
         param = self.kube.get(kind["apiVersion"], kind["kind"], ref["name"], ref.get("namespace"))
         if param is None:
             return Check(
                 "catalog-image", "fail", f"the guard's {kind['kind']} {ref['name']} is missing", fix
             )
         allowed = sorted(set(_image_values(param)))
-        if image in allowed:
-            return Check("catalog-image", "pass", f"the guard allows {image}")
-        return Check(
-            "catalog-image",
-            "fail",
-            f"the launch uses catalog image {image}; the guard allows "
-            + (", ".join(allowed) or "none"),
+        # The other OLM pins the guard holds under a parameter's own name (channel, CSV …).
+        pinned = {k: str(v) for k, v in (param.get("data") or {}).items() if k in self.s.params}
+        differ = [
+            f"{k} {self.s.params[k]} (the guard: {v})"
+            for k, v in sorted(pinned.items())
+            if k != "catalog_image" and str(self.s.params[k]) != v
+        ]
+        fix = (
             "launch with the params the guard was rendered from, or re-apply the deploy base "
-            "from these params",
+            "from these params (workshop-runner launch does)"
         )
+        if image not in allowed:
+            return Check(
+                "catalog-image",
+                "fail",
+                f"the launch uses catalog image {image}; the guard allows "
+                + (", ".join(allowed) or "none"),
+                fix,
+            )
+        if differ:
+            return Check(
+                "catalog-image", "fail", "the guard pins otherwise: " + "; ".join(differ), fix
+            )
+        also = (
+            f" and the same {', '.join(sorted(pinned.keys() - {'catalog_image'}))}"
+            if len(pinned) > 1
+            else ""
+        )
+        return Check("catalog-image", "pass", f"the guard allows {image}{also}")
 
     def catalog_csv(self) -> Check:
         package = str(self.s.params.get("sso_package", ""))

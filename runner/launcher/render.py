@@ -10,6 +10,7 @@ per-launch ConfigMap that carries the templates (and the parameters) into the po
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -38,6 +39,17 @@ TEMPLATES_VOLUME = "templates"
 PARAMS_KEY = "params.json"
 JOB_PREFIX = "wr-"
 MAX_NAME = 63  # the job controller copies the Job name into a label value
+# The OLM guard's parameter ConfigMap (manifests/deploy/guard-params.yaml) and the template
+# parameters it carries: what the runner may subscribe to is what the templates render.
+GUARD_PARAMS_NAME = "workshop-runner-guard-olm"
+GUARD_PARAMS = (
+    "catalog_image",
+    "catalog_source_name",
+    "sso_channel",
+    "sso_package",
+    "sso_starting_csv",
+    "sso_subscription_name",
+)
 
 
 def packaged_deploy_dir() -> Path:
@@ -61,6 +73,27 @@ class DeployBase:
             if obj["kind"] == "Namespace":
                 return str(obj["metadata"]["name"])
         raise TemplateError("deploy base: no Namespace object")
+
+
+def guard_params(params: Mapping[str, object]) -> dict[str, str]:
+    """The OLM guard's parameters (its ConfigMap's data) for these template parameters."""
+    return {name: str(params[name]) for name in GUARD_PARAMS}
+
+
+def with_guard_params(base: DeployBase, params: Mapping[str, object]) -> DeployBase:
+    """The deploy base with the OLM guard's parameter ConfigMap rendered from `params` (the
+    launch's defaults + --params), so the guard allows exactly what the templates render."""
+    objects = [copy.deepcopy(o) if _is_guard_params(o) else o for o in base.objects]
+    rendered = [o for o in objects if _is_guard_params(o)]
+    if not rendered:
+        raise TemplateError(f"deploy base: no ConfigMap {GUARD_PARAMS_NAME} (the OLM guard)")
+    for obj in rendered:
+        obj["data"] = guard_params(params)
+    return dataclasses.replace(base, objects=tuple(objects))
+
+
+def _is_guard_params(obj: Obj) -> bool:
+    return bool(obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == GUARD_PARAMS_NAME)
 
 
 def load_deploy(directory: Path | None = None) -> DeployBase:
@@ -287,7 +320,8 @@ def write_rendered(objects: LaunchObjects, plan: LaunchPlan, directory: Path | N
     header = (
         f"workshop-runner launch --render: launch {plan.launch_id}, {len(plan.users)} user(s), "
         f"--mode {plan.mode}, image {plan.image}\n"
-        "Apply with: kubectl apply --server-side -f <this>; follow with: workshop-runner status "
+        "Apply with: kubectl apply --server-side --field-manager workshop-runner -f <this>;\n"
+        "follow with: workshop-runner status "
         f"--launch {plan.launch_id} -n {plan.namespace}"
     )
     parts = ((objects.deploy), (objects.config_map,), objects.jobs)

@@ -29,6 +29,7 @@ def fleet_cluster(request: pytest.FixtureRequest, cluster: Cluster) -> Cluster:
             request.getfixturevalue(name)
         except pytest.FixtureLookupError:
             start(cluster)
+    services.wait_operators_installed(cluster)
     return cluster
 
 

@@ -19,6 +19,7 @@ from tests.e2e.support import IMAGE, clean_env, namespace_exists
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 KUBECTL = Path(sys.executable).parent / "kubectl"
 DEPLOY = Path(__file__).resolve().parents[2] / "manifests" / "deploy"
+APP = "workshop-runner"
 
 
 def test_rendered_output_applied_by_kubectl_is_the_launch(
@@ -32,7 +33,7 @@ def test_rendered_output_applied_by_kubectl_is_the_launch(
     rendered = wr(kubeconfig, "launch", *common, "--render", "-o", str(out))
     assert rendered.rc == 0, rendered.stderr
     assert not namespace_exists(fleet_cluster, f"{prefix}1")  # --render applied nothing
-    kubectl(fleet_cluster, "apply", "--server-side", "-f", str(out))
+    kubectl(fleet_cluster, "apply", "--server-side", "--field-manager", APP, "-f", str(out))
     followed = wr(kubeconfig, "status", "--launch", launch_id)
     assert followed.rc == 0, followed.stdout + followed.stderr
     assert followed.summary["counts"] == {"succeeded": 2, "failed": 0, "unfinished": 0}
@@ -99,8 +100,10 @@ def until(predicate: Any, seconds: float = 60) -> Any:
 
 @pytest.fixture
 def deployed(fleet_cluster: Cluster) -> Cluster:
-    """The deploy base applied as the README says (kubectl, as a cluster admin)."""
-    kubectl(fleet_cluster, "apply", "--server-side", "-k", str(DEPLOY.parent))
+    """The deploy base applied as the README says (kubectl, as a cluster admin). An earlier
+    launch of this session may own the guard's fields (matchConstraints is atomic and
+    defaulted, so kubectl's value always differs): hence --force-conflicts."""
+    kubectl(fleet_cluster, "apply", "--server-side", "--force-conflicts", "-k", str(DEPLOY.parent))
     return fleet_cluster
 
 
@@ -126,12 +129,11 @@ def test_preflight_passes_on_a_ready_cluster(deployed: Cluster, wr: Any) -> None
         "guard": "PASS",
         "rbac": "PASS",
         "member-roll": "PASS",
-        # until the guard takes its allowed catalog images as parameters, and where OLM's
-        # packageserver is not served (devcluster), these say why they skip
-        "catalog-image": "SKIP",
+        # skipped, saying why, while the guard takes no parameters
+        "catalog-image": "PASS" if guard_takes_parameters() else "SKIP",
+        # OLM's packageserver is not served on devcluster
         "catalog-csv": "SKIP",
     }
-    assert "takes no parameters" in line_of(ran, "catalog-image")
     assert "PackageManifest is not served" in line_of(ran, "catalog-csv")
 
 
@@ -221,24 +223,46 @@ def test_preflight_fails_member_roll_and_guard_when_removed(deployed: Cluster, w
             )
         finally:
             rbac.create_cluster_role(role)
-    # guard: the policy's binding removed, then put back
-    binding = next(
-        d
-        for d in yaml.safe_load_all((DEPLOY / "admission-policy.yaml").read_text())
-        if d["kind"] == "ValidatingAdmissionPolicyBinding"
-    )
+    # guard: the policies' bindings removed, then put back
+    bindings = [d for d in guard_documents() if d["kind"] == "ValidatingAdmissionPolicyBinding"]
     with fleet_cluster.api_client() as api:
         from kubernetes import client
 
         admission = client.AdmissionregistrationV1Api(api)
-        admission.delete_validating_admission_policy_binding(binding["metadata"]["name"])
+        for binding in bindings:
+            admission.delete_validating_admission_policy_binding(binding["metadata"]["name"])
         try:
             ran = until(lambda: _failed(wr(kubeconfig, "preflight"), "guard"))
-            assert ran, "the guard check never failed without the binding"
+            assert ran, "the guard check never failed without the bindings"
             assert "the admission guard workshop-runner-guard is not live" in line_of(ran, "guard")
         finally:
-            admission.create_validating_admission_policy_binding(binding)
+            for binding in bindings:
+                admission.create_validating_admission_policy_binding(binding)
     assert until(lambda: checks(wr(kubeconfig, "preflight")).get("guard") == "PASS")
+
+
+def guard_documents() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((DEPLOY / "admission-policy.yaml").read_text()) if d]
+
+
+def guard_takes_parameters() -> bool:
+    return any((d.get("spec") or {}).get("paramKind") for d in guard_documents())
+
+
+def test_preflight_catalog_image_against_the_guard(
+    deployed: Cluster, wr: Any, tmp_path: Path
+) -> None:
+    """Where the guard pins the catalog image by a parameter object, another image fails;
+    a guard without parameters allows any image, and the check says so."""
+    params = tmp_path / "params.yaml"
+    params.write_text("catalog_image: registry.example.com/other-index:v1\n")
+    ran = wr(deployed.kubeconfig, "preflight", "--params", str(params))
+    if guard_takes_parameters():
+        assert (ran.rc, checks(ran)["catalog-image"]) == (13, "FAIL"), ran.stdout
+        assert "registry.example.com/other-index:v1" in line_of(ran, "catalog-image")
+    else:
+        assert checks(ran)["catalog-image"] == "SKIP", ran.stdout
+        assert "takes no parameters" in line_of(ran, "catalog-image")
 
 
 def _passed(ran: Any) -> Any:

@@ -14,6 +14,7 @@ import pytest
 
 from devcluster.cluster import Cluster
 from steps import STEPS
+from steps.kiali import run_state
 from tests.e2e.meter import metered_kubeconfig, scrape
 from tests.e2e.support import (
     IMAGE,
@@ -117,18 +118,18 @@ def test_a_user_refused_by_the_guard_fails_alone(
     assert "workshop-runner may only" in failed["reason"]
 
 
-def test_an_injected_csv_failure_fails_that_user_only(
+def test_an_injected_failure_fails_that_user_only_and_the_retry_runs_only_it(
     fleet_cluster: Cluster, wr: Any, prefix: str, sim_knobs: Any
 ) -> None:
+    """Kiali's failed runs: exit 6 (retried by the Job), and once the knob is cleared the
+    operator's next run succeeds - a failure an admin can fix and then retry."""
     victim = f"{prefix}2"
-    sim_knobs.set(
-        {"user": victim, "kind": "CSV", "fail": "InstallComponentFailedNoRetry: injected by e2e"}
-    )
+    sim_knobs.set({"user": victim, "kind": "Kiali", "fail": "Failed: injected by e2e"})
     ran = wr(fleet_cluster.kubeconfig, *launch_args(prefix, 3))
     assert ran.rc == 10, ran.stdout + ran.stderr
     assert ran.summary["counts"] == {"succeeded": 2, "failed": 1, "unfinished": 0}
     failed = ran.users()[victim]
-    assert failed["failed_step"] == "csv"
+    assert failed["failed_step"] == "kiali"
     assert "injected by e2e" in failed["reason"]
     assert failed["exit_code"] == 6
     assert failed["retries"] == 2  # exit 6 is retried: backoffLimitPerIndex 2
@@ -146,13 +147,82 @@ def test_an_injected_csv_failure_fails_that_user_only(
         f"user {victim}": "UserFailed",
         f"user {prefix}3": "UserSucceeded",
     }
-    assert "step csv failed with exit code 6: " in on_job[f"user {victim}"]["note"]
+    assert "step kiali failed with exit code 6: " in on_job[f"user {victim}"]["note"]
     on_pods = [
         e["reason"]
         for e in events
         if e["regarding"]["kind"] == "Pod" and e["regarding"]["name"].startswith(f"{job}-")
     ]
     assert sorted(on_pods) == ["Provisioned"] * 2 + ["StepFailed"] * 3
+
+    # Retry: the summary said how; with the knob fixed, exactly the victim runs again, with
+    # the same image and templates. A retry of a launch still running is refused.
+    launch = ran.summary["launch"]
+    assert f"workshop-runner launch --retry-failed --launch {launch} -n" in ran.stderr
+    sim_knobs.set()
+    kiali = f"/apis/kiali.io/v1alpha1/namespaces/{victim}-istio/kialis/kiali"
+    deadline = time.monotonic() + 120
+    while run_state(json.loads(fleet_cluster.raw(kiali)[1])) != "successful":
+        assert time.monotonic() < deadline, "Kiali did not recover once the knob was cleared"
+        time.sleep(0.5)
+    kubeconfig = fleet_cluster.kubeconfig
+    retry = wr(kubeconfig, "launch", "--retry-failed", "--launch", launch, "--no-wait")
+    assert retry.rc == 0, retry.stdout + retry.stderr
+    assert f"retrying launch {launch}: 1 user(s) that failed or did not finish: {victim}" in (
+        retry.stderr
+    )
+    again = retry.stdout.strip().splitlines()[-1]
+    followed = wr(kubeconfig, "status", "--launch", again)
+    assert followed.rc == 0, followed.stdout + followed.stderr
+    assert list(followed.users()) == [victim]
+    assert followed.summary["image"] == ran.summary["image"]
+
+
+def test_a_retry_of_a_running_launch_is_refused(
+    fleet_cluster: Cluster, wr: Any, prefix: str
+) -> None:
+    """A suspended Job of a launch: never finished, and starts no pod."""
+    launch = f"{prefix}running"
+    job = {
+        "metadata": {
+            "name": f"wr-{launch}",
+            "labels": {
+                "app.kubernetes.io/name": "workshop-runner",
+                "workshop-runner.io/launch": launch,
+            },
+        },
+        "spec": {
+            "suspend": True,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "runner", "image": IMAGE}],
+                }
+            },
+        },
+    }
+    from kubernetes import client
+
+    # In `default`: it always exists (no earlier launch needed), and no namespace comes or
+    # goes (other suites compare the set of namespaces).
+    namespace = "default"
+    with fleet_cluster.api_client() as api:
+        jobs = client.BatchV1Api(api)
+        jobs.create_namespaced_job(namespace, job)
+        try:
+            refused = wr(
+                fleet_cluster.kubeconfig,
+                "launch",
+                "--retry-failed",
+                "--launch",
+                launch,
+                "-n",
+                namespace,
+            )
+        finally:
+            jobs.delete_namespaced_job(f"wr-{launch}", namespace, propagation_policy="Background")
+    assert refused.rc == 2, refused.stdout + refused.stderr
+    assert f"launch {launch} is still running (1 Job(s) not finished)" in refused.stderr
 
 
 def test_ctrl_c_leaves_the_jobs_running_and_status_reattaches(

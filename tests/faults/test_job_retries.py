@@ -128,7 +128,9 @@ def test_pod_killed_mid_run_is_retried_by_the_job(
         if not pods:
             return None
         annotations = pods[0].metadata.annotations or {}
-        return pods[0] if step in annotations.get(STEP_ANNOTATION, "").split(",") else None
+        # "smcp (queued)": each running step with its wait's state
+        running = [part.split(" (")[0] for part in annotations.get(STEP_ANNOTATION, "").split(",")]
+        return pods[0] if step in running else None
 
     pod = _eventually(first_pod_in_wait, 120, f"the runner pod to reach step {step}")
     time.sleep(1.0)  # inside the wait

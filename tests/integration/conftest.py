@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import config
 
+from devcluster.cluster import Cluster
 from tests.integration.test_runner_support import Objects, Outcome, run_inprocess
+from tests.manifests import apply_manifests
+
+# The deploy base's identity (manifests/deploy): namespace and ServiceAccount.
+NAMESPACE = "workshop-runner"
+SERVICE_ACCOUNT = "workshop-runner"
 
 
 @pytest.fixture
@@ -25,3 +33,19 @@ def runner(kubeconfig: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
         )
 
     return run
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster: Cluster) -> Path:
+    """`kubectl apply --server-side -k manifests` as the admin; returns the SA's kubeconfig."""
+    apply_manifests(cluster.kubeconfig, "workshop-runner-tests")
+    return cluster.sa_kubeconfig(NAMESPACE, SERVICE_ACCOUNT)
+
+
+@pytest.fixture(scope="module")
+def sa(deployed: Path) -> Iterator[Any]:
+    api = config.new_client_from_config(config_file=str(deployed))
+    try:
+        yield api
+    finally:
+        api.close()

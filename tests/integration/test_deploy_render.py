@@ -7,6 +7,7 @@ a server-side dry-run apply.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,13 @@ JOBS_NAMESPACE = "workshop-runner"
 MESH_MEMBER_ROLE = "workshop-runner-mesh-member"
 SERVICE_ACCOUNT = "workshop-runner"
 TEMPLATES_CONFIGMAP = "workshop-runner-templates"
+GUARD_PARAMS = "workshop-runner-guard-olm"
+GUARD_POLICIES = [
+    "workshop-runner-guard",
+    "workshop-runner-guard-tenant",
+    "workshop-runner-guard-olm",
+    "workshop-runner-guard-mesh",
+]
 NO_RETRY_EXIT_CODES = [2, 3, 4, 7]
 
 
@@ -69,8 +77,9 @@ def test_deploy_renders_namespace_identity_rbac_and_guard() -> None:
             "ClusterRoleBinding",
             "Role",
             "RoleBinding",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding",
+            "ConfigMap",  # the OLM guard's parameters
+            *["ValidatingAdmissionPolicy"] * len(GUARD_POLICIES),
+            *["ValidatingAdmissionPolicyBinding"] * len(GUARD_POLICIES),
         ]
     )
     (sa,) = by_kind(docs, "ServiceAccount")
@@ -87,7 +96,7 @@ def test_deploy_renders_namespace_identity_rbac_and_guard() -> None:
 
 def test_full_install_generates_the_templates_configmap_from_every_template() -> None:
     docs = kustomize(MANIFESTS)
-    (cm,) = by_kind(docs, "ConfigMap")
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] != GUARD_PARAMS]
     assert cm["metadata"]["name"] == TEMPLATES_CONFIGMAP, "fixed name: the Jobs mount it by name"
     assert cm["metadata"]["namespace"] == JOBS_NAMESPACE
     assert set(cm.get("data", {})) == template_files(), (
@@ -154,17 +163,35 @@ def test_every_rbac_rule_states_its_reason_in_a_comment() -> None:
     assert (DEPLOY / "role-progress.yaml").read_text().startswith("# The runner annotates")
 
 
-def test_admission_guard_matches_the_service_account() -> None:
+def test_admission_guard_matches_the_runner_role_not_a_name() -> None:
+    """Each policy guards whoever holds the runner's ClusterRole (its marker permission), so a
+    kustomize overlay that renames the namespace cannot leave the renamed identity unguarded;
+    no policy spells out the ServiceAccount's username or namespace."""
     docs = kustomize(DEPLOY)
-    (policy,) = by_kind(docs, "ValidatingAdmissionPolicy")
-    (condition,) = policy["spec"]["matchConditions"]
-    username = f"system:serviceaccount:{JOBS_NAMESPACE}:{SERVICE_ACCOUNT}"
-    assert f"'{username}'" in condition["expression"]
-    assert f"'{JOBS_NAMESPACE}'" in policy["spec"]["validations"][1]["expression"]
-    (binding,) = by_kind(docs, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"] == {
-        "policyName": policy["metadata"]["name"],
-        "validationActions": ["Deny"],
+    policies = {p["metadata"]["name"]: p for p in by_kind(docs, "ValidatingAdmissionPolicy")}
+    assert sorted(policies) == sorted(GUARD_POLICIES)
+    (cluster_role,) = [
+        r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == SERVICE_ACCOUNT
+    ]
+    assert {
+        "apiGroups": ["guard.workshop-runner.io"],
+        "resources": ["identities"],
+        "verbs": ["guarded"],
+    } in cluster_role["rules"]
+    for policy in policies.values():
+        (condition,) = policy["spec"]["matchConditions"]
+        assert "check('guarded')" in condition["expression"]
+        assert f":{JOBS_NAMESPACE}:" not in json.dumps(policy["spec"])
+        assert policy["spec"]["failurePolicy"] == "Fail"
+    bindings = {
+        b["spec"]["policyName"]: b for b in by_kind(docs, "ValidatingAdmissionPolicyBinding")
+    }
+    assert sorted(bindings) == sorted(GUARD_POLICIES)
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings.values())
+    assert bindings["workshop-runner-guard-olm"]["spec"]["paramRef"] == {
+        "name": GUARD_PARAMS,
+        "namespace": JOBS_NAMESPACE,
+        "parameterNotFoundAction": "Deny",
     }
 
 

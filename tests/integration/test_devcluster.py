@@ -97,7 +97,7 @@ def test_custom_resource_round_trip_with_status(
                 "apiVersion": "maistra.io/v2",
                 "kind": "ServiceMeshControlPlane",
                 "metadata": {"name": "bad"},
-                "spec": {"tracing": {"sampling": 20000}},
+                "spec": {"tracing": {"sampling": "all"}},  # int32 in maistra/api
             },
         )
     assert bad.value.status == 422

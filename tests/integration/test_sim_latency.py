@@ -1,5 +1,6 @@
 """Figures: simulator reaction latency and process-kubelet pod start overhead, measured on the
-real control plane. Printed (run with -s) and bounded loosely so a regression shows."""
+real control plane. Printed (run with -s); the tests assert that every sample was seen, never a
+duration."""
 
 from __future__ import annotations
 
@@ -126,7 +127,9 @@ def test_simulator_reaction_latency(simulators: SimProcess, unique_user: str) ->
         "simulator_internal_reaction": internal.get("all"),
     }
     print("\nSIMULATOR LATENCY", json.dumps(figures))
-    assert figures["csv_phase_to_next_phase_seen"]["p95_ms"] < 1000
+    # Figures only (timings belong in bench/): every user's approval and CSV phases were seen.
+    assert len(approval) == len(users)
+    assert len(steps) == 3 * len(users)
 
 
 def _fresh_stats(cm: dict[str, Any], instance: str, pods: int) -> bool:

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from devcluster.sim.kube import (
+    CATALOGSOURCES,
     KIALIS,
     LIMITRANGES,
     NAMESPACES,
+    NETWORKPOLICIES,
     PROJECTREQUESTS,
     PROJECTS,
     ROLEBINDINGS,
@@ -23,9 +25,9 @@ from devcluster.sim.kube import (
     Kube,
     KubeError,
 )
-from devcluster.sim.memberroll import MEMBER_OF
+from devcluster.sim.maistra import MEMBER_OF
 from devcluster.sim.objects import condition
-from devcluster.sim.testkit import cond_is, namespaces, smcp
+from devcluster.sim.testkit import WORKSHOP_SMCP_SPEC, cond_is, namespaces, smcp
 from devcluster.sim.waiting import wait_for, wait_list
 from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE
 
@@ -117,9 +119,19 @@ def test_member_roll_pending_then_configured(kube: Kube, istio: str, unique_user
     wait_for(kube, SMMRS, istio, "default", cond_is("Ready", "False", "ErrSMCPMissing"), timeout=20)
     create_smcp(kube, istio)
     roll = wait_for(
-        kube, SMMRS, istio, "default", cond_is("Ready", "False", "ErrNamespaceMissing"), timeout=30
+        kube,
+        SMMRS,
+        istio,
+        "default",
+        lambda o: (
+            cond_is("Ready", "False", "ReconcileError")(o)
+            and o["status"]["pendingMembers"] == [apps]  # unique_user up to date with the mesh
+        ),
+        timeout=30,
     )
     assert roll["status"]["configuredMembers"] == [unique_user]
+    ready = condition(roll["status"], "Ready") or {}
+    assert ready["message"] == f"The following namespaces are not yet configured: [{apps}]"
     assert roll["status"]["pendingMembers"] == [apps]
     with namespaces(kube, apps):
         roll = wait_for(
@@ -150,16 +162,25 @@ def test_member_roll_pending_then_configured(kube: Kube, istio: str, unique_user
         assert member
 
 
-def test_member_roll_says_smcp_reconciling_while_the_mesh_installs(
+def test_member_roll_follows_the_mesh_generation_without_waiting_for_ready(
     kube: Kube, istio: str, unique_user: str, sim_knobs: Any
 ) -> None:
-    sim_knobs.set({"kind": "SMCP", "delay": 2.0, "jitter": 0})
+    """2.4 has no SMCPReconciling: members are configured as soon as their ServiceMeshMember
+    is reconciled, and re-reconciled when the mesh's generation moves on."""
+    sim_knobs.set({"kind": "SMCP", "delay": 1.0, "jitter": 0})
     create_smcp(kube, istio)
     kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [unique_user]}})
-    wait_for(
-        kube, SMMRS, istio, "default", cond_is("Ready", "False", "SMCPReconciling"), timeout=20
+    roll = wait_for(
+        kube,
+        SMMRS,
+        istio,
+        "default",
+        lambda o: cond_is("Ready", "True", "Configured")(o) and o["status"]["meshGeneration"] == 1,
+        timeout=30,
     )
-    wait_for(kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30)
+    assert roll["status"]["meshReconciledVersion"] == "2.4.5-0-1"
+    member = kube.get(SMMS, unique_user, "default")
+    assert member["status"]["meshReconciledVersion"] == "2.4.5-0-1"
 
 
 def test_service_mesh_member_adds_its_namespace(kube: Kube, istio: str, unique_user: str) -> None:
@@ -170,8 +191,11 @@ def test_service_mesh_member_adds_its_namespace(kube: Kube, istio: str, unique_u
     }
     kube.create(SMMS, unique_user, body)
     wait_for(kube, SMMS, unique_user, "default", cond_is("Ready", "True"), timeout=30)
-    roll = kube.get(SMMRS, istio, "default")
-    assert roll["spec"]["members"] == [unique_user]
+    roll = wait_for(
+        kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30
+    )
+    assert "members" not in (roll.get("spec") or {})  # 2.4: known through the member itself
+    assert roll["status"]["configuredMembers"] == [unique_user]
 
 
 def test_smcp_slow_and_failing_knobs(kube: Kube, istio: str, sim_knobs: Any) -> None:
@@ -329,3 +353,80 @@ def test_member_roll_webhook_reviews_the_writer_s_pod_rights(
     finally:
         api.close()
     assert kube.get(SMMRS, istio, "default")["spec"]["members"] == [unique_user]
+
+
+def catalog_state(state: str) -> Any:
+    def check(obj: dict[str, Any]) -> bool:
+        found = ((obj.get("status") or {}).get("connectionState") or {}).get("lastObservedState")
+        return bool(found == state)
+
+    return check
+
+
+def test_mesh_policies_copied_into_a_member_cut_its_catalog_off(
+    kube: Kube, istio: str, unique_user: str
+) -> None:
+    """Maistra puts istio-mesh-default / istio-expose-route-default into the control plane
+    namespace and copies them into each member namespace; there they isolate every pod, and
+    OLM's catalog-operator (not a mesh member) can no longer reach a catalog's registry pod:
+    TRANSIENT_FAILURE, until a policy admits it (the workshop's: every namespace)."""
+    member = unique_user
+    kube.create(
+        CATALOGSOURCES,
+        member,
+        {"metadata": {"name": "cat"}, "spec": {"sourceType": "grpc", "image": "x"}},
+    )
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("READY"), timeout=30)
+    create_smcp(kube, istio)
+    kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [member]}})
+    names = {"istio-mesh-default", "istio-expose-route-default"}
+
+    def copied(items: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        found = [p for p in items if p["metadata"]["name"] in names]
+        return found if len(found) == len(names) else None
+
+    copies = wait_list(kube, NETWORKPOLICIES, member, copied, timeout=30)
+    for policy in copies:
+        assert policy["metadata"]["labels"][MEMBER_OF] == istio
+        assert "maistra.io/owner" not in policy["metadata"]["labels"]
+    originals = {p["metadata"]["name"]: p for p in kube.list(NETWORKPOLICIES, istio)[0]}
+    assert originals["istio-mesh-default"]["metadata"]["labels"]["maistra.io/owner"] == istio
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("TRANSIENT_FAILURE"), timeout=30)
+    allow_all = {
+        "metadata": {"name": "istio-mesh-workshop-all"},
+        "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {}}]}]},
+    }
+    kube.create(NETWORKPOLICIES, member, allow_all)
+    wait_for(kube, CATALOGSOURCES, member, "cat", catalog_state("READY"), timeout=30)
+    # Out of the mesh: the copies go again.
+    kube.patch(SMMRS, istio, "default", {"spec": {"members": []}})
+    wait_list(
+        kube,
+        NETWORKPOLICIES,
+        member,
+        lambda items: (
+            items if {p["metadata"]["name"] for p in items} == {"istio-mesh-workshop-all"} else None
+        ),
+        timeout=30,
+    )
+
+
+def test_smcp_versions_follow_the_operator_release(kube: Kube, istio: str, sim_knobs: Any) -> None:
+    """OSSM 2.4 accepts v2.1-v2.4, 2.5 accepts v2.2-v2.5 (knob mesh_operator)."""
+
+    def refusal(version: str) -> str:
+        try:
+            body = smcp(istio, spec={**WORKSHOP_SMCP_SPEC, "version": version})
+            kube.create(SMCPS, istio, body, dryRun="All")
+        except KubeError as exc:
+            return f"{exc.status} " + exc.message.split("denied the request: ", 1)[-1]
+        return ""
+
+    assert refusal("v2.4") == ""
+    assert refusal("v2.0") == "400 Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported"
+    assert refusal("v2.5") == (
+        "400 invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]"
+    )
+    sim_knobs.set(mesh_operator="2.5")
+    assert refusal("v2.5") == ""
+    assert refusal("v2.1") == "400 Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported"

@@ -83,7 +83,8 @@ def test_full_run_then_rerun_changes_nothing(
     assert first.code == 0, first.stderr
     assert list(first.statuses) == ALL_STEPS
     assert first.statuses["csv"] == "unchanged"  # it only waits
-    assert {s for n, s in first.statuses.items() if n not in ("csv", "limit-ranges")} == {"changed"}
+    unchanged = ("csv", "limit-ranges", "extra")  # extra: no further templates by default
+    assert {s for n, s in first.statuses.items() if n not in unchanged} == {"changed"}
     c = cluster_objects
     (group,) = c.items("operators.coreos.com/v1", "OperatorGroup", user)
     assert group["spec"]["targetNamespaces"] == [user]
@@ -108,7 +109,18 @@ def test_full_run_then_rerun_changes_nothing(
         "ReplicationController",
     ]
     assert kiali["spec"]["deployment"]["accessible_namespaces"] == [user]  # the SMMR's, untouched
-    assert c.get("networking.k8s.io/v1", "NetworkPolicy", "allow-from-mesh", user) is not None
+    # Maistra copied its policies (mesh members only) into the member namespace; the workshop's
+    # policy admits every namespace, so OLM still reaches the catalog: READY after the run.
+    policies = {
+        o["metadata"]["name"] for o in c.items("networking.k8s.io/v1", "NetworkPolicy", user)
+    }
+    assert policies >= {
+        "istio-mesh-workshop-all",
+        "istio-mesh-default",
+        "istio-expose-route-default",
+    }
+    catalog = c.get(OLM, "CatalogSource", "rhsso-catalog", user)
+    assert catalog["status"]["connectionState"]["lastObservedState"] == "READY"
 
     # OLM writes the Subscription's status (installedCSV, AtLatestKnown) after the CSV has
     # succeeded, i.e. possibly after the run ended: let the operator settle before comparing.
@@ -219,6 +231,17 @@ def test_a_csv_failed_for_a_reason_olm_retries_recovers_and_the_run_succeeds(
     reasons = [c["reason"] for c in csv["status"]["conditions"]]
     assert "InstallCheckFailed" in reasons
     assert reasons[-1] == "InstallSucceeded"
+
+
+def test_a_csv_still_failing_for_a_retried_reason_times_out_naming_the_last_failure(
+    runner: Any, unique_user: str, sim_knobs: Any
+) -> None:
+    sim_knobs.set({"kind": "CSV", "fail": "InstallCheckFailed: install timeout"})
+    steps = "namespace,catalog-source,sso-operator,install-plan,csv"
+    out = runner("--user", unique_user, "--steps", steps, "--timeout", "csv=8")
+    assert out.code == 5, out.stderr
+    assert out.result["failed_step"] == "csv"
+    assert "InstallCheckFailed: install timeout" in out.result["reason"]
 
 
 def test_injected_csv_failure_is_exit_6_naming_csv_and_reason(
@@ -335,6 +358,7 @@ def test_the_two_chains_overlap_unless_serial(
     assert order == ALL_STEPS
 
 
+@pytest.mark.usefixtures("simulators")  # also when this test runs alone
 def test_teardown_undoes_every_step(
     runner: Any, cluster_objects: Cluster, kubeconfig: Path, unique_user: str,
     capsys: pytest.CaptureFixture[str],
@@ -345,3 +369,56 @@ def test_teardown_undoes_every_step(
     err = capsys.readouterr().err
     assert code == 0, err
     assert cluster_objects.exists(user) == {"namespace": False, "istio": False}
+
+
+def test_a_rerun_after_the_mesh_cut_the_catalog_off_does_not_stall(
+    simulators: Any, runner: Any, cluster_objects: Cluster, unique_user: str, sim_knobs: Any
+) -> None:
+    """Without the workshop's policy, Maistra's copies cut OLM off the catalog
+    (TRANSIENT_FAILURE). A re-run puts the policy back and does not wait for the catalog once
+    the pinned CSV has Succeeded (the catalog is made slow to reconnect, so the re-run meets
+    it still cut off)."""
+    user = unique_user
+    assert runner("--user", user).code == 0
+    c = cluster_objects
+    c.res("networking.k8s.io/v1", "NetworkPolicy").delete(
+        name="istio-mesh-workshop-all", namespace=user
+    )
+    deadline = time.monotonic() + 30
+    while (
+        c.get(OLM, "CatalogSource", "rhsso-catalog", user)["status"]["connectionState"][
+            "lastObservedState"
+        ]
+        != "TRANSIENT_FAILURE"
+    ):
+        assert time.monotonic() < deadline, "the catalog was never cut off"
+        time.sleep(0.2)
+    sim_knobs.set({"kind": "CatalogSource", "delay": 600})
+    again = runner("--user", user)
+    assert again.code == 0, again.stderr
+    detail = again.detail("catalog-source")
+    assert detail.startswith(f"created NetworkPolicy {user}/istio-mesh-workshop-all; "), detail
+    assert detail.endswith(
+        f"not READY (TRANSIENT_FAILURE), but {PINNED} has Succeeded: not waiting for the catalog"
+    ), detail
+
+
+def test_an_smcp_version_the_operator_refuses_is_exit_3_naming_the_parameter(
+    simulators: Any, runner: Any, unique_user: str, tmp_path: Path
+) -> None:
+    """The simulated OSSM 2.4 operator's webhook refuses v2.0 (below its minimum, v2.1): the
+    run stops at smcp with exit 3 and says which parameter to change."""
+    params = tmp_path / "params.yaml"
+    params.write_text("smcp_version: v2.0\n")
+    out = runner(
+        "--user",
+        unique_user,
+        "--params",
+        str(params),
+        "--steps",
+        "namespace,istio-namespace,limit-ranges,smcp",
+    )
+    assert out.code == 3, out.stderr
+    assert out.result["failed_step"] == "smcp"
+    assert "smcp_version 'v2.0' is refused" in out.result["reason"]
+    assert "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported" in out.result["reason"]

@@ -12,17 +12,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 
 from runner import config, templates
 from runner.context import StepContext, step_templates
 from runner.errors import Conflict
-from runner.kube import Applied, Kube, describe
+from runner.kube import Applied, StepKube, describe
 from runner.logs import get_logger
-from runner.result import StepResult
+from runner.result import StepResult, perform
 from runner.waits import CancelToken, Deadline, Target
+from steps import STEPS
 from tests.unit.test_steps import ALL_APIS, FakeKube
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -200,14 +201,13 @@ def context(
     merged = config.load_params(None, user, project_request=False) | (params or {})
     rendered = {n: templates.render(t, merged) for n, t in templates.load_templates(None).items()}
     rendered |= extra_templates or {}
-    from steps import STEPS
-
+    step_kube: StepKube = kube  # mypy checks that the fake is a StepKube
     return StepContext(
         step.NAME,
         user,
         merged,
         rendered,
-        cast(Kube, kube),
+        step_kube,
         get_logger(),
         Deadline(kube.clock, kube.clock.now + seconds),
         CancelToken(),
@@ -225,4 +225,4 @@ def run(
     **kwargs: Any,
 ) -> tuple[StepResult, ScriptedKube]:
     kube = ScriptedKube(copy.deepcopy(objects or []), copy.deepcopy(script or []), dry_run)
-    return step.run(context(step, kube, **kwargs)), kube
+    return perform(step.run, context(step, kube, **kwargs)), kube

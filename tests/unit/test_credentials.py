@@ -122,11 +122,17 @@ def test_service_account_token_with_a_trailing_newline_is_trimmed_on_every_read(
 ) -> None:
     env = service_account_dir(tmp_path, TOKEN + "\n")
     cfg, _ = load_configuration(None, None, env)
-    assert cfg.api_key["BearerToken"] == f"bearer {TOKEN}"
-    # Before each request the loader's refresh hook sets the token again (re-reading the file
-    # once it is due): trimmed there too.
-    assert cfg.refresh_api_key_hook is not None
-    assert cfg.get_api_key_with_prefix("BearerToken") == f"bearer {TOKEN}"
+    # Before each request the loader's refresh hook sets the raw token again (re-reading the
+    # rotated file once it is due): every read is trimmed, not only the first.
+    for _ in range(3):
+        assert cfg.auth_settings()["BearerToken"]["value"] == f"bearer {TOKEN}"
+
+
+def test_kubeconfig_token_is_trimmed_on_every_read(tmp_path: Path, server: str) -> None:
+    path = kubeconfig(tmp_path, server, {"token": TOKEN + "\n"})
+    cfg, _ = load_configuration(path, None, {})
+    for _ in range(3):
+        assert cfg.auth_settings()["BearerToken"]["value"] == f"Bearer {TOKEN}"
 
 
 @pytest.mark.parametrize("bad", [TOKEN[:20] + "\n" + TOKEN[20:], TOKEN + "\u00e9", "  \n"])
@@ -163,3 +169,20 @@ def test_an_unexpected_exception_shows_its_type_and_a_redacted_message(
     assert code == 1
     assert "run: unexpected ValueError: Invalid header value" in out
     assert json.loads((tmp_path / "termination-log").read_text())["exit_code"] == 1
+
+
+def test_an_unexpected_launcher_exception_shows_a_redacted_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def crash(*_: Any) -> int:
+        raise OSError(f"Bad file descriptor while sending b'Bearer {TOKEN}'")
+
+    from runner.launcher import cli as launcher
+
+    monkeypatch.setattr(launcher, "main", crash)
+    assert cli.main(["status"], env={"HOME": "/nonexistent"}) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1].startswith("workshop-runner: error: status: unexpected OSError: ")
+    for part in TOKEN_PARTS:
+        assert part not in err

@@ -26,6 +26,10 @@ class FakeStep:
     action: Action = lambda ctx: StepResult.noop("nothing to do")
     TIMEOUT: float = 30.0
     DESCRIPTION: str = "fake"
+    CAP: float | None = None
+    TEMPLATES: tuple[str, ...] = ()
+    APIS: tuple[tuple[str, str], ...] = ()
+    undo: Action | None = None
 
     def run(self, ctx: Any) -> StepResult:
         return self.action(ctx)
@@ -207,9 +211,11 @@ def test_timeout_override() -> None:
         return StepResult.noop("ok")
 
     steps = [FakeStep("a", (), remember, TIMEOUT=600)]
-    Engine(
-        steps, lambda s, d, c, log: FakeContext(s.NAME, d, c), log=get_logger(), timeouts={"a": 2}
-    ).run("u1", ["a"])
+
+    def make(step: Any, deadline: Deadline, cancel: CancelToken, log: Any) -> Any:
+        return FakeContext(step.NAME, deadline, cancel)
+
+    Engine(steps, make, log=get_logger(), timeouts={"a": 2}).run("u1", ["a"])
     assert 0 < seen[0] <= 2
 
 

@@ -21,6 +21,7 @@ from runner.kube import (
     in_sync,
     is_subset,
     merge_patch_between,
+    shutdown_stream,
 )
 from runner.logs import get_logger
 from runner.waits import CancelToken, Deadline
@@ -389,3 +390,40 @@ def test_retry_forbidden_gives_up(refusals: int, message: str, seconds: float) -
     with pytest.raises(errors.Forbidden, match=message.replace("(", r"\(").replace(")", r"\)")):
         k.retry_forbidden(forbidden_then_ok(refusals, message), wanted, seconds=seconds)
     assert clock.now <= seconds
+
+
+def test_an_apply_of_a_field_outside_the_schema_is_a_template_error_not_retried() -> None:
+    message = (
+        "failed to create typed patch object (maistra.io/v2, Kind=ServiceMeshControlPlane): "
+        ".spec.tracing.samplng: field not declared in schema"
+    )
+    error = translate(api_error(500, message), "apply", "ServiceMeshControlPlane a/b")
+    assert isinstance(error, errors.TemplateError)
+    assert error.exit_code == 3
+    assert ".spec.tracing.samplng: field not declared in schema" in str(error)
+    assert isinstance(translate(api_error(500, "etcd timeout"), "get", "x"), errors.TransientError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(9, "Bad file descriptor"),
+        RuntimeError("Cannot shutdown as connection has already been released to the pool"),
+        ValueError("Cannot shutdown socket as self._sock_shutdown is not set"),
+    ],
+)
+def test_cancelling_a_watch_whose_stream_just_closed_is_quiet(error: Exception) -> None:
+    """stop() cancels from the main thread while a watch thread may be releasing its stream."""
+
+    class Released:
+        shut = 0
+
+        def shutdown(self) -> None:
+            self.shut += 1
+            raise error
+
+    resp = Released()
+    cancel = CancelToken()
+    cancel.on_cancel(lambda: shutdown_stream(resp))
+    cancel.cancel("stopped")  # raised before: the launcher's follow() crashed in its finally
+    assert resp.shut == 1

@@ -36,6 +36,13 @@ NO_CLUSTER: dict[str, str] = {}  # no KUBECONFIG, no in-cluster env: any API cal
         (["launch", "--count", "3", "--canary", "1", "--render"], "not with --render"),
         (["launch", "--count", "3", "--canary", "1", "--launch-id", "a" * 23], "with --canary"),
         (["launch", "--count", "1", "-o", "out"], "-o/--output is for --render"),
+        (["launch", "--count", "1", "--launch", "x"], "--launch ID is for --retry-failed"),
+        (["launch", "--retry-failed", "--users", "a"], "drop --users"),
+        (["launch", "--retry-failed", "--image", "i", "--mode", "jobs"], "drop --image, --mode"),
+        (["launch", "--retry-failed", "--params", "p.yaml"], "takes the users, image, mode"),
+        (["launch", "--retry-failed"], "no cluster configuration"),
+        (["preflight"], "no cluster configuration"),
+        (["preflight", "--bogus"], "unrecognized"),
         (["teardown"], "exactly one of --user and --all"),
         (["teardown", "--user", "a", "--all"], "exactly one of --user and --all"),
         (["status", "--no-such-flag"], "unrecognized"),
@@ -48,6 +55,15 @@ def test_bad_input_is_exit_2_with_one_line(
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+def test_preflight_parameter_error_is_exit_3_before_any_api_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("catalog_imag: x\n")
+    assert main(["preflight", "--params", str(params)], NO_CLUSTER) == 3
+    assert "catalog_imag" in capsys.readouterr().err
 
 
 def test_template_error_is_exit_3_before_any_api_call(
@@ -99,3 +115,14 @@ def test_output_without_render_is_refused(
     assert main(["launch", "--count", "1", "-o", str(tmp_path)], NO_CLUSTER) == 2
     assert "-o/--output is for --render" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_retry_gets_the_launch_s_templates_and_params_back(tmp_path: Path) -> None:
+    from runner.launcher.retry import write_files
+
+    params = tmp_path / "in.yaml"
+    params.write_text("smcp_version: v2.5\n")
+    files = pod_files(["u1"], None, params)
+    templates, written = write_files(files, tmp_path / "out")
+    assert written is not None
+    assert pod_files(["u1"], templates, written) == files

@@ -20,6 +20,7 @@ from runner.launcher.summary import (
     LaunchInfo,
     build,
     table,
+    with_canary,
 )
 
 LAUNCH = "1125-101500-abc"
@@ -289,3 +290,19 @@ def test_live_table_renders_active_users_first() -> None:
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "1 running" in text
     assert text.index("user2") < text.index("user1")
+
+
+def test_a_canary_leads_the_final_summary_and_counts_in_its_exit_code() -> None:
+    def summary_of(users: list[str], states: list[str]) -> dict[str, Any]:
+        base = build(info(), [], started=NOW, now=NOW)
+        rows = [{"user": u, "outcome": s} for u, s in zip(users, states, strict=True)]
+        return {**base, "launch": "x-c", "users": rows}
+
+    canary = summary_of(["user1"], ["succeeded"])
+    rest = {**summary_of(["user2", "user3"], ["succeeded", "failed"]), "launch": "x"}
+    merged = with_canary(rest, canary)
+    assert [u["user"] for u in merged["users"]] == ["user1", "user2", "user3"]
+    assert merged["counts"] == {"succeeded": 2, "failed": 1, "unfinished": 0}
+    assert merged["exit_code"] == EXIT_FAILED
+    assert merged["launch"] == "x"
+    assert merged["canary"] == {"launch": "x-c", "outcome": "succeeded", "users": ["user1"]}

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from runner import config
 from runner.errors import InvalidInput, TemplateError
 from runner.launcher.render import (
+    GUARD_PARAMS,
+    GUARD_PARAMS_NAME,
     LAUNCH_LABEL,
     PARAMS_KEY,
     USER_LABEL,
@@ -19,6 +23,7 @@ from runner.launcher.render import (
     render_config_map,
     render_jobs,
     users_of_job,
+    with_guard_params,
 )
 from runner.launcher.users import select_users, validate_users
 from runner.templates import apply_order
@@ -173,3 +178,36 @@ def test_validate_users_reports_every_bad_name() -> None:
         validate_users(["ok1", "Bad", "kube-system", "workshop-runner"], "workshop-runner")
     assert "Bad" in str(info.value)
     assert "kube-system" in str(info.value)
+
+
+def guard_data(objects: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    (params,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == GUARD_PARAMS_NAME
+    ]
+    data: dict[str, Any] = params["data"]
+    return data
+
+
+def test_the_shipped_olm_guard_parameters_are_the_default_template_parameters() -> None:
+    """manifests/deploy/guard-params.yaml (for `kubectl apply -k`) and runner/defaults.yaml
+    cannot drift apart: the guard allows what the templates render by default."""
+    defaults = config.load_params(None, config.User("u1"), project_request=False)
+    assert guard_data(load_deploy().objects) == {k: str(defaults[k]) for k in GUARD_PARAMS}
+
+
+def test_launch_renders_the_olm_guard_parameters_from_its_params(tmp_path: Path) -> None:
+    overrides = tmp_path / "params.yaml"
+    image = "registry.example/index@sha256:" + "a" * 64
+    overrides.write_text(f"catalog_image: {image}\nsso_starting_csv: rhsso-operator.7.6.0\n")
+    params = config.load_params(overrides, config.User("u1"), project_request=False)
+    base = load_deploy()
+    rendered = with_guard_params(base, params)
+    data = guard_data(rendered.objects)
+    assert data["catalog_image"] == image
+    assert data["sso_starting_csv"] == "rhsso-operator.7.6.0"
+    assert data["sso_package"] == "rhsso-operator"
+    assert guard_data(base.objects) != data  # the loaded base itself is left as it was
+    kinds = [o["kind"] for o in apply_order(list(rendered.objects))]
+    assert kinds.index("ConfigMap") < kinds.index("ValidatingAdmissionPolicyBinding")

@@ -26,10 +26,16 @@ def step(name: str, calls: list[str], *, fail: bool = False, undo: bool = True) 
             StepResult.done(f"removed {ctx.step}") if ctx.step != "b" else StepResult.noop("gone")
         )
 
-    module = SimpleNamespace(NAME=name, TIMEOUT=1.0, NEEDS=(), DESCRIPTION=name)
-    if undo:
-        module.undo = do_undo
-    return module
+    return SimpleNamespace(
+        NAME=name,
+        TIMEOUT=1.0,
+        CAP=None,
+        NEEDS=(),
+        DESCRIPTION=name,
+        TEMPLATES=(),
+        APIS=(),
+        undo=do_undo if undo else None,
+    )
 
 
 def test_undo_runs_in_reverse_step_order_and_skips_steps_without_undo() -> None:
@@ -164,3 +170,21 @@ def test_remove_deletes_rendered_objects_last_document_first() -> None:
     again = ctx_with(kube, rendered).remove("t.yaml")
     assert not again.changed
     assert "already absent" in again.detail
+
+
+def test_undo_records_are_timed_by_the_engine_and_a_crash_is_exit_1() -> None:
+    ticks = iter(float(t) for t in range(100))
+    crashing = step("b", [])
+
+    def crash(ctx: StepContext) -> StepResult:
+        raise KeyError("boom")
+
+    crashing.undo = crash
+    steps = [step("a", []), crashing, step("c", [])]
+    result = teardown_user(
+        object(), steps, User("ann"), {}, {}, log=get_logger(), clock=lambda: next(ticks)
+    )
+    assert [(r.name, r.status) for r in result.steps] == [("c", "changed"), ("b", "failed")]
+    assert all(r.ms > 0 for r in result.steps)  # the engine's clock: one tick per read
+    assert (result.exit_code, result.failed_step) == (1, "b")
+    assert result.reason == "step b: unexpected KeyError: 'boom'"

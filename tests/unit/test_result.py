@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from runner.result import RunResult, StepRecord
+import pytest
+
+from runner.result import RunResult, StepRecord, did
 
 
 def test_small_result_is_complete() -> None:
@@ -30,3 +32,12 @@ def test_huge_result_fits_in_4_kib() -> None:
     assert data["outcome"] == "failed"
     assert data["reason"].startswith("timed out")
     assert [s["name"] for s in data["steps"]] == [f"step-{i}" for i in range(12)]
+
+
+@pytest.mark.parametrize(
+    ("verb", "past"),
+    [("create", "created"), ("add", "added"), ("bind", "bound"), ("set", "set")],
+)
+def test_a_write_is_phrased_once_for_a_run_and_for_a_dry_run(verb: str, past: str) -> None:
+    assert did(verb, "X a/b", dry_run=False) == f"{past} X a/b"
+    assert did(verb, "X a/b", dry_run=True) == f"would {verb} X a/b"

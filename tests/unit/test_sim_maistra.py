@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from devcluster.sim import knobs
+from devcluster.sim.engine import Action
 from devcluster.sim.fakeworld import FakeWorld
 from devcluster.sim.kiali import RECONCILED, KialiController
 from devcluster.sim.kube import (
@@ -22,8 +23,8 @@ from devcluster.sim.kube import (
     SMMRS,
     SMMS,
 )
-from devcluster.sim.maistra import SmcpController, components
-from devcluster.sim.memberroll import MEMBER_OF, SmmController, SmmrController
+from devcluster.sim.maistra import MEMBER_OF, SmcpController, components, version_refusal
+from devcluster.sim.memberroll import SmmController, SmmrController, desired_smmr_status
 from devcluster.sim.objects import condition
 from devcluster.sim.openshift import ProjectRequestController, admission_refusal
 from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE, Admission
@@ -150,7 +151,15 @@ def test_smcp_failure_knob_stops_at_reconcile_error() -> None:
     assert w.get(KIALIS, CP, "kiali") is None
 
 
-def test_member_roll_waits_for_the_mesh_and_for_missing_namespaces() -> None:
+def ready_of(world: FakeWorld) -> tuple[str, str, str]:
+    roll = world.get(SMMRS, CP, "default")
+    assert roll is not None
+    ready = condition(roll["status"], "Ready")
+    assert ready is not None
+    return ready["status"], ready["reason"], ready["message"]
+
+
+def test_member_roll_as_2_4_writes_it() -> None:
     w = FakeWorld()
     ns(w, CP)
     ns(w, "user1")
@@ -162,63 +171,90 @@ def test_member_roll_waits_for_the_mesh_and_for_missing_namespaces() -> None:
         },
     )
     run_all(w)
-    roll = w.get(SMMRS, CP, "default")
-    assert roll is not None
-    ready = condition(roll["status"], "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"]) == ("False", "ErrSMCPMissing")
+    assert ready_of(w)[:2] == ("False", "ErrSMCPMissing")
+    assert w.get(SMMS, "user1", "default") is None  # no member without a mesh
 
     smcp(w)
     run_all(w)
+    assert ready_of(w) == (
+        "False",
+        "ReconcileError",
+        "The following namespaces are not yet configured: [user1-apps]",
+    )
     roll = w.get(SMMRS, CP, "default")
     assert roll is not None
-    ready = condition(roll["status"], "Ready")
-    assert ready is not None
-    assert ready["reason"] == "ErrNamespaceMissing"
-    assert roll["status"]["configuredMembers"] == ["user1"]
-    assert roll["status"]["pendingMembers"] == ["user1-apps"]
-    member = w.get(NAMESPACES, None, "user1")
+    st = roll["status"]
+    assert (st["members"], st["configuredMembers"], st["pendingMembers"]) == (
+        ["user1", "user1-apps"],
+        ["user1"],
+        ["user1-apps"],
+    )
+    (missing,) = [m for m in st["memberStatuses"] if m["namespace"] == "user1-apps"]
+    assert missing["conditions"][0]["reason"] == "NamespaceNotExists"
+    assert missing["conditions"][0]["message"] == "Namespace user1-apps does not exist"
+    assert st["meshReconciledVersion"] == "2.4.5-0-1"
+    # the roll made a ServiceMeshMember, whose controller configured the namespace
+    member = w.get(SMMS, "user1", "default")
     assert member is not None
-    assert member["metadata"]["labels"][MEMBER_OF] == CP
-    kiali = w.get(KIALIS, CP, "kiali")
-    assert kiali is not None
-    assert kiali["spec"]["deployment"]["accessible_namespaces"] == ["user1"]
-
-    ns(w, "user1-apps")
-    run_all(w)
-    roll = w.get(SMMRS, CP, "default")
-    assert roll is not None
-    ready = condition(roll["status"], "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"]) == ("True", "Configured")
-    assert roll["status"]["configuredMembers"] == ["user1", "user1-apps"]
-    assert roll["status"]["pendingMembers"] == []
-    assert roll["status"]["annotations"]["configuredMemberCount"] == "2/2"
+    assert member["metadata"]["annotations"]["maistra.io/created-by"] == (
+        "servicemeshmemberroll-controller"
+    )
+    assert member["spec"]["controlPlaneRef"] == {"name": "workshop-install", "namespace": CP}
+    reconciled = condition(member["status"], "Reconciled")
+    assert reconciled is not None
+    assert (reconciled["status"], reconciled["reason"]) == ("True", "")
+    labelled = w.get(NAMESPACES, None, "user1")
+    assert labelled is not None
+    assert labelled["metadata"]["labels"][MEMBER_OF] == CP
+    # Kiali: every known member, configured or not, and no exclusions
     kiali = w.get(KIALIS, CP, "kiali")
     assert kiali is not None
     assert kiali["spec"]["deployment"]["accessible_namespaces"] == ["user1", "user1-apps"]
+    assert kiali["spec"]["api"]["namespaces"]["exclude"] == []
 
-
-def test_member_roll_says_smcp_reconciling_before_the_first_install() -> None:
-    w = FakeWorld()
-    ns(w, "user1")
-    smcp(w)
-    w.add(SMMRS, {"metadata": {"name": "default", "namespace": CP}, "spec": {"members": ["user1"]}})
-    ctl = SmmrController()
-    ctl.bind(w.store)
-    (t,) = [
-        x for x in ctl.transitions((CP, "default"), w.store, FAST) if "SMCPReconciling" in x.step
-    ]
-    w.apply(t)
+    ns(w, "user1-apps")
+    run_all(w)
+    assert ready_of(w) == ("True", "Configured", "All namespaces have been configured successfully")
     roll = w.get(SMMRS, CP, "default")
     assert roll is not None
-    ready = condition(roll["status"], "Ready")
-    assert ready is not None
-    assert ready["reason"] == "SMCPReconciling"
-    assert ready["message"] == "Initial service mesh installation has not completed"
+    assert roll["status"]["annotations"]["configuredMemberCount"] == "2/2"
+
+    # out of spec.members: the roll deletes the member it made, the namespace leaves the mesh
+    w.perform(Action("patch", SMMRS, CP, "default", {"spec": {"members": ["user1"]}}))
+    run_all(w)
+    assert w.get(SMMS, "user1-apps", "default") is None
+    left = w.get(NAMESPACES, None, "user1-apps")
+    assert left is not None
+    assert MEMBER_OF not in (left["metadata"].get("labels") or {})
+    assert ready_of(w)[:2] == ("True", "Configured")
 
 
-def test_service_mesh_member_joins_the_roll() -> None:
+def test_a_member_behind_the_mesh_generation_is_pending() -> None:
+    """configured (Reconciled True) but not up to date: its meshReconciledVersion is not the
+    SMCP's `<operatorVersion>-<observedGeneration>`."""
+    mesh = {
+        "metadata": {"name": "basic", "namespace": CP},
+        "status": {"operatorVersion": "2.4.5-0", "observedGeneration": 3},
+    }
+    member = {
+        "metadata": {"name": "default", "namespace": "user1"},
+        "spec": {"controlPlaneRef": {"name": "basic", "namespace": CP}},
+        "status": {
+            "meshReconciledVersion": "2.4.5-0-2",
+            "conditions": [{"type": "Reconciled", "status": "True"}],
+        },
+    }
+    roll = {"metadata": {"name": "default", "namespace": CP}, "spec": {"members": ["user1"]}}
+    found = desired_smmr_status(
+        roll, [mesh], {"user1": {"metadata": {"name": "user1"}}}, [member], knobs=FAST, now="t"
+    )
+    assert (found["configuredMembers"], found["pendingMembers"]) == (["user1"], ["user1"])
+    assert found["conditions"][0]["reason"] == "ReconcileError"
+
+
+def test_service_mesh_member_joins_the_mesh_without_spec_members() -> None:
+    """2.4: a ServiceMeshMember makes the roll if there is none (created-by the member
+    controller, no spec.members) and is a known member through its controlPlaneRef."""
     w = FakeWorld()
     ns(w, CP)
     ns(w, "user1")
@@ -233,13 +269,39 @@ def test_service_mesh_member_joins_the_roll() -> None:
     run_all(w)
     roll = w.get(SMMRS, CP, "default")
     assert roll is not None
-    assert roll["spec"]["members"] == ["user1"]
+    assert roll["metadata"]["annotations"]["maistra.io/created-by"] == (
+        "servicemeshmember-controller"
+    )
+    assert "members" not in (roll.get("spec") or {})
     assert roll["status"]["configuredMembers"] == ["user1"]
+    assert ready_of(w)[:2] == ("True", "Configured")
     member = w.get(SMMS, "user1", "default")
     assert member is not None
     ready = condition(member["status"], "Ready")
     assert ready is not None
     assert ready["status"] == "True"
+
+
+def test_service_mesh_member_without_its_control_plane() -> None:
+    w = FakeWorld()
+    ns(w, "user1")
+    w.add(
+        SMMS,
+        {
+            "metadata": {"name": "default", "namespace": "user1"},
+            "spec": {"controlPlaneRef": {"name": "basic", "namespace": CP}},
+        },
+    )
+    run_all(w)
+    member = w.get(SMMS, "user1", "default")
+    assert member is not None
+    reconciled = condition(member["status"], "Reconciled")
+    assert reconciled is not None
+    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == (
+        "False",
+        "ErrorControlPlaneMissing",
+        "the referenced ServiceMeshControlPlane object does not exist",
+    )
 
 
 def test_kiali_reconciles_each_generation_like_an_ansible_operator() -> None:
@@ -515,4 +577,44 @@ def test_smmr_admission_name_and_namespace_rules() -> None:
     req = smmr_request(["user1"], memberSelectors=[{"matchLabels": {"a": "b"}}])
     assert adm.validate_smmr(req)["response"]["status"]["message"] == (
         "combining .spec.members and .spec.memberSelectors is not allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("release", "version", "refusal"),
+    [
+        ("2.4", "v2.4", None),
+        ("2.4", "v2.1", None),
+        ("2.4", "", None),  # defaulted by the mutating webhook first
+        ("2.4", "v2.0", "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported"),
+        ("2.4", "v1.1", "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported"),
+        ("2.4", "v2.5", "invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]"),
+        ("2.4", "v1.0", "invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]"),
+        ("2.5", "v2.5", None),
+        ("2.5", "v2.1", "Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported"),
+        ("2.5", "v2.6", "invalid Version specified; supported versions are: [v2.2 v2.3 v2.4 v2.5]"),
+    ],
+)
+def test_smcp_versions_by_operator_release(release: str, version: str, refusal: str | None) -> None:
+    assert version_refusal(release, version) == refusal
+
+
+def test_mesh_operator_knob() -> None:
+    assert knobs.build([]).mesh_operator == "2.4"
+    assert knobs.build([("t", {"mesh_operator": "2.5"})]).mesh_operator == "2.5"
+    with pytest.raises(knobs.KnobError, match="mesh_operator must be one of"):
+        knobs.build([("t", {"mesh_operator": "3.0"})])
+    k = knobs.build([("t", {"mesh_operator": "2.5"})], started_at=0.0)
+    k.refuse_seconds = 0
+    adm = Admission(FakeWorld().store, lambda: k)
+    req = {
+        "uid": "3",
+        "namespace": CP,
+        "operation": "CREATE",
+        "object": {"metadata": {"name": "basic"}, "spec": {"version": "v2.1"}},
+    }
+    answer = adm.validate_smcp(req)["response"]
+    assert (answer["status"]["code"], answer["status"]["message"]) == (
+        400,
+        "Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported",
     )

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from runner import config, templates
 from runner.context import StepContext
 from runner.errors import Forbidden, TemporaryCondition
-from runner.kube import Applied, Kube, Mutate, Updated, describe, in_sync, read_modify_write
+from runner.kube import Applied, Mutate, StepKube, Updated, describe, in_sync, read_modify_write
 from runner.logs import get_logger
-from runner.result import StepResult
+from runner.result import StepResult, perform
 from runner.waits import CancelToken, Deadline, Target
 from steps import catalog_source, istio_namespace, limit_ranges, namespace, rbac
 
@@ -28,6 +28,7 @@ ALL_APIS = {
     ("project.openshift.io/v1", "Project"),
 }
 NO_OPENSHIFT = {a for a in ALL_APIS if not a[0].startswith("project.")}
+RUNNER = "system:serviceaccount:workshop-runner:workshop-runner"
 
 
 class FakeKube:
@@ -51,7 +52,7 @@ class FakeKube:
 
     def username(self) -> str:
         self.username_asked += 1
-        return "system:serviceaccount:workshop-runner:workshop-runner"
+        return RUNNER
 
     def retry_forbidden(
         self, fn: Callable[[], Any], when: Callable[[Forbidden], bool], seconds: float
@@ -111,6 +112,13 @@ class FakeKube:
                 "metadata": {"name": name, "resourceVersion": "5"},
                 "status": {"phase": "Active"},
             }
+            # The project template makes the requester (the runner) admin of the project.
+            self.objects[("RoleBinding", name, "admin")] = {
+                "kind": "RoleBinding",
+                "metadata": {"name": "admin", "namespace": name},
+                "roleRef": {"kind": "ClusterRole", "name": "admin"},
+                "subjects": [{"kind": "User", "name": RUNNER}],
+            }
             lr = f"{name}-core-resource-limits"
             self.objects[("LimitRange", name, lr)] = {
                 "kind": "LimitRange",
@@ -123,6 +131,11 @@ class FakeKube:
         if self.dry_run:
             return (kind, namespace, name) in self.objects
         return self.objects.pop((kind, namespace, name), None) is not None
+
+    def merge_patch(
+        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Any
+    ) -> Any:
+        raise AssertionError("the core steps never patch")
 
     def list_items(
         self, api_version: str, kind: str, namespace: str | None = None
@@ -150,19 +163,20 @@ def run_step(
     params = config.load_params(None, user, project_request=mode == "project-request")
     rendered = {n: templates.render(t, params) for n, t in templates.load_templates(None).items()}
     kube = FakeKube(objects or [], apis, dry_run)
+    step_kube: StepKube = kube  # mypy checks that the fake is a StepKube
     cancel = CancelToken()
     ctx = StepContext(
         step.NAME,
         user,
         params,
         rendered,
-        cast(Kube, kube),
+        step_kube,
         get_logger(),
         Deadline.after(5),
         cancel,
         dry_run,
     )
-    return step.run(ctx), kube
+    return perform(step.run, ctx), kube
 
 
 def ns(name: str, **labels: str) -> dict[str, Any]:
@@ -195,10 +209,38 @@ def test_namespace_labels_repaired() -> None:
     assert result == StepResult(True, "updated Namespace user1")
 
 
-def test_project_request_then_labels() -> None:
+def test_project_request_then_labels_then_drops_the_runners_own_admin() -> None:
     result, kube = run_step(namespace, mode="project-request")
-    assert result == StepResult(True, "created project user1 via ProjectRequest")
-    assert kube.actions == ["create ProjectRequest user1", "apply Namespace user1"]
+    assert result == StepResult(
+        True,
+        "created project user1 via ProjectRequest; dropped the runner's own RoleBinding(s) admin",
+    )
+    assert kube.actions == [
+        "create ProjectRequest user1",
+        "apply Namespace user1",
+        "delete RoleBinding user1/admin",
+    ]
+
+
+def test_project_request_rerun_drops_only_bindings_of_the_runner_alone() -> None:
+    def binding(name: str, *subjects: dict[str, str]) -> dict[str, Any]:
+        return {
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": "user1"},
+            "subjects": list(subjects),
+        }
+
+    me = {"kind": "ServiceAccount", "name": "workshop-runner", "namespace": "workshop-runner"}
+    user = {"kind": "User", "name": "user1"}
+    mesh = binding("workshop-runner-mesh-member", me)
+    mesh["roleRef"] = {"kind": "ClusterRole", "name": "workshop-runner-mesh-member"}
+    kept = [binding("workshop-user-admin", user), binding("shared", me, user), binding("none")]
+    kept.append(mesh)
+    existing = [ns("user1"), binding("leftover", me), *kept]
+    result, kube = run_step(namespace, existing, mode="project-request")
+    assert kube.actions == ["apply Namespace user1", "delete RoleBinding user1/leftover"]
+    assert result.changed
+    assert all(("RoleBinding", "user1", b["metadata"]["name"]) in kube.objects for b in kept)
 
 
 def test_project_request_not_served_falls_back_to_namespace() -> None:
@@ -278,11 +320,62 @@ def test_catalog_source_ready_without_waiting() -> None:
         "status": {"connectionState": {"lastObservedState": "READY"}},
     }
     result, _ = run_step(catalog_source, [ready])
-    assert result == StepResult(True, "updated CatalogSource user1/rhsso-catalog; READY")
-
-
-def test_catalog_source_dry_run_does_not_wait() -> None:
-    result, _ = run_step(catalog_source, dry_run=True)
     assert result == StepResult(
-        True, "would create CatalogSource user1/rhsso-catalog; dry-run: not waiting for READY"
+        True,
+        "created NetworkPolicy user1/istio-mesh-workshop-all; "
+        "updated CatalogSource user1/rhsso-catalog; READY",
     )
+
+
+def test_catalog_source_applies_the_workshop_network_policy_first() -> None:
+    """Ingress from every namespace: OLM keeps reaching the registry pod once Maistra's own
+    policies (mesh members only) are copied into the namespace."""
+    result, kube = run_step(catalog_source, dry_run=True)
+    assert kube.actions == [
+        "apply NetworkPolicy user1/istio-mesh-workshop-all",
+        "apply CatalogSource user1/rhsso-catalog",
+    ]
+    (policy,) = catalog_source_policy()
+    assert policy["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"namespaceSelector": {}}]}],
+    }
+    assert result.detail.endswith("dry-run: not waiting for READY")
+
+
+def catalog_source_policy() -> list[dict[str, Any]]:
+    params = config.load_params(None, config.User("user1"), project_request=False)
+    return templates.render(templates.load_templates(None)["network-policy.yaml"], params)
+
+
+def catalog(state: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "CatalogSource",
+        "metadata": {"name": "rhsso-catalog", "namespace": "user1"},
+        "status": {"connectionState": {"lastObservedState": state}},
+    }
+
+
+def test_catalog_source_rerun_does_not_wait_once_the_pinned_csv_succeeded() -> None:
+    """A re-run after Maistra cut the catalog off (TRANSIENT_FAILURE): the pinned CSV is
+    installed, so the catalog is not needed any more."""
+    csv = {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "ClusterServiceVersion",
+        "metadata": {"name": "rhsso-operator.7.5.2-opr-001", "namespace": "user1"},
+        "status": {"phase": "Succeeded"},
+    }
+    (policy,) = catalog_source_policy()
+    result, _ = run_step(catalog_source, [policy, catalog("TRANSIENT_FAILURE"), csv])
+    assert result.detail.endswith(
+        "not READY (TRANSIENT_FAILURE), but rhsso-operator.7.5.2-opr-001 has Succeeded: "
+        "not waiting for the catalog"
+    )
+
+
+def test_catalog_source_rerun_waits_while_the_pinned_csv_is_not_there() -> None:
+    (policy,) = catalog_source_policy()
+    with pytest.raises(AssertionError, match="never needs to watch"):
+        run_step(catalog_source, [policy, catalog("TRANSIENT_FAILURE")])

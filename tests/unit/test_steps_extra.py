@@ -26,15 +26,11 @@ WORKSHOP = {
 }
 
 
-def test_the_shipped_network_policy_is_the_only_further_template() -> None:
+def test_no_further_templates_are_shipped() -> None:
+    """The shipped NetworkPolicy is applied by catalog-source (before the mesh can cut the
+    catalog off), so by default there is nothing further."""
     result, kube = run(extra)
-    assert kube.actions == ["apply NetworkPolicy user1/allow-from-mesh"]
-    assert result.detail == "created NetworkPolicy user1/allow-from-mesh"
-    policy = kube.objects[("NetworkPolicy", "user1", "allow-from-mesh")]
-    sources = policy["spec"]["ingress"][0]["from"]
-    assert {"kubernetes.io/metadata.name": "user1-istio"} in [
-        s["namespaceSelector"]["matchLabels"] for s in sources
-    ]
+    assert (kube.actions, result.detail) == ([], "no further templates")
 
 
 def test_dependency_order_then_reverse_on_undo() -> None:
@@ -44,13 +40,11 @@ def test_dependency_order_then_reverse_on_undo() -> None:
         "apply ServiceAccount user1/lab",
         "apply RoleBinding user1/lab-reader",
         "apply ConfigMap user1/lab-settings",
-        "apply NetworkPolicy user1/allow-from-mesh",
     ]
     assert result.changed
     down = ScriptedKube(list(kube.objects.values()), [])
     undone = extra.undo(context(extra, down, extra_templates=WORKSHOP))
     assert down.actions == [
-        "delete NetworkPolicy user1/allow-from-mesh",
         "delete ConfigMap user1/lab-settings",
         "delete RoleBinding user1/lab-reader",
         "delete ServiceAccount user1/lab",
@@ -62,21 +56,21 @@ def test_dependency_order_then_reverse_on_undo() -> None:
 
 def test_templates_other_steps_name_are_never_applied_here() -> None:
     named = {t for s in STEPS for t in getattr(s, "TEMPLATES", ())}
-    assert {"smcp.yaml", "member-roll.yaml", "subscription.yaml", "namespace.yaml"} <= named
+    assert {"smcp.yaml", "member-roll.yaml", "subscription.yaml", "network-policy.yaml"} <= named
     kube = ScriptedKube([], [])
-    ctx = context(extra, kube)
-    assert [o["kind"] for o in extra.objects(ctx)] == ["NetworkPolicy"]
+    ctx = context(extra, kube, extra_templates=WORKSHOP)
+    assert [o["kind"] for o in extra.objects(ctx)] == [
+        "Role",
+        "ServiceAccount",
+        "RoleBinding",
+        "ConfigMap",
+    ]
 
 
-def test_rerun_unchanged_and_nothing_to_do() -> None:
-    _, first = run(extra)
-    result, again = run(extra, list(first.objects.values()))
+def test_rerun_unchanged() -> None:
+    _, first = run(extra, extra_templates=WORKSHOP)
+    result, again = run(extra, list(first.objects.values()), extra_templates=WORKSHOP)
     assert (again.actions, result.changed) == ([], False)
     kube = ScriptedKube([], [])
     ctx = context(extra, kube, steps=[extra])  # every template "further" except none named
     assert len(extra.objects(ctx)) > 1
-    empty = context(extra, kube)
-    empty_rendered = {k: v for k, v in empty.rendered.items() if k != "network-policy.yaml"}
-    assert extra.run(empty.__class__(**{**empty.__dict__, "rendered": empty_rendered})).detail == (
-        "no further templates"
-    )

@@ -97,6 +97,28 @@ def test_smcp_webhook_refusal_is_retried_by_the_kube_layer(message: str) -> None
     assert isinstance(error, TransientError)
 
 
+@pytest.mark.parametrize(
+    "message",
+    [  # maistra 2.4's SMCP validator: known but below the minimum / not known at all
+        "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported",
+        "invalid Version specified; supported versions are: [v2.1 v2.2 v2.3 v2.4]",
+    ],
+)
+def test_smcp_version_refused_by_the_webhook_is_a_parameter_error(message: str) -> None:
+    kube = ScriptedKube([], [])
+    refusal = 'admission webhook "smcp.validation.maistra.io" denied the request: ' + message
+
+    def refuse(desired: Obj) -> Any:
+        raise translate(api_error(400, refusal), "apply", "ServiceMeshControlPlane user1-istio/x")
+
+    kube.apply = refuse  # type: ignore[method-assign]
+    with pytest.raises(TemplateError, match=r"smcp_version 'v2\.4' is refused") as e:
+        smcp.run(context(smcp, kube))
+    assert message in str(e.value)
+    assert "set smcp_version" in str(e.value)
+    assert e.value.exit_code == 3
+
+
 # -- member-roll --------------------------------------------------------------------------
 CONFIGURED = load("smmr-configured.yaml")
 READY = status_only(CONFIGURED)  # configured: bookinfo and user1
@@ -113,7 +135,11 @@ def smmr(members: list[str], **status: Any) -> Obj:
     ("fixture", "state", "summary"),
     [
         ("smmr-configured.yaml", "done", "configured user1"),
-        ("smmr-smcp-reconciling.yaml", "pending", "Ready=False (SMCPReconciling: Initial service"),
+        (
+            "smmr-pending.yaml",
+            "pending",
+            "Ready=False (ReconcileError: The following namespaces are not yet configured: [user1]",
+        ),
         ("smmr-stale.yaml", "pending", "observedGeneration 1 of generation 2"),
     ],
 )
@@ -228,9 +254,9 @@ def test_member_roll_in_a_namespace_this_run_created_creates_without_reading(
 
 def test_member_roll_timeout_reports_status() -> None:
     with pytest.raises(
-        WaitTimeout, match="configuredMembers=\\[\\]; Ready=False \\(SMCPReconciling"
+        WaitTimeout, match="configuredMembers=\\[\\]; Ready=False \\(ReconcileError"
     ):
-        run(member_roll, [], [load("smmr-smcp-reconciling.yaml")], seconds=60)
+        run(member_roll, [], [load("smmr-pending.yaml")], seconds=60)
 
 
 def test_member_roll_undo_removes_only_the_user() -> None:
