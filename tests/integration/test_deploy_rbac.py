@@ -292,13 +292,18 @@ def test_mesh_member_binding_passes_the_review_but_writes_no_pod(
         "metadata": {"name": "victim"},
         "spec": {"containers": [{"name": "c", "image": "registry.example/app:1"}]},
     }
-    created = client.CoreV1Api(api_client).create_namespaced_pod(user_ns, pod)
-    created.spec.containers[0].image = "registry.example/evil:1"
-    created.metadata.managed_fields = None
-    # Unconditional (pods allow it): the process kubelet may have written the pod since, and a
-    # stale resourceVersion would be refused with 409 before the guard is asked.
-    created.metadata.resource_version = None
-    err = eventually_status(lambda: core.replace_namespaced_pod("victim", user_ns, created), 403)
+    admin = client.CoreV1Api(api_client)
+    admin.create_namespaced_pod(user_ns, pod)
+
+    def tamper() -> None:
+        # From a fresh read each time: the process kubelet binds and updates the pod meanwhile,
+        # and a stale copy is refused (409, or 422 for an unset nodeName) before the guard is asked.
+        current = admin.read_namespaced_pod("victim", user_ns)
+        current.spec.containers[0].image = "registry.example/evil:1"
+        current.metadata.managed_fields = None
+        core.replace_namespaced_pod("victim", user_ns, current)
+
+    err = eventually_status(tamper, 403)
     assert "may not write pods outside its own namespace" in message(err)
     assert status_of(lambda: core.read_namespaced_secret("anything", user_ns)) == 403
 
