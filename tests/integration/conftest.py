@@ -10,6 +10,8 @@ import pytest
 from kubernetes import config
 
 from devcluster.cluster import Cluster
+from devcluster.sim.kube import Kube
+from devcluster.sim.testkit import namespaces
 from tests.integration.test_runner_support import Objects, Outcome, run_inprocess
 from tests.manifests import apply_manifests
 
@@ -49,3 +51,17 @@ def sa(deployed: Path) -> Iterator[Any]:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture
+def kube(simulators: Any) -> Kube:
+    """The simulators' own client (a module may override it, as the kubelet tests do)."""
+    k: Kube = simulators.kube
+    return k
+
+
+@pytest.fixture
+def istio(kube: Kube, unique_user: str) -> Iterator[str]:
+    """The user's `-istio` namespace, removed afterwards."""
+    with namespaces(kube, unique_user, f"{unique_user}-istio"):
+        yield f"{unique_user}-istio"

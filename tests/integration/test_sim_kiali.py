@@ -10,22 +10,10 @@ import pytest
 
 from devcluster.sim.kube import KIALIS, Kube
 from devcluster.sim.objects import condition
-from devcluster.sim.testkit import cond_is, namespaces
+from devcluster.sim.testkit import cond_is
 from devcluster.sim.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-def kube(simulators: Any) -> Kube:
-    k: Kube = simulators.kube
-    return k
-
-
-@pytest.fixture
-def istio(kube: Kube, unique_user: str) -> Any:
-    with namespaces(kube, unique_user, f"{unique_user}-istio"):
-        yield f"{unique_user}-istio"
 
 
 def test_the_kiali_crd_stores_any_field_as_the_bundle_schema_does(kube: Kube, istio: str) -> None:

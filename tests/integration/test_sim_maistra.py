@@ -34,18 +34,6 @@ from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
-@pytest.fixture
-def kube(simulators: Any) -> Kube:
-    k: Kube = simulators.kube
-    return k
-
-
-@pytest.fixture
-def istio(kube: Kube, unique_user: str) -> Any:
-    with namespaces(kube, unique_user, f"{unique_user}-istio"):
-        yield f"{unique_user}-istio"
-
-
 def smcp_ready(obj: dict[str, Any]) -> bool:
     observed = (obj.get("status") or {}).get("observedGeneration")
     ready: bool = cond_is("Ready", "True", "ComponentsReady")(obj)

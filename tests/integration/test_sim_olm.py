@@ -23,12 +23,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 
 @pytest.fixture
-def kube(simulators: Any) -> Kube:
-    k: Kube = simulators.kube
-    return k
-
-
-@pytest.fixture
 def ns(kube: Kube, unique_user: str) -> Any:
     with namespaces(kube, unique_user):
         yield unique_user
