@@ -108,7 +108,7 @@ def test_smcp_version_refused_by_the_webhook_is_a_parameter_error(message: str) 
     kube = ScriptedKube([], [])
     refusal = 'admission webhook "smcp.validation.maistra.io" denied the request: ' + message
 
-    def refuse(desired: Obj) -> Any:
+    def refuse(desired: Obj, *, force: bool = False) -> Any:
         raise translate(api_error(400, refusal), "apply", "ServiceMeshControlPlane user1-istio/x")
 
     kube.apply = refuse  # type: ignore[method-assign]
