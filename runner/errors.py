@@ -52,6 +52,37 @@ class WaitTimeout(RunnerError):
     exit_code = 5
 
 
+class FieldConflict(TemplateError):
+    """A server-side apply without force met fields another field manager set to other
+    values: the template and that manager disagree, and a retry cannot settle it."""
+
+    @classmethod
+    def of(cls, e: ApiError, what: str) -> FieldConflict:
+        """From the 409's Status: each cause (reason FieldManagerConflict) names a field and,
+        in its message, the manager."""
+        causes = e.details.get("causes") if isinstance(e.details, dict) else None
+        by_manager: dict[str, list[str]] = {}
+        for cause in causes if isinstance(causes, list) else []:
+            if isinstance(cause, dict) and cause.get("reason") == "FieldManagerConflict":
+                manager = _manager(str(cause.get("message") or ""))
+                by_manager.setdefault(manager, []).append(str(cause.get("field") or "?"))
+        if not by_manager:
+            return cls(f"{e}")
+        owners = "; ".join(f"{', '.join(f)} owned by {m}" for m, f in by_manager.items())
+        return cls(
+            f"apply {what}: field(s) set to another value by another field manager: {owners} "
+            "(the runner takes no field over here; make the template agree, or remove that "
+            "manager's value)"
+        )
+
+
+def _manager(message: str) -> str:
+    """'conflict with "kubectl-edit" using v1' -> '"kubectl-edit"' (the message as is, else)."""
+    start = message.find('"')
+    end = message.find('"', start + 1)
+    return message[start : end + 1] if 0 <= start < end else message or "another manager"
+
+
 class TemporaryCondition(RunnerError):
     """The cluster is in a state that should pass (a write still conflicting after its
     retries, a namespace being deleted): a later run can succeed, so the Job retries."""

@@ -38,6 +38,7 @@ from runner.discovery import AggregatedDiscoverer
 from runner.errors import (
     ApiMissing,
     Conflict,
+    FieldConflict,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -354,7 +355,7 @@ class Kube:
                 attempt += 1
 
     # -- writes ----------------------------------------------------------------------------
-    def apply(self, desired: Obj, *, force: bool = True) -> Applied:
+    def apply(self, desired: Obj, *, force: bool = False) -> Applied:
         """Observe, then server-side apply only when the live object differs from `desired`
         or still holds a field this manager applied before and `desired` no longer has (the
         apply prunes it).
@@ -365,9 +366,9 @@ class Kube:
         namespace this process created moments ago there is nothing to observe: the apply
         goes straight out (a re-run finds the namespace and observes again).
 
-        `force` (the default) takes over a field another manager set to another value: the
-        runner's templates and deploy manifests are the desired state, so a hand edit of a
-        field they declare is taken back on the next run; fields they do not declare stay."""
+        Without `force`, a field of `desired` that another manager set to another value is a
+        FieldConflict (exit 3) naming the field(s) and the manager(s). `force` takes such
+        fields over: only where the caller documents why (docs/design.md, "Apply")."""
         kind, name, ns = (
             desired["kind"],
             desired["metadata"]["name"],
@@ -396,6 +397,8 @@ class Kube:
                 content_type="application/apply-patch+yaml",
                 **params,
             )
+        except Conflict as e:
+            raise FieldConflict.of(e, what) from None
         except NotFound as e:
             if self._namespace_to_come(e):
                 return Applied(
@@ -678,7 +681,7 @@ class StepKube(WatchSource, Writes, Protocol):
         self, fn: Callable[[], T], when: Callable[[Forbidden], bool], seconds: float
     ) -> T: ...
 
-    def apply(self, desired: Obj) -> Applied: ...
+    def apply(self, desired: Obj, *, force: bool = False) -> Applied: ...
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool: ...
 

@@ -34,9 +34,15 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
     desired = ctx.object(template)
     name = desired["metadata"]["name"]
     made_by_project = False
-    if ctx.params["namespace_mode"] == "project-request":
+    project_mode = ctx.params["namespace_mode"] == "project-request"
+    if project_mode:
         made_by_project = _request_project(ctx, name, desired)
-    applied = ctx.kube.apply(desired)
+    # force: on OpenShift, openshift-apiserver makes every project's Namespace with the
+    # annotations display-name, description and requester - by the runner's ProjectRequest the
+    # requester is the runner itself, not the user the template names; by `oc new-project`
+    # (a namespace an admin adopts by label) whoever ran it - so those fields are its manager's
+    # and the runner takes them over (docs/design.md, "Apply").
+    applied = ctx.kube.apply(desired, force=True)
     deleted_at = applied.obj.get("metadata", {}).get("deletionTimestamp")
     if deleted_at:
         # Writing into it would fail with 403 "being terminated"; exit 5 lets the Job retry.
@@ -44,7 +50,6 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
             f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
         )
     dropped = []
-    project_mode = ctx.params["namespace_mode"] == "project-request"
     if project_mode and not ctx.dry_run and ctx.kube.has_api(*PROJECT_API):
         dropped = drop_own_grants(ctx, name)
     note = f"; dropped the runner's own RoleBinding(s) {', '.join(dropped)}" if dropped else ""

@@ -41,8 +41,8 @@ class Applier:
         self.changed: list[str] = []
         self.unchanged = 0
 
-    def __call__(self, obj: Obj) -> Obj:
-        result = self.kube.apply(obj)
+    def __call__(self, obj: Obj, *, force: bool = False) -> Obj:
+        result = self.kube.apply(obj, force=force)
         if result.changed:
             self.changed.append(Target.of(obj).describe())
         else:
@@ -56,8 +56,11 @@ def apply_deploy(
     """The deploy base (or, with --skip-deploy, only the check that it is there)."""
     if not objects.deploy:
         _require_service_account(applier.kube, base, plan.namespace)
+    # force: the README has the admin apply the same base first (`kubectl apply --server-side
+    # -k manifests`, field manager "kubectl"); a newer image brings a newer base, whose changed
+    # fields the launcher takes over from that earlier apply.
     for obj in objects.deploy:
-        applier(obj)
+        applier(obj, force=True)
 
 
 def apply_launch(applier: Applier, objects: LaunchObjects, plan: LaunchPlan) -> Launched:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from runner import errors
-from runner.kube import Cluster, Kube, load_configuration
+from runner.kube import FIELD_MANAGER, Cluster, Kube, load_configuration
 from runner.logs import get_logger
 from runner.waits import CancelToken, Deadline, Target, pending, wait_for
 
@@ -94,6 +94,45 @@ def test_a_field_dropped_from_the_template_is_pruned(shared: Cluster, unique_use
     assert (again.changed, again.detail) == (False, f"{what} exists and matches")
     assert again.obj["metadata"]["resourceVersion"] == pruned.obj["metadata"]["resourceVersion"]
     assert kube.delete("v1", "ConfigMap", f"prune-{unique_user}", "default") is True
+
+
+def test_a_field_another_manager_owns_is_a_conflict_unless_forced(
+    shared: Cluster, unique_user: str
+) -> None:
+    kube = view(shared)
+    name = f"owned-{unique_user}"
+
+    def config_map(tier: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "default", "labels": {"tier": tier}},
+        }
+
+    theirs, ours = config_map("theirs"), config_map("ours")
+    # another tool applied it first, with its own field manager
+    kube.cluster.dyn.request(
+        "PATCH",
+        f"/api/v1/namespaces/default/configmaps/{name}",
+        body=theirs,
+        content_type="application/apply-patch+yaml",
+        field_manager="earlier-tool",
+    )
+    with pytest.raises(errors.FieldConflict) as conflict:
+        kube.apply(ours)
+    assert conflict.value.exit_code == 3
+    assert str(conflict.value).startswith(
+        f"apply ConfigMap default/{name}: field(s) set to another value by another field "
+        'manager: .metadata.labels.tier owned by "earlier-tool"'
+    )
+    live = kube.get("v1", "ConfigMap", name, "default")
+    assert live is not None
+    assert live["metadata"]["labels"] == {"tier": "theirs"}
+    taken = kube.apply(ours, force=True)
+    assert (taken.changed, taken.obj["metadata"]["labels"]) == (True, {"tier": "ours"})
+    owners = {m["manager"] for m in taken.obj["metadata"]["managedFields"]}
+    assert owners == {FIELD_MANAGER}  # the field moved to us; they own nothing any more
+    assert kube.delete("v1", "ConfigMap", name, "default") is True
 
 
 def test_update_reads_again_after_a_conflict(shared: Cluster, unique_user: str) -> None:

@@ -128,12 +128,39 @@ def test_openshift_project_request_limit_range_is_gone(
     out = runner("--user", unique_user, "--project-request", "--steps", CORE_ARG)
     assert out.code == 0, out.stderr
     assert "ProjectRequest" in out.detail("namespace")
+    # the project's Namespace named the runner as requester; the forced apply took it over
+    made = objects.namespace(unique_user)
+    assert made is not None
+    assert made.metadata.annotations["openshift.io/requester"] == unique_user
     istio = f"{unique_user}-istio"
     assert objects.namespace(istio) is not None
     assert objects.core.list_namespaced_limit_range(istio).items == []
     again = runner("--user", unique_user, "--project-request", "--steps", CORE_ARG)
     assert again.code == 0, again.stderr
     assert set(core(again.statuses).values()) == {"unchanged"}
+
+
+def test_a_field_another_manager_set_is_reported_not_taken_over(
+    simulators: Any, runner: Any, objects: Objects, unique_user: str
+) -> None:
+    assert runner("--user", unique_user, "--steps", "namespace").code == 0
+    theirs = {
+        "apiVersion": "operators.coreos.com/v1alpha1",
+        "kind": "CatalogSource",
+        "metadata": {"name": "rhsso-catalog", "namespace": unique_user},
+        "spec": {"sourceType": "grpc", "displayName": "Someone else's"},
+    }
+    objects.dyn.server_side_apply(objects.catalogs, body=theirs, field_manager="earlier-tool")
+    out = runner("--user", unique_user, "--steps", "namespace,catalog-source")
+    assert out.code == 3, out.stderr
+    assert out.result["failed_step"] == "catalog-source"
+    assert out.result["reason"].startswith(
+        f"apply CatalogSource {unique_user}/rhsso-catalog: field(s) set to another value by "
+        'another field manager: .spec.displayName owned by "earlier-tool"'
+    )
+    assert "Traceback" not in out.stderr
+    live = objects.catalogs.get(name="rhsso-catalog", namespace=unique_user)
+    assert live.spec.displayName == "Someone else's"
 
 
 def test_free_text_param_with_yaml_stays_a_string(

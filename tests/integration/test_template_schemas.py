@@ -5,6 +5,7 @@ Maistra CRDs are as strict as maistra/api, devcluster/crds/maistra.yaml)."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -149,6 +150,229 @@ def test_a_misspelled_or_mistyped_field_fails(
     refused = dry_run_apply(kubeconfig, [doc])
     assert refused.returncode != 0, refused.stdout
     assert complaint in refused.stderr, refused.stderr
+
+
+def merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in change.items():
+        old = out.get(key)
+        out[key] = (
+            merged(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return out
+
+
+def smcp_with(user: str, change: dict[str, Any]) -> dict[str, Any]:
+    (doc,) = [d for d in rendered_for(user) if d["kind"] == "ServiceMeshControlPlane"]
+    doc["spec"] = merged(doc["spec"], change)
+    return doc
+
+
+# One well-formed value for each block of the SMCP v2 spec that upstream's types define and
+# that an earlier schema kept free-form (gateway Service specs and volumes, mesh expansion,
+# access logging, the addons' install blocks, Stackdriver, 3scale, meshConfig, cert-manager).
+TYPED_BLOCKS: dict[str, Any] = {
+    "gateways": {
+        "ingress": {
+            "service": {
+                "type": "ClusterIP",
+                "ports": [{"name": "http2", "port": 80, "targetPort": 8080}],
+                "metadata": {"labels": {"a": "b"}},
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 30}},
+            },
+            "volumes": [
+                {
+                    "volume": {
+                        "secret": {"secretName": "certs", "items": [{"key": "k", "path": "p"}]}
+                    },
+                    "volumeMount": {"name": "certs", "mountPath": "/etc/certs"},
+                },
+                {
+                    "volume": {"configMap": {"name": "cfg", "defaultMode": 420}},
+                    "volumeMount": {"name": "cfg", "mountPath": "/etc/cfg"},
+                },
+            ],
+            "meshExpansionPorts": [{"name": "tcp-istiod", "port": 15012, "targetPort": 15012}],
+            "routeConfig": {"enabled": False},
+            "runtime": {
+                "pod": {
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {"matchExpressions": [{"key": "k", "operator": "Exists"}]}
+                                ]
+                            }
+                        },
+                        "podAntiAffinity": {
+                            "requiredDuringScheduling": [
+                                {
+                                    "key": "app",
+                                    "operator": "In",
+                                    "values": ["x"],
+                                    "topologyKey": "t",
+                                }
+                            ],
+                            "preferredDuringSchedulingIgnoredDuringExecution": [
+                                {"weight": 1, "podAffinityTerm": {"topologyKey": "t"}}
+                            ],
+                        },
+                    }
+                }
+            },
+        },
+        "additionalIngress": {"extra": {"enabled": True, "sds": {"enabled": False}}},
+    },
+    "cluster": {
+        "meshExpansion": {"enabled": False, "ilbGateway": {"enabled": False, "service": {}}}
+    },
+    "proxy": {
+        "accessLogging": {"file": {"name": "/dev/stdout", "encoding": "TEXT"}},
+        "envoyMetricsService": {
+            "enabled": False,
+            "address": "m:15000",
+            "tcpKeepalive": {"probes": 3, "time": "10s"},
+            "tlsSettings": {"mode": "DISABLE"},
+        },
+    },
+    "addons": {
+        "prometheus": {"install": {"service": {"nodePort": 30000, "ingress": {"hosts": ["h"]}}}},
+        "grafana": {
+            "install": {
+                "persistence": {"enabled": True, "capacity": {"requests": {"storage": "5Gi"}}}
+            }
+        },
+        "kiali": {
+            "install": {
+                "deployment": {
+                    "nodeSelector": {"a": "b"},
+                    "resources": {"limits": {"memory": "1Gi"}},
+                    "affinity": {
+                        "podAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "t"}]
+                        }
+                    },
+                }
+            }
+        },
+        "jaeger": {"install": {"ingress": {"enabled": True, "metadata": {"labels": {"a": "b"}}}}},
+        "stackdriver": {"tracer": {"debug": False}, "telemetry": {"auth": {"apiKey": "k"}}},
+        "3scale": {"enabled": False, "listen_addr": 3333, "backend": {"enable_cache": True}},
+    },
+    "meshConfig": {
+        "extensionProviders": [
+            {"name": "authz", "envoyExtAuthzHttp": {"service": "s", "port": 8000}}
+        ],
+        "discoverySelectors": [{"matchLabels": {"mesh": "x"}}],
+    },
+    "security": {"certificateAuthority": {"cert-manager": {"address": "a:443"}}},
+}
+
+
+def test_every_block_upstream_types_is_typed_and_accepts_its_fields(
+    kubeconfig: Path, user_namespaces: str
+) -> None:
+    done = dry_run_apply(kubeconfig, [smcp_with(user_namespaces, TYPED_BLOCKS)])
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"gateways": {"ingress": {"service": {"tpye": "ClusterIP"}}}}, "tpye"),
+        ({"gateways": {"egress": {"service": {"ports": [{"port": 80, "nmae": "x"}]}}}}, "nmae"),
+        (
+            {"gateways": {"ingress": {"volumes": [{"volume": {"secret": {"secretNmae": "s"}}}]}}},
+            "secretNmae",
+        ),
+        (
+            {"gateways": {"ingress": {"volumes": [{"volume": {"configmap": {"name": "c"}}}]}}},
+            "configmap",
+        ),
+        (
+            {"gateways": {"ingress": {"meshExpansionPorts": [{"port": 1, "protcol": "TCP"}]}}},
+            "protcol",
+        ),
+        ({"gateways": {"ingress": {"meshExpansionPorts": [{"name": "no-port"}]}}}, "port"),
+        (
+            {"gateways": {"additionalIngress": {"x": {"meshExpansionPorts": []}}}},
+            "meshExpansionPorts",
+        ),
+        ({"gateways": {"ingress": {"routeConfig": {"enable": True}}}}, "enable"),
+        ({"cluster": {"meshExpansion": {"enable": True}}}, "enable"),
+        ({"cluster": {"meshExpansion": {"ilbGateway": {"servce": {}}}}}, "servce"),
+        ({"proxy": {"accessLogging": {"file": {"nmae": "/dev/stdout"}}}}, "nmae"),
+        ({"proxy": {"envoyMetricsService": {"adress": "m"}}}, "adress"),
+        ({"proxy": {"envoyMetricsService": {"tcpKeepalive": {"probes": "3"}}}}, "probes"),
+        (
+            {"runtime": {"components": {"pilot": {"pod": {"affinity": {"nodeAfinity": {}}}}}}},
+            "nodeAfinity",
+        ),
+        ({"addons": {"prometheus": {"install": {"service": {"nodeport": 1}}}}}, "nodeport"),
+        (
+            {"addons": {"grafana": {"install": {"persistence": {"storageClass": "x"}}}}},
+            "storageClass",
+        ),
+        (
+            {
+                "addons": {
+                    "grafana": {
+                        "install": {"persistence": {"capacity": {"requests": {"storage": "lots"}}}}
+                    }
+                }
+            },
+            "storage",
+        ),
+        ({"addons": {"kiali": {"install": {"deployment": {"nodeSelectr": {}}}}}}, "nodeSelectr"),
+        ({"addons": {"jaeger": {"install": {"ingress": {"enable": True}}}}}, "enable"),
+        ({"addons": {"stackdriver": {"tracer": {"debg": True}}}}, "debg"),
+        ({"addons": {"3scale": {"listenAddr": 3333}}}, "listenAddr"),
+        ({"addons": {"3scale": {"listen_addr": "3333"}}}, "listen_addr"),
+        ({"meshConfig": {"extensionProvider": []}}, "extensionProvider"),
+        ({"meshConfig": {"extensionProviders": [{"envoyExtAuthzGrpc": {}}]}}, "name"),
+        ({"security": {"certificateAuthority": {"cert-manager": {"adress": "a"}}}}, "adress"),
+        ({"tracing": {"sampling": 20000}}, "sampling"),
+    ],
+)
+def test_a_misspelled_field_in_a_typed_block_is_refused(
+    kubeconfig: Path, user_namespaces: str, change: dict[str, Any], complaint: str
+) -> None:
+    refused = dry_run_apply(kubeconfig, [smcp_with(user_namespaces, change)])
+    assert refused.returncode != 0, refused.stdout
+    assert complaint in refused.stderr, refused.stderr
+
+
+def test_without_strict_validation_the_apiserver_prunes_a_misspelled_field(
+    kubeconfig: Path, user_namespaces: str
+) -> None:
+    """What a real cluster does with `kubectl apply --validate=false` (or a client that does
+    not ask for strict validation): the unknown field is dropped, its typed siblings kept."""
+    change = {
+        "proxy": {"accessLogging": {"file": {"name": "/dev/stdout", "nmae": "x"}}},
+        "addons": {"3scale": {"enabled": False, "listenAddr": 3333}},
+    }
+    done = subprocess.run(
+        [
+            "kubectl",
+            f"--kubeconfig={kubeconfig}",
+            "create",
+            "--dry-run=server",
+            "--validate=false",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        input=yaml.safe_dump(smcp_with(user_namespaces, change)),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(done.stdout)["spec"]
+    assert spec["proxy"]["accessLogging"]["file"] == {"name": "/dev/stdout"}
+    assert spec["addons"]["3scale"] == {"enabled": False}
 
 
 def test_the_runner_reports_a_field_outside_the_schema_as_a_template_error(

@@ -70,9 +70,9 @@ class ScriptedKube(FakeKube):
         self.objects[self.key(obj)] = obj
         return obj
 
-    def apply(self, desired: Obj) -> Applied:
+    def apply(self, desired: Obj, *, force: bool = False) -> Applied:
         before = copy.deepcopy(self.objects.get(self.key(desired)))
-        applied = super().apply(desired)
+        applied = super().apply(desired, force=force)
         if applied.changed and not self.dry_run:
             merged = _merge(before or {}, desired)
             if before is None or merged.get("spec") != before.get("spec"):

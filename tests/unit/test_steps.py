@@ -38,6 +38,7 @@ class FakeKube:
         self.objects: dict[Key, dict[str, Any]] = {self.key(o): o for o in objects}
         self.apis, self.dry_run = apis, dry_run
         self.actions: list[str] = []
+        self.forced: list[Key] = []  # what was applied with force
         self.fresh_namespaces: set[str] = set()  # as if this process had created them
         # Where this identity may update pods (None: everywhere, as a cluster admin).
         self.pod_updaters: set[str] | None = None
@@ -77,8 +78,10 @@ class FakeKube:
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Any:
         return copy.deepcopy(self.objects.get((kind, namespace, name)))
 
-    def apply(self, desired: dict[str, Any]) -> Applied:
+    def apply(self, desired: dict[str, Any], *, force: bool = False) -> Applied:
         key = self.key(desired)
+        if force:
+            self.forced.append(key)
         what = describe(key[0], key[2], key[1])
         before = self.objects.get(key)
         if before is not None and in_sync(desired, before):
@@ -205,8 +208,10 @@ def test_namespace_being_deleted_is_a_temporary_condition() -> None:
 
 
 def test_namespace_labels_repaired() -> None:
-    result, _ = run_step(namespace, [ns("user1", **{"app.kubernetes.io/managed-by": "someone"})])
+    result, kube = run_step(namespace, [ns("user1", **{"app.kubernetes.io/managed-by": "someone"})])
     assert result == StepResult(True, "updated Namespace user1")
+    # openshift-apiserver's annotations on a project made by someone else: taken over
+    assert kube.forced == [("Namespace", None, "user1")]
 
 
 def test_project_request_then_labels_then_drops_the_runners_own_admin() -> None:
@@ -220,6 +225,8 @@ def test_project_request_then_labels_then_drops_the_runners_own_admin() -> None:
         "apply Namespace user1",
         "delete RoleBinding user1/admin",
     ]
+    # openshift-apiserver wrote the requester annotation (the runner): taken over
+    assert kube.forced == [("Namespace", None, "user1")]
 
 
 def test_project_request_rerun_drops_only_bindings_of_the_runner_alone() -> None:
