@@ -21,7 +21,7 @@ from runner.engine import Engine
 from runner.errors import ApiMissing, InternalError, InvalidInput, RunnerError
 from runner.events import Note, Recorder, Regarding
 from runner.kube import Cluster, Kube, load_configuration
-from runner.logs import Logger, configure, get_logger, redact
+from runner.logs import Logger, configure, get_logger, one_line, redact
 from runner.progress import STEP_ANNOTATION, ProgressWriter
 from runner.result import RunResult, Step
 from runner.waits import CancelToken, Deadline, Obj
@@ -369,6 +369,6 @@ def finish(result: RunResult, log: Logger, termination: Path | None) -> int:
             )
     if result.exit_code != 0:
         where = f"step {result.failed_step}: " if result.failed_step else ""
-        reason = " ".join((result.reason or "").split())
+        reason = one_line(result.reason or "")
         print(f"{PROG}: error: {where}{reason}", file=sys.stderr)
     return result.exit_code

@@ -16,6 +16,7 @@ import yaml
 
 from runner.errors import InvalidInput, TemplateError
 from runner.hints import article, suggest
+from runner.logs import one_line
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ISTIO_SUFFIX = "-istio"
@@ -224,9 +225,7 @@ def _read_yaml_mapping(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise TemplateError(f"params file {path}: {e.strerror or e}") from None
     except yaml.YAMLError as e:
-        raise TemplateError(
-            f"params file {path}: malformed YAML: {' '.join(str(e).split())}"
-        ) from None
+        raise TemplateError(f"params file {path}: malformed YAML: {one_line(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
