@@ -6,14 +6,12 @@ member-roll controller's and never touched (a merge patch names only our field).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from runner.context import StepContext
 from runner.errors import TemplateError
-from runner.kube import FIELD_MANAGER
 from runner.result import StepResult
-from runner.waits import Obj, Target, Verdict, done, failed, pending
+from runner.waits import Obj, Predicate, Target, Verdict, done, failed, pending
 from steps._status import condition, describe_conditions, is_true, status_of
 
 NAME = "kiali"
@@ -25,7 +23,6 @@ TEMPLATES: tuple[str, ...] = ()
 CAP = 3600.0
 KIALI = ("kiali.io/v1alpha1", "Kiali")
 APIS = (KIALI,)
-_UNSEEN = "<unseen>"
 
 
 def exists(obj: Obj | None) -> Verdict:
@@ -50,72 +47,58 @@ def run_state(obj: Obj) -> str:
     return ""
 
 
-class Reconciled:
-    """Done when a reconciliation after our change (generation `generation`, written at
-    `since`) ended Successful; failed as soon as one ended Failed (ansible-operator retries a
-    failed run with backoff, but the failure is reported now with the operator's message,
-    not after the deadline). The Kiali operator writes no observedGeneration - used when
-    present - so a run counts as ours when this wait saw it start, or when its
-    ansibleResult.completion is not before our change. The latter also accepts a run that
-    was already going when we patched (ansible-operator then runs once more for the change):
-    waiting for a second run that an operator may coalesce into the first would hang until
-    the deadline, which is worse than ending at the end of a run that may not have seen the
-    change. `since`: when the change was made. With no change of ours, the last run must have
-    succeeded."""
-
-    def __init__(self, generation: int | None = None, since: dt.datetime | None = None) -> None:
-        self.generation, self.since = generation, since
-        self.ours = generation is None
-        self.last_state: Any = _UNSEEN
-
-    def __call__(self, obj: Obj | None) -> Verdict:
-        if obj is None:
-            return pending("Kiali CR not found")
-        state = run_state(obj)
-        observed = status_of(obj).get("observedGeneration")
-        if not self.ours and self.generation is not None:
-            if observed is not None:
-                self.ours = observed >= self.generation
-            else:
-                started = self.last_state not in (_UNSEEN, "running") and state == "running"
-                self.ours = started or _completed_after(obj, self.since)
-        self.last_state = state
-        conditions = describe_conditions(obj, "Running", "Successful", "Failure")
-        if not self.ours or state == "running":
-            return pending(f"waiting for a reconciliation after the change; {conditions}")
-        if state == "failed":
-            message = condition(obj, "Failure").get("message") or conditions
-            return failed(f"reconciliation failed: {message}")
-        if state == "successful":
-            return done("reconciled")
-        return pending(conditions)
+def last_run(obj: Obj) -> Any:
+    """The record ansible-operator wrote at the end of the last run (its ansibleResult: counts
+    and completion; Running's after a success, Failure's after a failure), None before any."""
+    state = run_state(obj)
+    if state == "successful":
+        return condition(obj, "Running").get("ansibleResult")
+    if state == "failed":
+        return condition(obj, "Failure").get("ansibleResult")
+    return None
 
 
-def _completed_after(obj: Obj, since: dt.datetime | None) -> bool:
-    result = condition(obj, "Running").get("ansibleResult") or condition(obj, "Failure").get(
-        "ansibleResult"
-    )
-    stamp = _time((result or {}).get("completion"))
-    return since is not None and stamp is not None and stamp >= since
+def reconciled(written: Obj | None, current: Obj | None) -> Verdict:
+    """Whether the Kiali operator reconciled `written` - the object as our patch left it (the
+    patch's answer), None when we changed nothing - as `current` shows. A pure function of the
+    two objects: no clock.
+
+    With no change of ours the last run must have succeeded. After our change a run counts
+    when it ended after the write: its end record differs from the one `written` carries.
+    Such a run saw the change when no run was going at the write: ansible-operator's
+    markRunning reads the latest object and writes Running with that object's
+    resourceVersion, so a run that started after our write ran with our change (one whose read
+    came before it loses its write with a 409 and is requeued). When a run was going at the
+    write, its end is accepted too: ansible-operator runs once more for the change, but
+    waiting for a second run that an operator may fold into the first would hang until the
+    deadline, which is worse than ending at a run that may not have seen the change. An
+    operator that writes observedGeneration is followed by it. A failed run that counts ends
+    the wait at once with the operator's message (ansible-operator retries it with backoff)."""
+    if current is None:
+        return pending("Kiali CR not found")
+    state = run_state(current)
+    conditions = describe_conditions(current, "Running", "Successful", "Failure")
+    observed = status_of(current).get("observedGeneration")
+    generation = (written or {}).get("metadata", {}).get("generation")
+    if written is None:
+        ours = True
+    elif observed is not None and generation is not None:
+        ours = observed >= generation
+    else:
+        ours = state != "running" and last_run(current) != last_run(written)
+    if not ours or state == "running":
+        return pending(f"waiting for a reconciliation after the change; {conditions}")
+    if state == "failed":
+        message = condition(current, "Failure").get("message") or conditions
+        return failed(f"reconciliation failed: {message}")
+    if state == "successful":
+        return done("reconciled")
+    return pending(conditions)
 
 
-def changed_at(obj: Obj) -> dt.datetime | None:
-    """When the runner last wrote the object (its managedFields entry)."""
-    times = [
-        _time(m.get("time"))
-        for m in obj.get("metadata", {}).get("managedFields") or []
-        if m.get("manager") == FIELD_MANAGER
-    ]
-    return max((t for t in times if t is not None), default=None)
-
-
-def _time(text: Any) -> dt.datetime | None:
-    # ansible-operator writes completion without a zone (UTC), the apiserver with "Z".
-    try:
-        stamp = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+def reconciliation_of(written: Obj | None) -> Predicate:
+    """The wait's predicate: `reconciled` with the object as written."""
+    return lambda current: reconciled(written, current)
 
 
 def run(ctx: StepContext) -> StepResult:
@@ -128,17 +111,19 @@ def run(ctx: StepContext) -> StepResult:
     spec = live.get("spec") or {}
     if (spec.get("kubernetes_config") or {}).get("excluded_workloads") == wanted:
         already = StepResult.noop(f"{what} already excludes only {', '.join(wanted)}")
-        ctx.wait(target, Reconciled(), "reconciled without failure", known=live, so_far=already)
+        ctx.wait(
+            target,
+            reconciliation_of(None),
+            "reconciled without failure",
+            known=live,
+            so_far=already,
+        )
         return already
     patch = {"spec": {"kubernetes_config": {"excluded_workloads": wanted}}}
-    sent = dt.datetime.now(dt.UTC)
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
     detail = ctx.did("set", f"excluded_workloads of {what} to {', '.join(wanted)}")
-    # The apiserver's time of the change (to the second) or our clock when we sent it,
-    # whichever is later: a run that ended earlier within that second is not ours.
-    since = max(t for t in (changed_at(patched), sent) if t is not None)
-    predicate = Reconciled(patched["metadata"].get("generation"), since)
     so_far = StepResult.done(detail)
+    predicate = reconciliation_of(patched)
     ctx.wait(target, predicate, "reconciled after the change", known=patched, so_far=so_far)
     return StepResult.done(f"{detail}; reconciled")
 

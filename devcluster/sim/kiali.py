@@ -15,8 +15,8 @@ conditions. For every new metadata.generation a reconciliation is two writes:
 A condition whose status and reason do not change is not rewritten; a changed one moves to the
 end of the list, keeping its lastTransitionTime when only the reason changed.
 Like the real operator it does NOT write status.observedGeneration (knob
-`kiali_observed_generation: true` adds it); to know a change was reconciled, compare
-ansibleResult.completion (or watch a run start) with the time of the change. The generation
+`kiali_observed_generation: true` adds it); to know a change was reconciled, compare the
+last run's ansibleResult with the one the object had when the change was written. The generation
 a run ended for, and the failed runs in a row, are kept in the annotations below.
 """
 

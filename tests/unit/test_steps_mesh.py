@@ -4,7 +4,6 @@ predicates from YAML fixtures of real objects."""
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from typing import Any
 
 import pytest
@@ -387,51 +386,75 @@ RUNNING = load("kiali-running.yaml")
 FAILED = load("kiali-failed.yaml")
 RETRYING = load("kiali-retrying.yaml")
 AD_HOC_IMAGE = "The operator is forbidden from accepting a Kiali CR that defines an ad hoc"
-SINCE = dt.datetime(2024, 3, 5, 10, 18, 0, tzinfo=dt.UTC)
+# The patch's answer: our change (generation 3) with the status at the time of the write.
+IDLE = with_(SUCCESSFUL, metadata={"generation": 3})
+BUSY = with_(RUNNING, metadata={"generation": 3})
+AFTER_FAILURE = with_(FAILED, metadata={"generation": 3})
 
 
 def succeeded_at(stamp: str, obj: Obj = SUCCESSFUL) -> Obj:
+    """A run that ended with another record (ansibleResult.completion is part of it)."""
     out = copy.deepcopy(obj)
     out["status"]["conditions"][0]["ansibleResult"]["completion"] = stamp
     return out
 
 
+def failed_at(stamp: str) -> Obj:
+    out = copy.deepcopy(FAILED)
+    out["status"]["conditions"][1]["ansibleResult"]["completion"] = stamp
+    return out
+
+
+NEXT_SUCCESS = succeeded_at("2024-03-05T10:18:03.2")
+NEXT_FAILURE = failed_at("2024-03-05T10:18:40.5")
+
+
 @pytest.mark.parametrize(
-    ("states", "expected"),
+    ("written", "current", "expected"),
     [
         # no change of ours: the last run must have succeeded (and not be running)
-        ((None, [SUCCESSFUL]), ["done"]),
-        ((None, [RUNNING, SUCCESSFUL]), ["pending", "done"]),
-        ((None, [FAILED]), ["failed"]),
-        # ansible-operator's retry of a failed run: in progress again, then its end
-        ((None, [RETRYING, SUCCESSFUL]), ["pending", "done"]),
-        ((None, [RETRYING, FAILED]), ["pending", "failed"]),
-        # after our change, with no observedGeneration: a run seen starting, then its end
-        ((3, [SUCCESSFUL, RUNNING, SUCCESSFUL]), ["pending", "pending", "done"]),
-        ((3, [SUCCESSFUL, SUCCESSFUL]), ["pending", "pending"]),  # an old run's result
-        ((3, [RUNNING, SUCCESSFUL, RUNNING, FAILED]), ["pending", "pending", "pending", "failed"]),
+        (None, SUCCESSFUL, "done"),
+        (None, RUNNING, "pending"),
+        (None, FAILED, "failed"),
+        (None, RETRYING, "pending"),  # ansible-operator's retry of a failed run, in progress
+        (None, None, "pending"),
+        # after our change, with no run going at the write: only a run that ended since counts
+        (IDLE, IDLE, "pending"),  # the patch's own answer
+        (IDLE, SUCCESSFUL, "pending"),  # the same end record: the run before our change
+        (IDLE, RUNNING, "pending"),
+        (IDLE, NEXT_SUCCESS, "done"),
+        (IDLE, FAILED, "failed"),  # Running's record was the last; a failure since is new
         # a failure keeps Running's reason "Running" (status False): failed, not in progress
-        ((3, [SUCCESSFUL, RUNNING, FAILED]), ["pending", "pending", "failed"]),
-        ((3, [RUNNING, FAILED]), ["pending", "failed"]),
-        # ... or a completion after the change (the start was not seen, e.g. after a re-list)
-        ((3, [succeeded_at("2024-03-05T10:18:03.2")]), ["done"]),
-        ((3, [succeeded_at("2024-03-05T10:17:59.9")]), ["pending"]),  # before the change
-        # a run going on when we patched, ending after it (the simulator folds our change into
-        # it; ansible-operator would run once more): accepted rather than waited on forever
-        ((3, [RUNNING, succeeded_at("2024-03-05T10:18:00.4")]), ["pending", "done"]),
-        # an operator that writes observedGeneration
-        ((3, [with_(SUCCESSFUL, status={"observedGeneration": 2})]), ["pending"]),
-        ((3, [with_(SUCCESSFUL, status={"observedGeneration": 3})]), ["done"]),
+        (AFTER_FAILURE, FAILED, "pending"),  # the failure from before our change
+        (AFTER_FAILURE, RETRYING, "pending"),
+        (AFTER_FAILURE, NEXT_FAILURE, "failed"),
+        (AFTER_FAILURE, NEXT_SUCCESS, "done"),
+        # a run going on at the write: its end is accepted (ansible-operator would run once
+        # more; an operator may fold the change into the run, and waiting would hang)
+        (BUSY, RUNNING, "pending"),
+        (BUSY, NEXT_SUCCESS, "done"),
+        (BUSY, FAILED, "failed"),
+        # an operator that writes observedGeneration is followed by it
+        (IDLE, with_(NEXT_SUCCESS, status={"observedGeneration": 2}), "pending"),
+        (IDLE, with_(SUCCESSFUL, status={"observedGeneration": 3}), "done"),
+        (IDLE, with_(RUNNING, status={"observedGeneration": 3}), "pending"),
     ],
 )
-def test_kiali_reconciled(states: tuple[int | None, list[Obj]], expected: list[str]) -> None:
-    generation, objs = states
-    predicate = kiali.Reconciled(generation, SINCE if generation else None)
-    assert [predicate(o).state for o in objs] == expected
+def test_kiali_reconciled(written: Obj | None, current: Obj | None, expected: str) -> None:
+    assert kiali.reconciled(written, current).state == expected
+
+
+def test_kiali_reconciled_is_a_function_of_the_two_objects_alone() -> None:
+    # the same pair, asked again and in another order, gives the same answer (no state, no clock)
+    pairs = [(IDLE, NEXT_SUCCESS), (IDLE, SUCCESSFUL), (BUSY, FAILED), (None, RUNNING)]
+    first = [kiali.reconciled(w, c) for w, c in pairs]
+    again = [kiali.reconciled(w, c) for w, c in reversed(pairs)]
+    assert first == list(reversed(again))
+    assert [v.state for v in first] == ["done", "pending", "failed", "pending"]
 
 
 def test_kiali_failure_message() -> None:
-    verdict = kiali.Reconciled()(FAILED)
+    verdict = kiali.reconciled(None, FAILED)
     assert verdict.summary.startswith(f"reconciliation failed: {AD_HOC_IMAGE} Kiali image [")
 
 
@@ -443,30 +466,9 @@ def test_kiali_run_state_of_ansible_operator_conditions(fixture: Obj, state: str
     assert kiali.run_state(fixture) == state
 
 
-def test_kiali_changed_at_is_the_runners_write() -> None:
-    obj = {
-        "metadata": {
-            "managedFields": [
-                {
-                    "manager": "istio-operator",
-                    "operation": "Update",
-                    "time": "2024-03-05T10:19:00Z",
-                },
-                {
-                    "manager": "workshop-runner",
-                    "operation": "Update",
-                    "time": "2024-03-05T10:18:00Z",
-                },
-            ]
-        }
-    }
-    assert kiali.changed_at(obj) == SINCE
-    assert kiali.changed_at({"metadata": {}}) is None
-
-
 def test_kiali_sets_only_excluded_workloads_once_the_smcp_made_the_cr() -> None:
     patched_running = with_(RUNNING, metadata={"generation": 3})
-    done = copy.deepcopy(SUCCESSFUL)
+    done = copy.deepcopy(NEXT_SUCCESS)  # a run's end after our patch: a new end record
     done["spec"]["kubernetes_config"] = {
         "excluded_workloads": ["CronJob", "Job", "ReplicationController"]
     }
