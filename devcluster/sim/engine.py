@@ -8,14 +8,21 @@ stale view, and a world that changed in the meantime simply produces different t
 Each performed transition is one step; the resulting watch event schedules the next.
 
 Work queues: a kind with a worker count (knob `workers`) is served like an upstream
-controller's work queue. A transition that is due joins its kind's FIFO queue; a free worker takes
-it and is busy for the kind's service time (knob `service`: the reconcile's own work, rendering
-charts or running a playbook) before the writes are made; only then is the worker free for the
-next item. A follow-up transition of the same object that is due at once (no knob delay)
-continues the same reconcile on the same worker; one with a delay (upstream: a pause until
-components are ready, a requeue) gives the worker up and joins the back of the queue when due.
-A kind without a worker count is served in parallel, as before. Queue depth over time, busy
-seconds and reconciles per kind are exported with the latency figures (`queues`).
+controller's work queue (client-go's workqueue under controller-runtime): the queue holds
+*keys*, each at most once. A key that is queued when another event for it arrives is not queued
+again; a key that changes while a worker processes it is queued once more after that reconcile.
+A free worker takes the next key and is busy for the kind's service time (knob `service`: the
+reconcile's own work, rendering charts or running a playbook); then it performs every
+transition of that key that is due, one after the other with the cache re-read in between, as
+one reconcile pass does all its writes. A transition marked `at_start` (ansible-operator's
+"Running" status) is written when the worker takes the key, before the service time, and never
+later in the same pass. A transition with a delay (upstream: a pause until components are
+ready, a requeue) is not done in a pass before its delay has run out: then the key is queued
+again. A kind without a worker count is served per transition in parallel, as before. Queue
+depth over time, busy seconds, and reconciles per kind with what triggered each (`causes`) are
+exported with the latency figures (`queues`). A reconcile that would write nothing is not
+counted: it costs an operator next to nothing (upstream's own status writes and watches of
+other objects enqueue such no-op passes all the time).
 
 Reaction latency is measured per transition: from the watch event that made it due to the
 moment its last write returned, minus the deliberate knob delay and the time spent queued and
@@ -72,6 +79,7 @@ class Transition:
     actions: tuple[Action, ...]
     delayed: bool = True
     scale: float = 1.0  # times the knob delay (a controller's backoff)
+    at_start: bool = False  # in a work queue: written when a worker takes the key
 
 
 class Controller(Protocol):
@@ -100,6 +108,13 @@ class _Due:
     service: float = field(compare=False, default=0.0)
     holding: bool = field(compare=False, default=False)
     workers: int = field(compare=False, default=0)
+    # role in a work queue: "reconcile" (one pass over `key`), "begin" (its at-start
+    # writes), "wake" (a delayed transition `tid` may now be done: queue its key).
+    role: str = field(compare=False, default="")
+    # What the item does (the transition's step) and what made it due: the watch event
+    # ("Kiali MODIFIED"), "retry" after a failed write, "sync" after a cache listed.
+    step: str = field(compare=False, default="")
+    cause: str = field(compare=False, default="")
 
 
 class WorkPool:
@@ -125,8 +140,11 @@ class WorkPool:
         self._last = now
         self.series: list[tuple[float, int, int]] = []
         self.dropped: list[_Due] = []
+        self.causes: dict[str, int] = {}
+        self.by_namespace: dict[str, int] = {}
 
     def _account(self, now: float) -> None:
+        now = max(now, self._last)  # an event's own time may be a little behind
         self.busy_seconds += self.busy * max(0.0, now - self._last)
         self._last = now
 
@@ -159,6 +177,11 @@ class WorkPool:
             self.busy += 1
             self.started += 1
             self.wait_seconds += now - due.queued
+            what = due.tid.split(":", 1)[1] if ":" in due.tid else due.step
+            why = f"{what} <- {due.cause or '?'}"
+            self.causes[why] = self.causes.get(why, 0) + 1
+            where = str(due.key[0]) if isinstance(due.key, tuple) and due.key else str(due.key)
+            self.by_namespace[where] = self.by_namespace.get(where, 0) + 1
             due.holding = True
             out.append(due)
         if out:
@@ -177,11 +200,13 @@ class WorkPool:
             "workers": self.workers,
             "reconciles": self.started,
             "busy_seconds": round(self.busy_seconds, 2),
-            "busy_fraction": round(self.busy_seconds / (elapsed * self.workers), 4),
+            "busy_fraction": round(self.busy_seconds / (elapsed * max(1, self.workers)), 4),
             "depth": len(self.queue),
             "depth_max": self.depth_max,
             "busy": self.busy,
             "wait_seconds": round(self.wait_seconds, 2),
+            "causes": dict(sorted(self.causes.items())),
+            "by_namespace": dict(sorted(self.by_namespace.items())),
             "series": list(self.series),
         }
 
@@ -211,6 +236,16 @@ class Stats:
             for kind, bucket in sorted(self.samples.items()):
                 out[kind] = percentiles(bucket)
             return out
+
+
+def writer(obj: Obj) -> str:
+    """ " by <manager>" of the object's latest write (its newest managedFields entry)."""
+    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    if not entries:
+        return ""
+    last = max(entries, key=lambda e: str(e.get("time") or ""))
+    where = f" ({last['subresource']})" if last.get("subresource") else ""
+    return f" by {last.get('manager', '?')}{where}"
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -247,6 +282,11 @@ class Engine:
         self._seq = itertools.count()
         self._queues = [_Queue() for _ in range(workers)]
         self._pools: dict[str, WorkPool] = {}
+        # Work queues by key: the queued or running reconcile of (controller, key), the keys
+        # that changed while running, and the delayed transitions whose delay has run out.
+        self._keyed: dict[tuple[str, Key], _Due] = {}
+        self._dirty: set[tuple[str, Key]] = set()
+        self._ripe: set[str] = set()
         self._stopped = threading.Event()
         self._threads = [threading.Thread(target=self._schedule, name="sim-sched", daemon=True)]
         for i, q in enumerate(self._queues):
@@ -268,8 +308,9 @@ class Engine:
     # -- triggering ----------------------------------------------------------------------
     def handler(self, controller: Controller) -> Callable[[Resource, str, Obj, float], None]:
         def on_event(res: Resource, event: str, obj: Obj, at: float) -> None:
+            cause = f"{res.kind} {event}{writer(obj)}"
             for key in controller.keys_for(res, event, obj):
-                self.trigger(controller, key, at)
+                self.trigger(controller, key, at, cause=cause)
 
         return on_event
 
@@ -278,44 +319,73 @@ class Engine:
         controller: Controller,
         key: Key,
         observed: float | None = None,
-        holder: _Due | None = None,
-    ) -> bool:
-        """Schedule the transitions due for `key`. With `holder` (a transition that just fired
-        on a worker of its kind's pool), a follow-up of the same kind that is due at once takes
-        over that worker; returns True when one did (the caller must not release it)."""
+        cause: str = "",
+    ) -> None:
+        """Schedule the transitions due for `key`: in a work queue, queue the key (a delayed
+        transition first waits out its delay); otherwise each transition after its delay."""
         if not self._ready(controller, key):
-            return False
+            return
         observed = time.monotonic() if observed is None else observed
         knobs = self.knobs()
         try:
             wanted = controller.transitions(key, self.store, knobs)
         except Exception:
             log.exception("%s: computing transitions for %s failed", controller.name, key)
-            return False
-        handed = False
+            return
         for t in wanted:
             tid = f"{controller.name}|{t.id}"
+            workers = knobs.workers_for(t.kind)
+            delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+            delay *= t.scale
             with self._lock:
+                if workers and (delay <= 0 or tid in self._ripe):
+                    self._enqueue(
+                        controller, key, t, workers=workers, now=observed, cause=cause, knobs=knobs
+                    )
+                    continue
                 if tid in self._pending:
                     continue
-                delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
-                delay *= t.scale
                 due = _Due(observed + delay, next(self._seq), tid, controller, key, observed, delay)
-                due.kind = t.kind
-                due.workers = knobs.workers_for(t.kind)
-                if due.workers:
-                    due.service = (
-                        knobs.service_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
-                    )
-                    if holder is not None and not handed and holder.kind == t.kind and delay == 0:
-                        # Same reconcile, same worker: straight to service.
-                        handed = due.holding = True
-                        due.queued = observed
-                        due.at = observed + due.service
+                due.kind, due.step, due.cause = t.kind, t.step, cause
+                if workers:
+                    due.role, due.workers = "wake", workers
                 self._pending[tid] = due
                 heapq.heappush(self._heap, due)
                 self._lock.notify()
-        return handed
+
+    def _enqueue(
+        self,
+        controller: Controller,
+        key: Key,
+        t: Transition,
+        *,
+        workers: int,
+        now: float,
+        cause: str,
+        knobs: Knobs,
+    ) -> None:
+        """Caller holds the lock. Queue one reconcile of `key` unless one is queued already;
+        one that is running is marked to run once more after it."""
+        rk = (controller.name, key)
+        current = self._keyed.get(rk)
+        if current is not None:
+            if current.holding:
+                self._dirty.add(rk)
+            return
+        due = _Due(now, next(self._seq), f"{controller.name}|{t.id}", controller, key, now, 0.0)
+        due.kind, due.step, due.cause, due.workers, due.role = (
+            t.kind,
+            t.step,
+            cause,
+            workers,
+            "reconcile",
+        )
+        due.service = knobs.service_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+        self._keyed[rk] = due
+        pool = self._pool(t.kind, workers, now)
+        pool.offer(due, now)
+        self._start(pool, now)
+        self._lock.notify()
 
     def _ready(self, controller: Controller, key: Key) -> bool:
         """Like a controller's WaitForCacheSync: no decision on a cache that has not listed
@@ -331,23 +401,31 @@ class Engine:
         with self._lock:
             held, self._held = self._held, set()
         for controller, key in held:
-            self.trigger(controller, key)
+            self.trigger(controller, key, cause="sync")
 
     # -- scheduling ----------------------------------------------------------------------
     def _schedule(self) -> None:
         while not self._stopped.is_set():
+            wakes: list[_Due] = []
             with self._lock:
                 now = time.monotonic()
                 while self._heap and self._heap[0].at <= now:
                     due = heapq.heappop(self._heap)
-                    if due.holding or not due.workers:
-                        self._queues[hash(due.key) % len(self._queues)].put(due)
+                    if due.role == "wake":
+                        self._ripen(due)
+                        wakes.append(due)
                         continue
-                    pool = self._pool(due.kind, due.workers, now)
-                    pool.offer(due, now)
-                    self._start(pool, now)
+                    self._queues[hash(due.key) % len(self._queues)].put(due)
                 timeout = (self._heap[0].at - now) if self._heap else 1.0
-                self._lock.wait(timeout=max(0.0, min(timeout, 1.0)))
+                if not wakes:
+                    self._lock.wait(timeout=max(0.0, min(timeout, 1.0)))
+            for due in wakes:
+                self.trigger(due.controller, due.key, due.at, cause=f"{due.step} after its delay")
+
+    def _ripen(self, wake: _Due) -> None:
+        """Caller holds the lock. The delay ran out: the next reconcile may do the transition."""
+        self._pending.pop(wake.tid, None)
+        self._ripe.add(wake.tid)
 
     def _pool(self, kind: str, workers: int, now: float) -> WorkPool:
         """Caller holds the lock. A changed worker count (knobs reloaded) applies from now."""
@@ -358,31 +436,55 @@ class Engine:
         return pool
 
     def _start(self, pool: WorkPool, now: float) -> None:
-        """Caller holds the lock: items a free worker takes are in service until `at`."""
+        """Caller holds the lock: a key a free worker takes writes its at-start transitions
+        now (a "begin" item on the key's thread) and the rest when its service time is up."""
         for due in pool.start(now, self._still_wanted):
             due.at = now + due.service
+            queue = self._queues[hash(due.key) % len(self._queues)]
+            queue.put(_Due(now, next(self._seq), due.tid, due.controller, due.key, now, 0.0,
+                           kind=due.kind, role="begin"))  # fmt: skip
             heapq.heappush(self._heap, due)
         for due in pool.dropped:
-            self._pending.pop(due.tid, None)
+            self._keyed.pop((due.controller.name, due.key), None)
         pool.dropped.clear()
 
+    def _doable(
+        self, controller: Controller, wanted: list[Transition], knobs: Knobs
+    ) -> list[Transition]:
+        """The transitions a reconcile pass may do now: in a work queue, with no delay or
+        with its delay run out."""
+        out = []
+        for t in wanted:
+            if not knobs.workers_for(t.kind):
+                continue
+            delay = knobs.delay_for(t.kind, t.namespace, t.name, t.step) if t.delayed else 0.0
+            if delay * t.scale <= 0 or f"{controller.name}|{t.id}" in self._ripe:
+                out.append(t)
+        return out
+
     def _still_wanted(self, due: _Due) -> bool:
-        prefix = f"{due.controller.name}|"
         try:
-            wanted = due.controller.transitions(due.key, self.store, self.knobs())
+            knobs = self.knobs()
+            wanted = due.controller.transitions(due.key, self.store, knobs)
         except Exception:
             return True  # let the worker find out, and log it
-        return any(prefix + t.id == due.tid for t in wanted)
+        return bool(self._doable(due.controller, wanted, knobs))
 
-    def _release(self, due: _Due) -> None:
+    def _release(self, due: _Due) -> bool:
+        """The reconcile of `due.key` is over: free its worker. True when the key changed
+        while it ran (upstream queues it once more)."""
         with self._lock:
+            rk = (due.controller.name, due.key)
+            self._keyed.pop(rk, None)
+            dirty = rk in self._dirty
+            self._dirty.discard(rk)
             pool = self._pools.get(due.kind)
-            if pool is None:
-                return
-            now = time.monotonic()
-            pool.release(now)
-            self._start(pool, now)
+            if pool is not None:
+                now = time.monotonic()
+                pool.release(now)
+                self._start(pool, now)
             self._lock.notify()
+        return dirty
 
     def queues(self) -> dict[str, Any]:
         """Per pooled kind: workers, reconciles, busy seconds and fraction, depth over time."""
@@ -397,25 +499,58 @@ class Engine:
                 return
             failed = False
             try:
-                self._fire(due)
+                if due.role == "begin":
+                    self._reconcile(due, at_start=True)
+                elif due.role == "reconcile":
+                    self._reconcile(due, at_start=False)
+                else:
+                    self._fire(due)
             except Exception as exc:
                 failed = True
                 self.stats.errors += 1
                 log.warning("%s failed: %s", due.tid, exc)
-            finally:
+            if due.role == "begin":
+                continue  # the rest of the pass follows when its service time is up
+            cause = f"after {due.step}"
+            if due.role == "reconcile":
+                if self._release(due):
+                    cause = "changed while reconciling"
+            else:
                 with self._lock:
                     self._pending.pop(due.tid, None)
-            handed = False
             if failed:
                 # Retry from scratch a little later (API hiccup, conflict, webhook refusal).
-                timer = threading.Timer(1.0, self.trigger, args=(due.controller, due.key))
+                timer = threading.Timer(
+                    1.0, self.trigger, args=(due.controller, due.key), kwargs={"cause": "retry"}
+                )
                 timer.daemon = True
                 timer.start()
             else:
                 # Whatever we wrote is in the cache already: schedule what comes next now.
-                handed = self.trigger(due.controller, due.key, holder=due if due.holding else None)
-            if due.holding and not handed:
-                self._release(due)
+                self.trigger(due.controller, due.key, cause=cause)
+
+    def _reconcile(self, due: _Due, at_start: bool) -> None:
+        """One pass over a queued key: its at-start writes (`at_start`), or every other
+        transition that is due, re-reading the cache after each."""
+        if not self._ready(due.controller, due.key):
+            return
+        knobs = self.knobs()
+        for _ in range(50):  # a controller that keeps wanting more is a bug: stop, log it
+            wanted = due.controller.transitions(due.key, self.store, knobs)
+            match = next(
+                (t for t in self._doable(due.controller, wanted, knobs) if t.at_start == at_start),
+                None,
+            )
+            if match is None:
+                return
+            for action in match.actions:
+                self.perform(action)
+            with self._lock:
+                self._ripe.discard(f"{due.controller.name}|{match.id}")
+            self._performed(match, due, time.monotonic() - (due.queued if at_start else due.at))
+            if at_start:
+                return
+        log.warning("%s: a reconcile of %s stopped after 50 writes", due.controller.name, due.key)
 
     def _fire(self, due: _Due) -> None:
         if not self._ready(due.controller, due.key):
@@ -427,10 +562,11 @@ class Engine:
             return
         for action in match.actions:
             self.perform(action)
-        reaction = time.monotonic() - due.observed - due.delay
-        if due.holding:
-            # Queued and in service is the operator's capacity, not the simulator's latency.
-            reaction = time.monotonic() - due.at
+        self._performed(match, due, time.monotonic() - due.observed - due.delay)
+
+    def _performed(self, match: Transition, due: _Due, reaction: float) -> None:
+        # In a work queue, the reaction excludes time queued and in service: that is the
+        # operator's capacity, not the simulator's latency.
         self.stats.add(match.kind, max(0.0, reaction))
         log.info(
             "%s %s/%s -> %s (delay %.2fs, reaction %.1fms)",

@@ -1,7 +1,9 @@
 """Simulated Kiali operator (an Ansible-based operator) for kiali.io/v1alpha1 Kiali CRs.
 
 kiali-operator v1.65 runs on operator-sdk's ansible-operator (v1.25), which manages the status
-conditions. For every new metadata.generation a reconciliation is two writes:
+conditions. For every new metadata.generation a reconciliation is two writes (in a work queue,
+the first when a worker takes the CR, the second when the playbook's run is over; a change made
+during a run is reconciled by the next run):
 - start ("markRunning"): Running=True reason Running "Running reconciliation"; an existing
   Failure or Successful condition only has its status set to False (reason, message and
   ansibleResult stay);
@@ -44,6 +46,7 @@ from devcluster.sim.objects import (
 )
 
 RECONCILED = "devcluster.sim/reconciled-generation"
+RUNNING = "devcluster.sim/running-generation"  # the generation the current run read
 FAILED_RUNS = "devcluster.sim/failed-runs"
 OPERATOR_VERSION = "v1.65.11"
 RUNNING_MESSAGE = "Running reconciliation"
@@ -113,9 +116,13 @@ def kiali_transitions(kiali: Obj, knobs: Knobs, now: str | None = None) -> list[
     running = condition(st, "Running") or {}
     in_run = running.get("status") == "True" and running.get("reason") == "Running"
 
-    def t(step: str, *acts: Action, scale: float = 1.0) -> list[Transition]:
-        tid = f"{ns}/{name}:{step}:{gen}:{failed_runs}"
-        return [Transition(tid, "Kiali", ns, name, step, acts, scale=scale)]
+    # A run applies the spec it read when it started: a change made during the run is the
+    # next run's (ansible-operator's queue holds the key again once the run is over).
+    run_gen = int(notes.get(RUNNING) or gen) if in_run else gen
+
+    def t(step: str, *acts: Action, scale: float = 1.0, first: bool = False) -> list[Transition]:
+        tid = f"{ns}/{name}:{step}:{run_gen}:{failed_runs}"
+        return [Transition(tid, "Kiali", ns, name, step, acts, scale=scale, at_start=first)]
 
     if not in_run:
         if int(notes.get(RECONCILED) or 0) == gen and not failed_runs:
@@ -124,7 +131,9 @@ def kiali_transitions(kiali: Obj, knobs: Knobs, now: str | None = None) -> list[
         scale = float(2 ** min(failed_runs, MAX_BACKOFF_DOUBLINGS)) if failed_runs else 1.0
         start = {"conditions": mark_running(conds, now)}
         step = "retry" if failed_runs else "running"
-        return t(step, Action("status", KIALIS, ns, name, start), scale=scale)
+        note = {"metadata": {"annotations": {RUNNING: str(gen)}}}
+        acts = (Action("patch", KIALIS, ns, name, note), Action("status", KIALIS, ns, name, start))
+        return t(step, *acts, scale=scale, first=True)
     failure = knobs.failure("Kiali", ns, name)
     completion = _dt.datetime.now(_dt.UTC).replace(tzinfo=None).isoformat()
     result = {
@@ -153,14 +162,14 @@ def kiali_transitions(kiali: Obj, knobs: Knobs, now: str | None = None) -> list[
         "progress": progress,
     }
     if knobs.kiali_observed_generation:
-        body["observedGeneration"] = gen
+        body["observedGeneration"] = run_gen
     runs = str(failed_runs + 1) if failure else None
     mark = Action(
         "patch",
         KIALIS,
         ns,
         name,
-        {"metadata": {"annotations": {RECONCILED: str(gen), FAILED_RUNS: runs}}},
+        {"metadata": {"annotations": {RECONCILED: str(run_gen), FAILED_RUNS: runs}}},
     )
     return t("failed" if failure else "successful", Action("status", KIALIS, ns, name, body), mark)
 

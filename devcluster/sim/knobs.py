@@ -94,20 +94,20 @@ CAPACITY_WORKERS: dict[str, int] = {
     "Subscription": 2,
     "CatalogSource": 2,
 }
-# A real cluster's seconds of operator work per simulated transition (one reconcile pass).
+# A real cluster's seconds of operator work per reconcile (one pass; Kiali: one playbook run).
 CAPACITY_SERVICE: dict[str, float] = {
     "ServiceMeshControlPlane": 10.0,
     "ServiceMeshMemberRoll": 2.0,
     "ServiceMeshMember": 1.0,
-    "Kiali": 15.0,
+    "Kiali": 30.0,
     "ClusterServiceVersion": 1.0,
     "InstallPlan": 1.0,
     "Subscription": 1.0,
     "CatalogSource": 1.0,
 }
 # A real cluster's seconds an object waits between passes without occupying its operator.
-# 0: the kind's follow-up writes continue the same reconcile on the same worker (the member
-# roll configures the namespace, updates Kiali and writes its status in one pass upstream).
+# 0: the kind's follow-up writes are done by the same reconcile (the member roll configures the
+# namespace, updates Kiali and writes its status in one pass upstream).
 CAPACITY_PAUSES: dict[str, float] = {
     "ServiceMeshControlPlane": 20.0,
     "ServiceMeshMemberRoll": 0.0,

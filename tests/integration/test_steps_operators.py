@@ -13,6 +13,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from devcluster.sim.kube import CONFIGMAPS
+from devcluster.sim.service import SIM_STATUS_CM, SYSTEM_NS
+from devcluster.sim.waiting import wait_for
 from runner.cli import main
 from steps import STEPS
 from tests.integration.test_runner_support import Objects, Outcome
@@ -429,3 +432,45 @@ def test_an_smcp_version_the_operator_refuses_is_exit_3_naming_the_parameter(
     assert out.result["failed_step"] == "smcp"
     assert "smcp_version 'v2.0' is refused" in out.result["reason"]
     assert "Only '[v2.1 v2.2 v2.3 v2.4]' versions are supported" in out.result["reason"]
+
+
+def test_one_user_costs_the_operator_reconciles_upstream_needs(
+    simulators: Any, sim_knobs: Any, runner: Any, cluster_objects: Cluster, unique_user: str
+) -> None:
+    # Work queues as the capacity profile has them (one member-roll worker, Kiali's playbook
+    # runs on 4), fast: the member roll needs two passes (members created and Kiali told, then
+    # Configured once the member controller reported); Kiali one run for the CR the SMCP
+    # created, one for the member roll's accessible_namespaces and at most one for ours
+    # (docs/fidelity.md, "Reconciles the runner causes").
+    user, istio = unique_user, f"{unique_user}-istio"
+    queued = {"ServiceMeshMemberRoll": 1, "Kiali": 4}
+    sim_knobs.set(
+        key=f"{user}-queues",
+        workers=queued,
+        service={"ServiceMeshMemberRoll": 0.05, "Kiali": 0.5},
+        delays={"ServiceMeshMemberRoll": 0, "Kiali": 0},
+    )
+    steps = "namespace,istio-namespace,limit-ranges,smcp,member-roll,kiali"
+    out = runner("--user", user, "--steps", steps)
+    assert out.code == 0, out.stderr
+
+    def settled(cm: dict[str, Any]) -> bool:
+        kiali = cluster_objects.get("kiali.io/v1alpha1", "Kiali", "kiali", istio)
+        notes = kiali["metadata"].get("annotations") or {}
+        done = notes.get("devcluster.sim/reconciled-generation")
+        if done != str(kiali["metadata"]["generation"]):
+            return False
+        queues = json.loads((cm.get("data") or {}).get("stats.json") or "{}").get("queues", {})
+        return all(
+            istio in queues.get(kind, {}).get("by_namespace", {})
+            and queues[kind]["depth"] == 0
+            and queues[kind]["busy"] == 0
+            for kind in queued
+        )
+
+    cm = wait_for(simulators.kube, CONFIGMAPS, SYSTEM_NS, SIM_STATUS_CM, settled, timeout=40,
+                  what="the Kiali CR reconciled and the queues idle")  # fmt: skip
+    queues = json.loads(cm["data"]["stats.json"])["queues"]
+    # the finalizer's own reconcile, then members created, then Configured
+    assert queues["ServiceMeshMemberRoll"]["by_namespace"][istio] == 3
+    assert 2 <= queues["Kiali"]["by_namespace"][istio] <= 3, queues["Kiali"]["causes"]

@@ -8,7 +8,13 @@ from typing import Any
 from devcluster.sim import knobs
 from devcluster.sim.engine import Action
 from devcluster.sim.fakeworld import FakeWorld
-from devcluster.sim.kiali import FAILED_RUNS, KialiController, ansible_set_condition
+from devcluster.sim.kiali import (
+    FAILED_RUNS,
+    RECONCILED,
+    RUNNING,
+    KialiController,
+    ansible_set_condition,
+)
 from devcluster.sim.kube import KIALIS
 from tests.unit.stepkit import load
 
@@ -93,3 +99,21 @@ def test_set_condition_keeps_an_unchanged_condition_and_moves_a_changed_one_last
         conds, {"type": "B", "status": "False", "reason": "Y", "message": ""}, "t1"
     )
     assert flipped[-1]["lastTransitionTime"] == "t1"
+
+
+def test_a_change_during_a_run_is_reconciled_by_the_next_run() -> None:
+    # ansible-operator's playbook applies the spec it read at the start; the change made
+    # meanwhile (a new generation) queues the CR again for one more run.
+    w = FakeWorld()
+    w.add(KIALIS, {"metadata": {"name": "kiali", "namespace": CP}, "spec": {}})
+    (start,) = KialiController().transitions((CP, "kiali"), w.store, OK)
+    assert start.at_start
+    step(w, OK, "running")
+    change = {"spec": {"kubernetes_config": {"excluded_workloads": ["Job"]}}}
+    w.perform(Action("patch", KIALIS, CP, "kiali", change))
+    done = step(w, OK, "successful")
+    assert done["metadata"]["annotations"][RECONCILED] == "1"
+    assert done["metadata"]["generation"] == 2
+    assert step(w, OK, "running")["metadata"]["annotations"][RUNNING] == "2"
+    assert step(w, OK, "successful")["metadata"]["annotations"][RECONCILED] == "2"
+    assert KialiController().transitions((CP, "kiali"), w.store, OK) == []

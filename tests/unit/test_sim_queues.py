@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from devcluster.sim import knobs
-from devcluster.sim.engine import Engine, Transition, WorkPool, _Due
+from devcluster.sim.engine import Action, Engine, Transition, WorkPool, _Due
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import KnobError, Knobs
 from devcluster.sim.kube import SMCPS, Resource
@@ -49,13 +49,14 @@ def test_ten_workers_take_ten_at_once() -> None:
     assert [d.tid for d in pool.start(now=1.0)] == ["m10"]
 
 
-class OneObject:
-    """A controller whose object `key` goes through `steps`, `done` of them performed."""
+class Steps:
+    """A controller whose object `k` goes through `steps` ((name, delayed, at_start)); the
+    engine's writes are replaced by advancing `done`, so a test drives it without a cluster."""
 
     name = "fake"
 
-    def __init__(self, steps: list[tuple[str, bool]]) -> None:
-        self.steps = steps
+    def __init__(self, *steps: tuple[str, bool, bool]) -> None:
+        self.steps = list(steps)
         self.done = 0
 
     def watches(self) -> Iterable[Resource]:
@@ -67,48 +68,102 @@ class OneObject:
     def transitions(self, key: Any, store: Store, knobs: Knobs) -> list[Transition]:
         if self.done >= len(self.steps):
             return []
-        step, delayed = self.steps[self.done]
-        return [Transition(f"{key}:{step}", "Kiali", "u1", "kiali", step, (), delayed)]
+        step, delayed, first = self.steps[self.done]
+        act = Action("patch", SMCPS, "u1", "kiali", {"step": step})
+        return [Transition(f"{key}:{step}", "Kiali", "u1", "kiali", step, (act,), delayed,
+                           at_start=first)]  # fmt: skip
 
 
-def engine_with(doc: dict[str, Any]) -> Engine:
-    k = knobs.build([("test", doc)], profile="instant")
-    return Engine(None, Store(), lambda: k)
+def engine_with(doc: dict[str, Any], ctl: Steps | None = None) -> Engine:
+    k = knobs.build([("test", {"jitter": 0, **doc})], profile="instant")
+    eng = Engine(None, Store(), lambda: k)
+    if ctl is not None:
+
+        def perform(action: Action) -> None:
+            assert action.body == {"step": ctl.steps[ctl.done][0]}
+            ctl.done += 1
+
+        eng.perform = perform  # type: ignore[method-assign]
+    return eng
 
 
-def test_a_follow_up_due_at_once_continues_on_the_same_worker() -> None:
-    eng = engine_with({"workers": {"Kiali": 1}, "service": {"Kiali": 3}, "jitter": 0})
-    ctl = OneObject([("running", True), ("successful", True)])
-    eng.trigger(ctl, "k", observed=100.0)
-    first = eng._heap[0]
-    assert (first.workers, first.service, first.holding) == (1, 3.0, False)
-    # It fired on a worker; the next step is due at once: same reconcile, worker kept.
-    first.holding = True
-    eng._pending.clear()
-    ctl.done = 1
-    assert eng.trigger(ctl, "k", observed=105.0, holder=first) is True
-    follow = next(d for d in eng._heap if d is not first)
-    assert follow.holding
-    assert follow.at == 108.0
+KIALI_QUEUE = {"workers": {"Kiali": 1}, "service": {"Kiali": 3}}
 
 
-def test_a_follow_up_after_a_pause_gives_the_worker_up() -> None:
-    eng = engine_with(
-        {"workers": {"Kiali": 1}, "service": {"Kiali": 3}, "delays": {"Kiali": 5}, "jitter": 0}
-    )
-    ctl = OneObject([("running", True), ("successful", True)])
-    holder = due("fake|k:running", "Kiali")
-    holder.holding = True
-    ctl.done = 1
-    assert eng.trigger(ctl, "k", observed=100.0, holder=holder) is False
-    (queued,) = eng._heap
-    assert not queued.holding
-    assert queued.at == 105.0
+def test_a_key_is_queued_once_however_many_events_arrive() -> None:
+    ctl = Steps(("a", True, False))
+    eng = engine_with(KIALI_QUEUE)
+    other = Steps(("x", True, False))
+    other.name = "other"
+    eng.trigger(other, "k", observed=0.0, cause="first")  # takes the one worker
+    for at in (1.0, 2.0, 3.0):
+        eng.trigger(ctl, "k", observed=at, cause="Kiali MODIFIED")
+    pool = eng._pools["Kiali"]
+    assert [d.controller.name for d in pool.queue] == ["fake"]
+    assert pool.summary(now=3.0)["reconciles"] == 1  # only `other` has started
+
+
+def test_a_key_changed_while_it_is_reconciled_runs_once_more_after() -> None:
+    ctl = Steps(("a", True, False), ("b", True, False))
+    eng = engine_with(KIALI_QUEUE, ctl)
+    eng.trigger(ctl, "k", observed=0.0, cause="Kiali ADDED")
+    (running,) = (d for d in eng._heap if d.role == "reconcile")
+    assert running.holding
+    assert running.at == 3.0
+    eng.trigger(ctl, "k", observed=1.0, cause="Kiali MODIFIED")
+    eng.trigger(ctl, "k", observed=2.0, cause="Kiali MODIFIED")
+    assert eng._pools["Kiali"].queue == []  # not queued beside the running one
+    assert eng._dirty == {("fake", "k")}
+    assert eng._release(running) is True  # so the worker re-triggers the key once
+    assert eng._dirty == set()
+
+
+def test_one_pass_does_every_due_write_of_the_key() -> None:
+    # The member roll creates the member, updates Kiali and writes its status in one pass.
+    ctl = Steps(("member", True, False), ("kiali", True, False), ("status", True, False))
+    eng = engine_with({"workers": {"Kiali": 1}, "service": {"Kiali": 0.2}}, ctl)
+    eng.trigger(ctl, "k", observed=0.0)
+    (due,) = (d for d in eng._heap if d.role == "reconcile")
+    eng._reconcile(due, at_start=False)
+    assert ctl.done == 3
+    assert eng._pools["Kiali"].summary(now=1.0)["reconciles"] == 1
+
+
+def test_an_at_start_write_comes_first_and_only_first() -> None:
+    # ansible-operator: "Running" when the worker takes the CR, the result after the playbook.
+    ctl = Steps(("running", True, True), ("successful", True, False), ("again", True, True))
+    eng = engine_with(KIALI_QUEUE, ctl)
+    eng.trigger(ctl, "k", observed=0.0)
+    (due,) = (d for d in eng._heap if d.role == "reconcile")
+    eng._reconcile(due, at_start=False)
+    assert ctl.done == 0  # the pass's end does not write what belongs to a start
+    eng._reconcile(due, at_start=True)
+    assert ctl.done == 1
+    eng._reconcile(due, at_start=False)
+    assert ctl.done == 2  # and stops before the next run's start
+
+
+def test_a_delayed_transition_waits_without_a_worker_then_queues_its_key() -> None:
+    ctl = Steps(("installed", True, False))
+    eng = engine_with({**KIALI_QUEUE, "delays": {"Kiali": 5}}, ctl)
+    eng.trigger(ctl, "k", observed=100.0, cause="Kiali MODIFIED")
+    (wake,) = eng._heap
+    assert (wake.role, wake.at) == ("wake", 105.0)
+    assert eng._pools == {}  # no worker taken during the pause
+    eng.trigger(ctl, "k", observed=101.0, cause="Kiali MODIFIED")
+    assert len(eng._heap) == 1  # the pause is not started again
+    eng._heap.clear()
+    eng._ripen(wake)  # what the scheduler does when the pause is over
+    eng.trigger(ctl, "k", observed=105.0, cause="installed after its delay")
+    (due,) = eng._heap
+    assert (due.role, due.holding, due.at) == ("reconcile", True, 108.0)
+    eng._reconcile(due, at_start=False)
+    assert ctl.done == 1
 
 
 def test_kinds_without_workers_are_not_queued() -> None:
     eng = engine_with({"service": {"Kiali": 3}})
-    eng.trigger(OneObject([("running", True)]), "k", observed=0.0)
+    eng.trigger(Steps(("running", True, False)), "k", observed=0.0)
     assert eng._heap[0].workers == 0
     assert eng._heap[0].service == 0.0
 
