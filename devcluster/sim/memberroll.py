@@ -366,7 +366,9 @@ def finalizer_transition(kind: str, res: Resource, obj: Obj, *acts: Action) -> T
     step = "finalize" if deleting(obj) else "add-finalizer"
     patch = finalizer_patch(obj, add=not deleting(obj))
     done = Action("patch", res, ns, name, patch, tolerate=(404, 409))
-    return Transition(f"{ns}/{name}:{step}", kind, ns, name, step, (*acts, done))
+    return Transition(
+        f"{ns}/{name}:{step}", kind, ns, name, step, (*acts, done), ends_pass=not deleting(obj)
+    )
 
 
 def smmr_finalize(smmr: Obj, members: list[Obj], kiali: Obj | None) -> list[Transition]:
