@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.config import User
-from runner.errors import TemplateError
+from runner.errors import Forbidden, TemplateError
 from runner.kube import StepKube
 from runner.logs import Logger
-from runner.result import NotWaiting, Step, StepResult, did
+from runner.result import DryRunStop, NotWaiting, Step, StepResult, did
 from runner.waits import (
     CancelToken,
     CollectionPredicate,
@@ -25,6 +25,8 @@ from runner.waits import (
     wait_for,
     wait_for_collection,
 )
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,28 @@ class StepContext:
             what=what,
             known=known,
         )
+
+    def retry_forbidden(
+        self,
+        fn: Callable[[], T],
+        when: Callable[[Forbidden], bool],
+        seconds: float,
+        *,
+        so_far: StepResult | None = None,
+    ) -> T:
+        """fn(); a refusal `when` accepts is retried for `seconds` (> 0: the step granted
+        itself the permission it needs moments ago, and RBAC's caches may lag;
+        Kube.retry_forbidden). In a dry run that grant was not made, so such a refusal is the
+        answer to expect: the step ends here with `so_far` and the refusal as a note."""
+        if not (self.dry_run and seconds > 0):
+            return self.kube.retry_forbidden(fn, when, seconds)
+        try:
+            return fn()
+        except Forbidden as error:
+            if not when(error):
+                raise
+            note = f"dry-run: refused as expected without the grant it did not make ({error})"
+            raise DryRunStop(note, so_far) from None
 
     def apply_and_wait(self, desired: Obj, predicate: Predicate, what: str) -> StepResult:
         """Apply `desired`, then wait (from the applied object on, so no first list) until

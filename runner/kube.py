@@ -89,6 +89,11 @@ REQUEST_TIMEOUT = (10.0, 60.0)
 HTTP_CREATED = 201
 # client-go's retry.DefaultRetry, as RetryOnConflict uses it: 5 attempts, 10 ms apart, 10 % jitter.
 CONFLICT_ATTEMPTS, CONFLICT_PAUSE, CONFLICT_JITTER = 5, 0.01, 0.1
+# Create-only APIs whose storage ignores dryRun: openshift-apiserver's ProjectRequest REST
+# (openshift/openshift-apiserver pkg/project/apiserver/registry/projectrequest/delegated/
+# delegated.go: Create never reads its options) would make the project. A dry run asks a
+# SelfSubjectAccessReview whether it may create one instead of sending it.
+IGNORES_DRY_RUN = frozenset({("project.openshift.io", "ProjectRequest")})
 # An Authorization value as it may be sent: a scheme and one token of visible ASCII.
 AUTH_VALUE = re.compile(r"([A-Za-z]+) ([\x21-\x7e]+)")
 T = TypeVar("T")
@@ -439,11 +444,21 @@ class Kube:
         """Create-only objects (e.g. ProjectRequest): AlreadyExists means done (None)."""
         kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"].get("namespace")
         res = self.resource(body["apiVersion"], kind)
+        what = describe(kind, name, ns)
+        if self.dry_run and (res.group, kind) in IGNORES_DRY_RUN:
+            if not self.may("create", res.name, ns if res.namespaced else None, res.group):
+                raise Forbidden(
+                    f"create {what}: this identity may not create {res.name} "
+                    "(a SelfSubjectAccessReview; a dry run does not send it, as "
+                    f"{res.group} would act on it)"
+                )
+            self.log.info(did("create", "", dry_run=True).strip(), object=what)
+            return body
         params = {"dry_run": "All"} if self.dry_run else {}
         try:
             created = self._json(
                 "create",
-                describe(kind, name, ns),
+                what,
                 "POST",
                 _path(res, namespace=ns if res.namespaced else None),
                 body=body,
@@ -455,9 +470,7 @@ class Kube:
             if not self._namespace_to_come(e):
                 raise
             created = body
-        self.log.info(
-            did("create", "", dry_run=self.dry_run).strip(), object=describe(kind, name, ns)
-        )
+        self.log.info(did("create", "", dry_run=self.dry_run).strip(), object=what)
         return created
 
     def _namespace_to_come(self, e: NotFound) -> bool:

@@ -42,15 +42,24 @@ def did(verb: str, what: str, *, dry_run: bool) -> str:
     return f"{past} {what}"
 
 
-class NotWaiting(Exception):
-    """A dry run reached a wait: the step ends there (perform turns this into its result)."""
+class DryRunStop(Exception):
+    """A dry run reached what it cannot check: the step ends there with what it did so far
+    and `note` (perform turns this into its result)."""
 
-    def __init__(self, where: str, what: str, so_far: StepResult | None) -> None:
-        super().__init__(f"dry-run: not waiting for {where}")
-        note = f"dry-run: not waiting for {what}"
+    def __init__(self, note: str, so_far: StepResult | None, log_detail: str = "") -> None:
+        super().__init__(log_detail or note)
         done = so_far.detail if so_far is not None else ""
         changed = so_far.changed if so_far is not None else False
         self.result = StepResult(changed, f"{done}; {note}" if done else note)
+
+
+class NotWaiting(DryRunStop):
+    """A dry run reached a wait."""
+
+    def __init__(self, where: str, what: str, so_far: StepResult | None) -> None:
+        super().__init__(
+            f"dry-run: not waiting for {what}", so_far, f"dry-run: not waiting for {where}"
+        )
 
 
 def perform(action: Callable[[StepContext], StepResult], ctx: StepContext) -> StepResult:
@@ -58,8 +67,8 @@ def perform(action: Callable[[StepContext], StepResult], ctx: StepContext) -> St
     wait (the engine and the step tests run steps through this)."""
     try:
         return action(ctx)
-    except NotWaiting as stop:
-        ctx.log.info("wait skipped in dry-run", detail=str(stop))
+    except DryRunStop as stop:
+        ctx.log.info("dry-run stops here", detail=str(stop))
         return stop.result
 
 

@@ -82,8 +82,11 @@ class Deadline:
     conditions, readiness components), `observedGeneration` or `generation` changed. An object
     without any status is *queued*: its operator has not reconciled it yet (it may be working
     through a queue of other users' objects), and so is one whose status.observedGeneration is
-    behind its generation: only the cap applies. Waits report what they
-    observe through `observe`; `state` says queued / in progress / stalled for displays.
+    behind its generation: only the cap applies. So is an object its operator has paused
+    while the components it applied become ready (Maistra's SMCP between chart groups,
+    `_paused`): the operator is working, and the component list it names shrinking is
+    progress. Waits report what they observe through `observe`; `state` says queued / in
+    progress / stalled for displays.
     """
 
     def __init__(self, clock: Clock, at: float, stall: float | None = None) -> None:
@@ -94,6 +97,7 @@ class Deadline:
         self._progress_at = clock()
         self._fingerprint: tuple[Any, ...] | None = None
         self._queued = False
+        self._paused = False
         self._observed = False
         self._reported = ""
         # Called with the new `state` when it changes (the engine shows it in the live table).
@@ -111,7 +115,7 @@ class Deadline:
         now = self.clock()
         left = self.at - now
         with self._lock:
-            if self.stall is not None and not self._queued:
+            if self.stall is not None and not self._queued and not self._paused:
                 left = min(left, self._progress_at + self.stall - now)
         return left
 
@@ -122,8 +126,9 @@ class Deadline:
         """Record what a wait saw now; a change in what operators write is progress."""
         fingerprint = tuple(sorted((_name(o), _progress_of(o)) for o in objects))
         queued = bool(objects) and all(_queued(o) for o in objects)
+        paused = bool(objects) and all(_queued(o) or _paused(o) for o in objects) and not queued
         with self._lock:
-            self._queued = queued
+            self._queued, self._paused = queued, paused
             self._observed = True
             if fingerprint != self._fingerprint:
                 self._fingerprint = fingerprint
@@ -148,7 +153,7 @@ class Deadline:
             if self._queued:
                 return "queued"
             quiet = self.clock() - self._progress_at
-            if self.stall is not None and quiet >= self.stall / 2:
+            if self.stall is not None and quiet >= self.stall / 2 and not self._paused:
                 return "stalled"
             return "in progress"
 
@@ -156,14 +161,16 @@ class Deadline:
         """Why it expired, for the timeout message: "timed out", then the state it was in."""
         now = self.clock()
         with self._lock:
-            quiet, queued = now - self._progress_at, self._queued
-        if self.stall is not None and not queued and now < self.at:
+            quiet, queued, paused = now - self._progress_at, self._queued, self._paused
+        if self.stall is not None and not queued and not paused and now < self.at:
             return (
                 f"timed out: stalled, no progress for {quiet:.0f} s (stall window {self.stall:g} s)"
             )
         cap = " at the hard cap" if self.stall is not None else ""
         if queued:
             return f"timed out{cap}, still queued: the operator has not reconciled it yet"
+        if paused:
+            return f"timed out{cap}, still paused: the operator waits for components to be ready"
         return f"timed out{cap}, still in progress" if cap else "timed out"
 
 
@@ -175,6 +182,24 @@ def _queued(obj: Obj) -> bool:
     if not status:
         return True
     return isinstance(observed, int) and isinstance(generation, int) and observed < generation
+
+
+PAUSING = ("PausingInstall", "PausingUpdate")
+
+
+def _paused(obj: Obj) -> bool:
+    """Maistra's control plane between chart groups: condition Reconciled False with reason
+    PausingInstall or PausingUpdate, "Paused until the following components become ready:
+    [...]" (maistra-2.4 controlplane/reconciler.go, pauseReconciliation). The operator resumes
+    when those components' readiness changes: in progress, not stuck."""
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(
+        isinstance(c, dict)
+        and c.get("type") == "Reconciled"
+        and c.get("status") == "False"
+        and c.get("reason") in PAUSING
+        for c in conditions
+    )
 
 
 def _progress_of(obj: Obj) -> str:

@@ -50,7 +50,7 @@ def ensure_namespace(ctx: StepContext, template: str) -> StepResult:
             f"Namespace {name} is being deleted (since {deleted_at}); run again once it is gone"
         )
     dropped = []
-    if project_mode and not ctx.dry_run and ctx.kube.has_api(*PROJECT_API):
+    if project_mode and ctx.kube.has_api(*PROJECT_API):
         dropped = drop_own_grants(ctx, name)
     note = f"; dropped the runner's own RoleBinding(s) {', '.join(dropped)}" if dropped else ""
     if made_by_project:
@@ -93,9 +93,6 @@ def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) ->
         return False
     if ctx.kube.get("v1", "Namespace", name) is not None:
         return False
-    if ctx.dry_run:
-        ctx.log.info("would create project via ProjectRequest", object=f"ProjectRequest {name}")
-        return True
     meta = desired.get("metadata")
     annotations = meta.get("annotations", {}) if isinstance(meta, dict) else {}
     ctx.kube.create(
@@ -112,7 +109,8 @@ def _request_project(ctx: StepContext, name: str, desired: dict[str, object]) ->
     # the same where it is served, so the LimitRanges are there before limit-ranges looks.
     if ctx.kube.has_api(*PROJECT):
         try:
-            ctx.wait(Target(*PROJECT, None, name), project_active, "Active")
+            so_far = StepResult.done(ctx.did("create", f"project {name} via ProjectRequest"))
+            ctx.wait(Target(*PROJECT, None, name), project_active, "Active", so_far=so_far)
         except Forbidden as e:
             ctx.log.warning(
                 "cannot watch Projects; not waiting", object=f"Project {name}", error=str(e)

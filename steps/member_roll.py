@@ -104,15 +104,12 @@ def run(ctx: StepContext) -> StepResult:
     granted = grant_member_access(ctx, wanted)
     members = f"workshop-runner-mesh-member in {', '.join(granted)}"
     bound = f"{ctx.did('bind', members)}; " if granted else ""
-    if ctx.dry_run and granted:
-        # The webhook would review the binding that a dry-run does not make: not asked.
-        adding = ctx.did("add", f"{', '.join(wanted)} to {target.describe()}")
-        return StepResult.done(f"{bound}{adding}")
     try:
-        added, known = ctx.kube.retry_forbidden(
+        added, known = ctx.retry_forbidden(
             lambda: add_members(ctx, desired, wanted),
             refused_by_webhook,
             RBAC_SETTLE_SECONDS if granted else 0.0,
+            so_far=StepResult(bool(granted), bound.removesuffix("; ")),
         )
     except Forbidden as e:
         if not refused_by_webhook(e):

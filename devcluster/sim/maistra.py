@@ -4,6 +4,9 @@ ServiceMeshControlPlane (maistra.io/v2), per generation G:
   begin      Installed/Reconciled/Ready False, reason ResourceCreated ("Installing mesh
              generation G") or, on a spec change, Reconciled False SpecUpdated; readiness:
              every component pending
+  paused     at once (the same reconcile): Reconciled False PausingInstall (PausingUpdate on a
+             spec change) "Paused until the following components become ready: [istiod]" -
+             the first chart group applied, its component not ready yet
   installed  observedGeneration G, Installed/Reconciled True (InstallSuccessful or
              UpdateSuccessful), Ready False ComponentsNotReady; the Kiali CR is created when
              spec.addons.kiali.enabled  -- or, by knob, Reconciled False ReconcileError (and
@@ -86,6 +89,15 @@ def version_refusal(release: str, version: str) -> str | None:
 
 
 _GENERATION = re.compile(r"generation (\d+)\b")
+PAUSING = ("PausingInstall", "PausingUpdate")
+# The components of the first chart group (v2_4ChartOrder: istio-discovery), which the install
+# waits for before it applies the next group.
+FIRST_GROUP = ("istiod",)
+
+
+def pause_message(waiting: list[str]) -> str:
+    """controlplane/reconciler.go pauseReconciliation: Go's %v of the sorted component list."""
+    return f"Paused until the following components become ready: [{' '.join(sorted(waiting))}]"
 
 
 def _enabled(addon: Any, default: bool = False) -> bool:
@@ -190,6 +202,14 @@ def mesh_network_policies(smcp: Obj) -> list[Obj]:
     return [mesh, route]
 
 
+def _pause(conds: list[Obj], initial: bool, comps: list[str], now: str) -> list[Obj]:
+    """Reconciled False PausingInstall/PausingUpdate, waiting for the first chart group."""
+    reason = "PausingInstall" if initial else "PausingUpdate"
+    waiting = [c for c in FIRST_GROUP if c in comps] or comps[:1]
+    pause = {"type": "Reconciled", "status": "False", "reason": reason}
+    return set_condition(conds, {**pause, "message": pause_message(waiting)}, now)
+
+
 def smcp_transitions(
     smcp: Obj, kiali_exists: bool, knobs: Knobs, now: str | None = None
 ) -> list[Transition]:
@@ -203,8 +223,16 @@ def smcp_transitions(
     started = _marked(rec, ("ResourceCreated", "SpecUpdated"), gen)
     failed = _marked(rec, ("ReconcileError",), gen)
     initial = observed == 0
+    # Paused between chart groups (the pause message names no generation: any pause while
+    # observedGeneration is behind is this generation's install).
+    paused = (
+        rec is not None
+        and rec.get("status") == "False"
+        and rec.get("reason") in PAUSING
+        and observed != gen
+    )
 
-    def step(label: str, body: Obj, *extra: Action) -> list[Transition]:
+    def step(label: str, body: Obj, *extra: Action, delayed: bool = True) -> list[Transition]:
         act = Action("status", SMCPS, ns, name, body)
         return [
             Transition(
@@ -214,10 +242,11 @@ def smcp_transitions(
                 name,
                 label,
                 (*extra, act),
+                delayed,
             )
         ]
 
-    if observed != gen and not started and not failed:
+    if observed != gen and not started and not failed and not paused:
         reason = "ResourceCreated" if initial else "SpecUpdated"
         msg = (
             f"Installing mesh generation {gen}"
@@ -234,6 +263,8 @@ def smcp_transitions(
             body["annotations"] = {"readyComponentCount": f"0/{len(comps)}"}
         return step("begin", body)
     if started:
+        return step("paused", {"conditions": _pause(conds, initial, comps, now)}, delayed=False)
+    if paused:
         failure = knobs.failure("ServiceMeshControlPlane", ns, name)
         if failure:
             msg = f"Error processing component istiod for mesh generation {gen}: {failure.message}"

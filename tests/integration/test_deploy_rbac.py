@@ -458,6 +458,49 @@ def test_project_request_mode_run_as_the_service_account(
                 core.delete_namespace(ns)
 
 
+def test_dry_run_as_the_service_account_asks_what_the_api_can_answer(
+    simulators: Any, deployed: Path, api_client: Any, unique_user: str, tmp_path: Path
+) -> None:
+    """A dry run sends no ProjectRequest (openshift-apiserver ignores dryRun there and would
+    make the project) but asks whether it may create one; it does send the member roll's
+    write, and Maistra's webhook refuses it without the mesh-member binding that the dry run
+    did not make: reported as such, exit 0, nothing created."""
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "WORKSHOP_USER")}
+    result = tmp_path / "result.json"
+    base = ["--user", unique_user, "--kubeconfig", str(deployed)]
+    base += ["--termination-log", str(result)]
+    core = client.CoreV1Api(api_client)
+
+    def detail(step: str) -> str:
+        steps = json.loads(result.read_text())["steps"]
+        return str(next(s["detail"] for s in steps if s["name"] == step))
+
+    try:
+        dry = run_runner([*base, "--project-request", "--dry-run", "--steps", "namespace"], env)
+        assert dry.returncode == 0, dry.stderr
+        assert detail("namespace") == (
+            f"would create project {unique_user} via ProjectRequest; "
+            "dry-run: not waiting for Active"
+        )
+        assert status_of(partial(core.read_namespace, unique_user)) == 404
+        made = run_runner([*base, "--steps", "namespace,istio-namespace"], env)
+        assert made.returncode == 0, made.stderr
+        roll = run_runner([*base, "--dry-run", "--steps", "member-roll"], env)
+        assert roll.returncode == 0, roll.stderr
+        assert detail("member-roll").startswith(
+            f"would bind workshop-runner-mesh-member in {unique_user}; dry-run: refused as "
+            "expected without the grant it did not make (create ServiceMeshMemberRoll "
+            f"{unique_user}-istio/default: admission webhook"
+        )
+        assert "does not have permission to access namespace" in detail("member-roll")
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        assert rbac.list_namespaced_role_binding(unique_user).items == []
+    finally:
+        for ns in (unique_user, f"{unique_user}-istio"):
+            if status_of(partial(core.read_namespace, ns)) == 200:
+                core.delete_namespace(ns)
+
+
 # -- Events: one per run, where `kubectl get events` shows them ------------------------------
 
 

@@ -329,8 +329,13 @@ def test_slow_smcp_beyond_its_deadline_is_exit_5_with_its_conditions(
     assert out.result["failed_step"] == "smcp"
     reason = out.result["reason"]
     assert f"ServiceMeshControlPlane {unique_user}-istio/workshop-install" in reason
-    assert "timed out; last observed: observedGeneration (none) of generation 1" in reason
-    assert "Reconciled=False (ResourceCreated: Installing mesh generation 1)" in reason
+    assert (
+        "timed out, still paused: the operator waits for components to be ready; last observed: "
+        "observedGeneration (none) of generation 1"
+    ) in reason
+    # Maistra pauses at once after "begin", until its first chart group is ready.
+    paused = "Paused until the following components become ready: [istiod]"
+    assert f"Reconciled=False (PausingInstall: {paused})" in reason
 
 
 def test_the_two_chains_overlap_unless_serial(

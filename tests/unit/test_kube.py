@@ -427,3 +427,36 @@ def test_cancelling_a_watch_whose_stream_just_closed_is_quiet(error: Exception) 
     cancel.on_cancel(lambda: shutdown_stream(resp))
     cancel.cancel("stopped")  # raised before: the launcher's follow() crashed in its finally
     assert resp.shut == 1
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_a_dry_run_never_sends_a_project_request_and_asks_whether_it_may(allowed: bool) -> None:
+    # openshift-apiserver's ProjectRequest storage ignores dryRun: sent, it would make the project
+    k, _ = kube(Clock())
+    k.dry_run = True
+    res = type("Res", (), {"group": "project.openshift.io", "name": "projectrequests"})()
+    res.namespaced = False
+    asked: list[tuple[str, str, str | None, str]] = []
+    k.resource = lambda api_version, kind: res  # type: ignore[method-assign]
+
+    def may(verb: str, resource: str, namespace: str | None, group: str = "") -> bool:
+        asked.append((verb, resource, namespace, group))
+        return allowed
+
+    k.may = may  # type: ignore[method-assign]
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a dry-run ProjectRequest was sent")
+
+    k._json = never  # type: ignore[method-assign]
+    body = {
+        "apiVersion": "project.openshift.io/v1",
+        "kind": "ProjectRequest",
+        "metadata": {"name": "user1"},
+    }
+    if allowed:
+        assert k.create(body) == body
+    else:
+        with pytest.raises(errors.Forbidden, match="may not create projectrequests"):
+            k.create(body)
+    assert asked == [("create", "projectrequests", None, "project.openshift.io")]

@@ -93,6 +93,7 @@ def test_smcp_goes_installed_reconciled_ready_and_creates_kiali() -> None:
     steps = run_all(w)
     assert [s for s in steps if s.startswith("ServiceMeshControlPlane")] == [
         "ServiceMeshControlPlane:begin",
+        "ServiceMeshControlPlane:paused",
         "ServiceMeshControlPlane:installed",
         "ServiceMeshControlPlane:ready",
     ]
@@ -120,6 +121,30 @@ def test_smcp_goes_installed_reconciled_ready_and_creates_kiali() -> None:
     assert condition(kiali["status"], "Successful")["status"] == "True"  # type: ignore[index]
 
 
+def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
+    # controlplane/reconciler.go pauseReconciliation: Reconciled stays False, reason
+    # PausingInstall (PausingUpdate once installed), the awaited components in Go's %v form.
+    w = FakeWorld()
+    smcp(w)
+    ctl = SmcpController()
+    for expected in ("begin", "paused"):
+        (t,) = ctl.transitions((CP, "workshop-install"), w.store, knobs.build([]))
+        assert t.step == expected
+        w.apply(t)
+    assert t.delayed is False  # the same reconcile as "begin": no pause before it
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    rec = condition(obj["status"], "Reconciled")
+    assert rec is not None
+    assert (rec["status"], rec["reason"], rec["message"]) == (
+        "False",
+        "PausingInstall",
+        "Paused until the following components become ready: [istiod]",
+    )
+    (t,) = ctl.transitions((CP, "workshop-install"), w.store, knobs.build([]))
+    assert (t.step, t.delayed) == ("installed", True)
+
+
 def test_smcp_spec_change_is_a_new_generation_to_reconcile() -> None:
     w = FakeWorld()
     smcp(w)
@@ -134,6 +159,7 @@ def test_smcp_spec_change_is_a_new_generation_to_reconcile() -> None:
     assert obj["metadata"]["generation"] == 2
     steps = run_all(w)
     assert "ServiceMeshControlPlane:begin" in steps
+    assert "ServiceMeshControlPlane:paused" in steps
     obj = w.get(SMCPS, CP, "workshop-install")
     assert obj is not None
     assert obj["status"]["observedGeneration"] == 2

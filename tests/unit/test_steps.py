@@ -264,7 +264,11 @@ def test_project_request_skipped_when_namespace_exists() -> None:
 
 def test_project_request_dry_run() -> None:
     result, kube = run_step(namespace, mode="project-request", dry_run=True)
-    assert result == StepResult(True, "would create project user1 via ProjectRequest")
+    # the request goes to the kube layer, which decides how a dry run checks it (Kube.create)
+    assert kube.actions == ["create ProjectRequest user1"]
+    assert result == StepResult(
+        True, "would create project user1 via ProjectRequest; dry-run: not waiting for Active"
+    )
     assert kube.objects == {}
 
 

@@ -16,6 +16,7 @@ from runner.errors import (
     TransientError,
     WaitTimeout,
 )
+from runner.result import perform
 from steps import kiali, member_roll, smcp
 from tests.unit.stepkit import ScriptedKube, context, load, run, status_only, with_
 from tests.unit.test_kube import api_error
@@ -335,15 +336,37 @@ def test_member_roll_refused_without_a_new_binding_is_exit_4_with_a_hint() -> No
     assert Forbidden.exit_code == 4
 
 
-def test_member_roll_dry_run_does_not_ask_the_webhook_about_a_binding_it_did_not_make() -> None:
+def test_member_roll_dry_run_asks_the_webhook_and_expects_its_refusal_without_the_binding() -> None:
     kube = refusing_kube(refusals=5)
     kube.dry_run = True
-    result = member_roll.run(context(member_roll, kube))
+    refusing, asked = kube.create, []
+
+    def create(body: Obj) -> Any:
+        asked.append(body["kind"])
+        return refusing(body)
+
+    kube.create = create  # type: ignore[method-assign]
+    result = perform(member_roll.run, context(member_roll, kube))
     assert kube.objects == {}
+    # the roll's write was sent (dry-run) and the webhook asked once: no retry in a dry run
+    assert asked == ["ServiceMeshMemberRoll"]
     assert result.detail == (
-        "would bind workshop-runner-mesh-member in user1; "
-        "would add user1 to ServiceMeshMemberRoll user1-istio/default"
+        "would bind workshop-runner-mesh-member in user1; dry-run: refused as expected "
+        f"without the grant it did not make ({WEBHOOK_403})"
     )
+    assert result.changed
+
+
+def test_member_roll_dry_run_refused_for_another_reason_is_an_error() -> None:
+    kube = refusing_kube(refusals=0)
+    kube.dry_run = True
+
+    def refuse(body: Obj) -> Any:
+        raise Forbidden("create ServiceMeshMemberRoll user1-istio/default: forbidden by RBAC")
+
+    kube.create = refuse  # type: ignore[method-assign]
+    with pytest.raises(Forbidden, match="forbidden by RBAC"):
+        perform(member_roll.run, context(member_roll, kube))
 
 
 @pytest.mark.parametrize(

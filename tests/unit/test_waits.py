@@ -307,6 +307,46 @@ def test_deadline_state_queued_in_progress_stalled() -> None:
     assert deadline.remaining() == 100
 
 
+def paused_smcp(*waiting: str) -> dict[str, Any]:
+    message = f"Paused until the following components become ready: [{' '.join(waiting)}]"
+    pause = {"type": "Reconciled", "status": "False", "reason": "PausingInstall"}
+    return {
+        "metadata": {"name": "x", "generation": 1},
+        "status": {"conditions": [{**pause, "message": message}]},  # installing: none yet
+    }
+
+
+def test_a_paused_smcp_is_in_progress_not_stalled_and_its_components_are_progress() -> None:
+    clock = FakeClock()
+    deadline = Deadline(clock, clock.now + 3600, stall=300)
+    deadline.observe([paused_smcp("istiod")])
+    clock.now += 250
+    assert deadline.state == "in progress"  # not "stalled" after half the window
+    clock.now += 400
+    assert not deadline.expired()  # past the stall window: only the cap applies
+    assert deadline.remaining() == 3600 - 650
+    progress_at = deadline._progress_at
+    deadline.observe([paused_smcp("istio-ingressgateway", "prometheus")])
+    assert deadline._progress_at > progress_at  # the list changed: progress
+    # Once it is no longer paused, the stall window counts from the last change again.
+    installing = paused_smcp("istiod")
+    installing["status"]["conditions"][0]["reason"] = "ResourceCreated"
+    deadline.observe([installing])
+    clock.now += 200
+    assert deadline.state == "stalled"
+
+
+def test_a_paused_smcp_times_out_at_the_cap_saying_it_was_paused() -> None:
+    clock = FakeClock()
+    deadline = Deadline(clock, clock.now + 900, stall=300)
+    deadline.observe([paused_smcp("istiod")])
+    clock.now += 900
+    assert deadline.expired()
+    assert deadline.why() == (
+        "timed out at the hard cap, still paused: the operator waits for components to be ready"
+    )
+
+
 def test_timeout_override_is_a_plain_deadline_and_cap_makes_timeout_a_stall_window() -> None:
     from runner.engine import step_deadline
     from steps import smcp
