@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import measures as m
 from devcluster.sim.knobs import CAPACITY_SCALE
+from steps import smcp
 
 START = "<!-- capacity section: written by `python -m bench --capacity` -->"
 END = "<!-- end of capacity section -->"
@@ -134,6 +135,7 @@ def table(results: dict[str, Any]) -> list[str]:
                 "-" if t is None else str(t),
                 ", ".join(f"{SHORT.get(k, k)} {v:.0%}" for k, v in sorted(busy.items())) or "-",
                 ", ".join(f"{SHORT.get(k, k)} {v:.1f}" for k, v in sorted(per_user.items())) or "-",
+                "-" if (cpu := runner_cpu_per_user(run)) is None else f"{cpu:.2f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -219,10 +221,11 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
             f"{CAPACITY_SCALE:g} s on a cluster whose operators take those times: the N = "
             f"{max(big)} limit of {lim[0]:.0f} s stands for about "
             f"{lim[0] * CAPACITY_SCALE / 60:.0f} minutes of {SHORT.get(lim[1], lim[1])} work. "
-            "The steps' deadlines are not scaled: against this profile they are ten times "
-            "more generous than against real operators, so 0 timeouts here says the waits "
-            "tell queued from stuck, not that real stall windows suffice (README.md, "
-            '"Deadlines", sizes those for a real 100-user fleet).',
+            "The runner pods' operator waits are scaled alike (WORKSHOP_RUNNER_DEADLINE_SCALE "
+            f"= 1/{CAPACITY_SCALE:g}: the smcp step's {smcp.TIMEOUT:g} s stall window and "
+            f"{smcp.CAP:g} s cap are {smcp.TIMEOUT / CAPACITY_SCALE:g} s and "
+            f"{smcp.CAP / CAPACITY_SCALE:g} s here), so a timeout here is one the default "
+            "deadlines would have on a real cluster of that size.",
         ]
     out += ["", *table(results), ""]
     if line := cpu_line(results, ours):

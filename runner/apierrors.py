@@ -23,6 +23,7 @@ from runner.errors import (
     TemplateError,
     TransientError,
 )
+from runner.logs import one_line
 
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 TYPED_PATCH = "failed to create typed patch object"
@@ -47,7 +48,7 @@ def translate(e: ApiException, action: str, what: str) -> RunnerError:
         body = parsed if isinstance(parsed, dict) else {}
     except (ValueError, TypeError):
         pass
-    message = _one_line(str(body.get("message") or e.reason or f"HTTP {status}"))
+    message = one_line(str(body.get("message") or e.reason or f"HTTP {status}"))
     reason = str(body.get("reason") or "")
     text = f"{action} {what}: {message}"
     if status == 401:
@@ -79,15 +80,11 @@ def _retry_after(e: ApiException) -> float | None:
 
 def _tls_error(e: Exception, action: str, what: str) -> RunnerError:
     if _certificate_rejected(e):
-        cause = _one_line(str(e.__context__ or e))
+        cause = one_line(str(e.__context__ or e))
         return InvalidInput(f"{action} {what}: the API server's certificate was rejected: {cause}")
     # A handshake cut short (EOF) is what a load balancer in front of a down apiserver does:
     # a connection error like any other.
-    return TransientError(f"{action} {what}: TLS error: {_one_line(str(e))}")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    return TransientError(f"{action} {what}: TLS error: {one_line(str(e))}")
 
 
 def _certificate_rejected(e: BaseException) -> bool:

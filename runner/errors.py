@@ -7,7 +7,7 @@ into these, naming the action and the object.
 
 from __future__ import annotations
 
-from runner.logs import redact
+from runner.logs import one_line, redact
 
 
 class RunnerError(Exception):
@@ -25,7 +25,7 @@ class InternalError(RunnerError):
     def unexpected(cls, where: str, e: BaseException) -> InternalError:
         """The last resort for an exception nobody expected: its type and its message on one
         line, redacted (an HTTP library's message can quote a whole request header)."""
-        return cls(f"{where}: unexpected {type(e).__name__}: {redact(' '.join(str(e).split()))}")
+        return cls(f"{where}: unexpected {type(e).__name__}: {redact(one_line(e))}")
 
 
 class InvalidInput(RunnerError):

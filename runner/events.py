@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from runner.errors import RunnerError
 from runner.kube import Cluster, Kube
-from runner.logs import Logger, redact
+from runner.logs import Logger, one_line, redact
 from runner.waits import CancelToken, Deadline, Obj
 
 API_VERSION = "events.k8s.io/v1"
@@ -61,7 +61,7 @@ class Note:
 def event_body(regarding: Regarding, note: Note, instance: str, name: str | None = None) -> Obj:
     """The Event object; `name` defaults to client-go's `<object>.<hex nanoseconds>`."""
     now = datetime.now(UTC)
-    text = redact(" ".join(note.text.split()))
+    text = redact(one_line(note.text))
     if len(text.encode()) > NOTE_LIMIT:  # the API counts bytes
         text = text.encode()[: NOTE_LIMIT - 3].decode(errors="ignore") + "..."
     return {

@@ -46,7 +46,7 @@ from runner.errors import (
     TransientError,
     WaitTimeout,
 )
-from runner.logs import Logger, add_secret
+from runner.logs import Logger, add_secret, one_line
 from runner.result import did
 from runner.waits import (
     MAX_WATCH_SECONDS,
@@ -58,6 +58,7 @@ from runner.waits import (
     WatchSource,
     describe,
     follow,
+    resource_version_of,
 )
 
 __all__ = [  # translate is re-exported: runner.launcher imports it from here
@@ -114,7 +115,7 @@ def load_configuration(
                 config_file=path, context=context, client_configuration=cfg, persist_config=False
             )
         except (ConfigException, OSError, ValueError) as e:
-            raise InvalidInput(f"kubeconfig {path}: {' '.join(str(e).split())}") from None
+            raise InvalidInput(f"kubeconfig {path}: {one_line(e)}") from None
         source = f"kubeconfig {path}"
     elif env.get("KUBERNETES_SERVICE_HOST") and env.get("KUBERNETES_SERVICE_PORT"):
         from kubernetes.config.incluster_config import InClusterConfigLoader  # noqa: PLC0415 - start-up cost
@@ -419,7 +420,7 @@ class Kube:
         verb = "create" if before is None else "update"
         if self.dry_run:
             return Applied(after, True, did(verb, what, dry_run=True))
-        if before is not None and _rv(after) == _rv(before):
+        if before is not None and resource_version_of(after) == resource_version_of(before):
             return Applied(after, False, f"{what} already as desired")
         if blind and status != HTTP_CREATED:
             verb = "update"  # someone else made it first; the apply has made it ours
@@ -659,10 +660,6 @@ def _path(res: Resource, name: str | None = None, namespace: str | None = None) 
     return path
 
 
-def _rv(obj: Obj) -> str:
-    return str(obj.get("metadata", {}).get("resourceVersion", ""))
-
-
 class Writes(Protocol):
     """What a read-modify-write needs of the cluster (Kube; the step fakes in tests)."""
 
@@ -737,7 +734,7 @@ def read_modify_write(
                 return Updated(None, created, True)
             continue  # someone else created it meanwhile: read theirs and mutate that
         patch = merge_patch_between(live, wanted)
-        patch.setdefault("metadata", {})["resourceVersion"] = _rv(live)
+        patch.setdefault("metadata", {})["resourceVersion"] = resource_version_of(live)
         try:
             written = kube.merge_patch(target.api_version, target.kind, name, ns, patch)
         except Conflict:

@@ -38,6 +38,11 @@ def add_secret(value: str) -> None:
         _secrets.add(value)
 
 
+def one_line(text: object) -> str:
+    """`text` as one line: every run of white space (newlines too) folded to one space."""
+    return " ".join(str(text).split())
+
+
 def redact(text: str) -> str:
     """`text` without the registered secrets, bearer credentials or token-shaped strings."""
     for secret in sorted(_secrets, key=len, reverse=True):

@@ -19,6 +19,7 @@ import yaml
 
 from runner.errors import TemplateError
 from runner.hints import suggest
+from runner.logs import one_line
 
 PLACEHOLDER = re.compile(r"\$(\$?)\{([^{}]*)\}")
 TEMPLATE_SUFFIXES = (".yaml", ".yml")
@@ -80,7 +81,7 @@ def parse_documents(path: Path) -> tuple[dict[str, Any], ...]:
     except (OSError, UnicodeDecodeError) as e:
         raise TemplateError(f"template {path}: cannot read: {e}") from None
     except yaml.YAMLError as e:
-        raise TemplateError(f"template {path}: malformed YAML: {_one_line(e)}") from None
+        raise TemplateError(f"template {path}: malformed YAML: {one_line(e)}") from None
     docs: list[dict[str, Any]] = []
     for index, doc in enumerate(raw):
         if doc is None:
@@ -200,10 +201,6 @@ def _strings(value: Any) -> Iterable[str]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from _strings(v)
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 def apply_order(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -107,10 +107,6 @@ class Deadline:
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
         return cls(clock, clock() + seconds)
 
-    @classmethod
-    def progress_aware(cls, stall: float, cap: float, clock: Clock = time.monotonic) -> Deadline:
-        return cls(clock, clock() + cap, stall if stall < cap else None)
-
     def remaining(self) -> float:
         now = self.clock()
         left = self.at - now
@@ -411,7 +407,7 @@ def _wait(
     verdict = pending("not observed yet")
     if known:
         objects = {_name(o): o for o in known}
-        resource_version = max((_rv(o) for o in known), key=_rv_order) or None
+        resource_version = max((resource_version_of(o) for o in known), key=_rv_order) or None
         verdict = _decide(evaluate, objects, label, deadline)
         if verdict.state == "done":
             return verdict
@@ -446,7 +442,7 @@ def _decide(
     return verdict
 
 
-def _rv(obj: Obj) -> str:
+def resource_version_of(obj: Obj) -> str:
     return str(obj.get("metadata", {}).get("resourceVersion", ""))
 
 

@@ -105,9 +105,3 @@ def _require_service_account(kube: Kube, base: DeployBase, namespace: str) -> No
             f"--skip-deploy: ServiceAccount {namespace}/{name} does not exist; apply the "
             "deploy base first (kubectl apply --server-side -k manifests)"
         )
-
-
-def _what(obj: Obj) -> str:
-    meta = obj["metadata"]
-    where = "/".join(p for p in (meta.get("namespace"), meta["name"]) if p)
-    return f"{obj['kind']} {where}"

@@ -45,7 +45,7 @@ from runner.launcher.render import (
 )
 from runner.launcher.teardown_cli import add_teardown_parser, run_teardown
 from runner.launcher.users import select_users, validate_users
-from runner.logs import configure, get_logger
+from runner.logs import configure, get_logger, one_line
 from runner.result import Step
 from runner.waits import CancelToken, Deadline
 
@@ -384,7 +384,7 @@ def _canary_failed(args: argparse.Namespace, result: dict[str, Any], rest: Seque
     bad = [u for u in result["users"] if u["outcome"] != "succeeded"]
     for user in bad:
         where = f"step {user['failed_step']}: " if user["failed_step"] else ""
-        reason = " ".join(str(user["reason"] or user["outcome"]).split())
+        reason = one_line(user["reason"] or user["outcome"])
         print(f"canary {user['user']} {user['outcome']}: {where}{reason}", file=sys.stderr)
     print(
         f"canary {result['launch']} failed: {len(rest)} other user(s) not started "
@@ -527,10 +527,6 @@ def make_display(choice: str, launch_id: str, started: datetime) -> Display:
     if _table_progress(choice):
         return LiveTable(launch_id, Console(file=sys.stdout), started)
     return JsonLines(launch_id, sys.stdout)
-
-
-def _created(job: dict[str, Any]) -> str:
-    return str(job["metadata"].get("creationTimestamp", ""))
 
 
 def _width() -> int | None:

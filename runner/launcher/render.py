@@ -25,6 +25,7 @@ import yaml
 from runner import config, templates
 from runner.config import User
 from runner.errors import InvalidInput, TemplateError
+from runner.logs import one_line
 from runner.waits import Obj
 
 Mode = Literal["indexed", "jobs"]
@@ -110,7 +111,7 @@ def _kustomization_objects(directory: Path) -> list[Obj]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:
-        raise TemplateError(f"deploy base {path}: {' '.join(str(e).split())}") from None
+        raise TemplateError(f"deploy base {path}: {one_line(e)}") from None
     objects: list[Obj] = []
     for entry in data.get("resources") or []:
         objects.extend(templates.parse_documents(directory / str(entry)))
