@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -278,7 +279,7 @@ class Bench:
         kubelet = who == "ours" and via_launcher
         ns = [RUNNER_NS]
         with stage(name, self.run_dir, profile, runner_namespaces=ns, kubelet=kubelet) as st:
-            sampler = RssSampler(RSS_PATTERNS)
+            sampler = RssSampler(stage_patterns(RSS_PATTERNS, st.dir))
             sampler.start()
             cpu_before = read_machine_cpu()
             try:
@@ -326,6 +327,13 @@ def measure_start_cpu() -> dict[str, float]:
     bare = start_cpu_seconds(sys.executable, "pass")
     imports = start_cpu_seconds(sys.executable, "import runner.cli")
     return {"interpreter": bare, "imports": round(max(0.0, imports - bare), 3)}
+
+
+def stage_patterns(patterns: dict[str, str], stage_dir: Path) -> dict[str, str]:
+    """The runner pods of this stage only: their command lines name files under its kubelet
+    root, so runners that other work on the machine starts are not counted."""
+    own = re.escape(str(stage_dir))
+    return {**patterns, "runner": rf"{patterns['runner']} .*{own}"}
 
 
 def _queues_only(stats: dict[str, Any]) -> dict[str, Any]:
