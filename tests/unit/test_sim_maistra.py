@@ -628,9 +628,10 @@ def smmr_admission(allowed_in: set[str]) -> tuple[Admission, list[tuple[str, str
     ("" = cluster-wide); also returns the reviews it was asked for."""
     asked: list[tuple[str, str]] = []
 
-    def review(user: dict[str, Any], namespace: str) -> bool:
-        asked.append((user["username"], namespace))
-        return namespace in allowed_in
+    def review(user: dict[str, Any], attributes: dict[str, str]) -> bool:
+        assert (attributes["verb"], attributes["resource"]) == ("update", "pods")
+        asked.append((user["username"], attributes["namespace"]))
+        return attributes["namespace"] in allowed_in
 
     return Admission(FakeWorld().store, lambda: FAST, review_access=review), asked
 
@@ -760,3 +761,94 @@ def test_mesh_operator_knob() -> None:
         400,
         "Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported",
     )
+
+
+def smm_request(
+    name: str = "default",
+    namespace: str = "user1",
+    ref: tuple[str, str] = (CP, "basic"),
+    old_ref: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    def member(r: tuple[str, str]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"controlPlaneRef": {"namespace": r[0], "name": r[1]}},
+        }
+
+    req: dict[str, Any] = {
+        "uid": "u",
+        "namespace": namespace,
+        "operation": "CREATE" if old_ref is None else "UPDATE",
+        "userInfo": {"username": "alice", "groups": ["devs"]},
+        "object": member(ref),
+    }
+    if old_ref is not None:
+        req["oldObject"] = member(old_ref)
+    return req
+
+
+def smm_admission(allowed: set[tuple[str, str]]) -> tuple[Admission, list[dict[str, str]]]:
+    """The member validator with an authorizer that lets alice `use` the SMCPs in `allowed`."""
+    asked: list[dict[str, str]] = []
+
+    def review(user: dict[str, Any], attributes: dict[str, str]) -> bool:
+        assert user["username"] == "alice"
+        asked.append(attributes)
+        return (attributes["namespace"], attributes["name"]) in allowed
+
+    return Admission(FakeWorld().store, lambda: FAST, review_access=review), asked
+
+
+def test_smm_admission_reviews_use_of_the_control_plane() -> None:
+    adm, asked = smm_admission({(CP, "basic")})
+    assert adm.validate_smm(smm_request())["response"]["allowed"] is True
+    assert asked == [
+        {
+            "verb": "use",
+            "group": "maistra.io",
+            "resource": "servicemeshcontrolplanes",
+            "name": "basic",
+            "namespace": CP,
+        }
+    ]
+    refused = adm.validate_smm(smm_request(ref=(CP, "other")))["response"]
+    assert refused["allowed"] is False
+    assert refused["status"]["code"] == 403
+    assert refused["status"]["message"] == (
+        f"user 'alice' does not have permission to use ServiceMeshControlPlane {CP}/other"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (smm_request(name="mine"), 'the ServiceMeshMember resource must be named "default"'),
+        (
+            smm_request(namespace="openshift-operators"),
+            "namespace where operator is installed cannot be added to any mesh",
+        ),
+        (
+            smm_request(ref=(CP, "basic"), old_ref=(CP, "previous")),
+            "mutation of .spec.controlPlaneRef isn't allowed",
+        ),
+    ],
+)
+def test_smm_admission_bad_requests_before_any_review(
+    request_: dict[str, Any], message: str
+) -> None:
+    adm, asked = smm_admission({(CP, "basic"), (CP, "previous")})
+    answer = adm.validate_smm(request_)["response"]
+    assert (answer["allowed"], answer["status"]["code"]) == (False, 400)
+    assert answer["status"]["message"] == message
+    assert asked == []
+
+
+def test_smm_admission_lets_a_member_being_deleted_through() -> None:
+    adm, asked = smm_admission(set())
+    request_ = smm_request(name="mine", old_ref=(CP, "previous"))
+    request_["object"]["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+    assert adm.validate_smm(request_)["response"]["allowed"] is True
+    assert asked == []
+    same = smm_request(old_ref=(CP, "basic"))  # an UPDATE that keeps the reference is reviewed
+    assert adm.validate_smm(same)["response"]["allowed"] is False
+    assert len(asked) == 1
