@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import measures as m
 from devcluster.sim.knobs import CAPACITY_SCALE
+from steps import smcp
 
 START = "<!-- capacity section: written by `python -m bench --capacity` -->"
 END = "<!-- end of capacity section -->"
@@ -30,10 +31,10 @@ SHORT = {
 }
 # Reconciles per user the real operators need for one user's objects on the steps' path
 # (docs/fidelity.md, "Reconciles the runner causes"): SMCP install 3 passes as simulated (begin,
-# installed, ready); member roll 2 (members created and Kiali told, then Configured once the
-# member controller reported); Kiali 3 - one run for the CR the SMCP creates, one for the member
+# installed, ready); member roll 3 (Maistra's finalizer added, then members created and Kiali
+# told, then Configured once the member controller reported); Kiali 3 - one run for the CR the SMCP creates, one for the member
 # roll's update, one for the runner's excluded_workloads unless it finds a run still queued.
-NEEDED = {"ServiceMeshControlPlane": 3, "ServiceMeshMemberRoll": 2, "Kiali": 3}
+NEEDED = {"ServiceMeshControlPlane": 3, "ServiceMeshMemberRoll": 3, "Kiali": 3}
 
 
 def limit(run: m.Run) -> tuple[float, str] | None:
@@ -134,6 +135,7 @@ def table(results: dict[str, Any]) -> list[str]:
                 "-" if t is None else str(t),
                 ", ".join(f"{SHORT.get(k, k)} {v:.0%}" for k, v in sorted(busy.items())) or "-",
                 ", ".join(f"{SHORT.get(k, k)} {v:.1f}" for k, v in sorted(per_user.items())) or "-",
+                "-" if (cpu := runner_cpu_per_user(run)) is None else f"{cpu:.2f}",
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -207,9 +209,7 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
         "| goal | measured | met? |",
         "|---|---|---|",
     ]
-    for goal, measured, ok in goal_rows(results, ours):
-        verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
-        out.append(f"| {goal} | {measured} | {verdict} |")
+    out += goal_table_rows(results, ours)
     big = fleet_runs(results, ours)
     if big and (lim := limit(big[max(big)])):
         out += [
@@ -219,10 +219,11 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
             f"{CAPACITY_SCALE:g} s on a cluster whose operators take those times: the N = "
             f"{max(big)} limit of {lim[0]:.0f} s stands for about "
             f"{lim[0] * CAPACITY_SCALE / 60:.0f} minutes of {SHORT.get(lim[1], lim[1])} work. "
-            "The steps' deadlines are not scaled: against this profile they are ten times "
-            "more generous than against real operators, so 0 timeouts here says the waits "
-            "tell queued from stuck, not that real stall windows suffice (README.md, "
-            '"Deadlines", sizes those for a real 100-user fleet).',
+            "The runner pods' operator waits are scaled alike (WORKSHOP_RUNNER_DEADLINE_SCALE "
+            f"= 1/{CAPACITY_SCALE:g}: the smcp step's {smcp.TIMEOUT:g} s stall window and "
+            f"{smcp.CAP:g} s cap are {smcp.TIMEOUT / CAPACITY_SCALE:g} s and "
+            f"{smcp.CAP / CAPACITY_SCALE:g} s here), so a timeout here is one the default "
+            "deadlines would have on a real cluster of that size.",
         ]
     out += ["", *table(results), ""]
     if line := cpu_line(results, ours):
@@ -233,13 +234,37 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
 
 
 def splice(text: str, results: dict[str, Any], plot_name: str, ours: str) -> str:
-    """Replace the capacity section of REPORT.md (or insert it before "## Machine")."""
+    """Replace the capacity section of REPORT.md (or insert it before "## Machine"), and put
+    its goal rows into the report's own goals table."""
     new = "\n".join(section(results, plot_name, ours))
     if START in text and END in text:
         head, rest = text.split(START, 1)
-        return head + new + rest.split(END, 1)[1]
-    marker = "## Machine"
-    if marker in text:
-        head, tail = text.split(marker, 1)
-        return head + new + "\n\n" + marker + tail
-    return text.rstrip("\n") + "\n\n" + new + "\n"
+        text = head + new + rest.split(END, 1)[1]
+    elif "## Machine" in text:
+        head, tail = text.split("## Machine", 1)
+        text = head + new + "\n\n## Machine" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    return splice_goals(text, goal_table_rows(results, ours))
+
+
+GOALS_HEAD = "## Goals\n\n| goal | measured | met? |\n|---|---|---|\n"
+ROW_PREFIX = "| N = 100, capacity profile"
+
+
+def goal_table_rows(results: dict[str, Any], ours: str) -> list[str]:
+    out = []
+    for goal, measured, ok in goal_rows(results, ours):
+        verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
+        out.append(f"| {goal} | {measured} | {verdict} |")
+    return out
+
+
+def splice_goals(text: str, rows: list[str]) -> str:
+    """The report's goals table (## Goals) with `rows` in place of its capacity rows."""
+    if GOALS_HEAD not in text:
+        return text
+    head, rest = text.split(GOALS_HEAD, 1)
+    table, sep, tail = rest.partition("\n\n")
+    kept = [line for line in table.split("\n") if line and not line.startswith(ROW_PREFIX)]
+    return head + GOALS_HEAD + "\n".join(kept + rows) + sep + tail

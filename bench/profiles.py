@@ -45,6 +45,9 @@ class Profile:
     name: str
     knobs: dict[str, Any]
     totals: dict[str, float]
+    # The runner pods' WORKSHOP_RUNNER_DEADLINE_SCALE: a profile that runs the operators N times
+    # faster than a real cluster gives the steps' deadlines (stall window, cap) 1/N of theirs.
+    deadline_scale: float = 1.0
 
     def describe(self) -> str:
         if self.name == "capacity":
@@ -83,6 +86,7 @@ CAPACITY = Profile(
     "capacity",
     {"profile": "capacity", "seed": 1, "jitter": 0.0, "webhook": {"refuse_seconds": 0.0}},
     {},
+    deadline_scale=1.0 / CAPACITY_SCALE,
 )
 PROFILES = {p.name: p for p in (ZERO, REALISTIC, CAPACITY)}
 

@@ -23,6 +23,7 @@ import yaml
 from bench.observe import StatusWatch, flow_counts
 from bench.profiles import Profile
 from devcluster.cluster import Cluster, start_cluster
+from runner.config import DEADLINE_SCALE_ENV
 
 BENCH_NS = "bench"
 CONTENDER_SA = "contender"
@@ -153,12 +154,22 @@ class Stage:
         return data
 
 
-def sim_command(kubeconfig: Path, knobs: Path, kubelet: bool, work: Path) -> list[str]:
+def sim_command(
+    kubeconfig: Path, knobs: Path, kubelet: bool, work: Path, deadline_scale: float = 1.0
+) -> list[str]:
     argv = [sys.executable, "-m", "devcluster.sim", "--kubeconfig", str(kubeconfig)]
     argv += ["--knobs", str(knobs), "--ready-file", str(work / "sim.ready")]
     argv += ["--state-dir", str(work / "sim-state")]
     if kubelet:
         argv += ["--kubelet", "--kubelet-root", str(work / "kubelet")]
+        if deadline_scale != 1.0:
+            # The runner image's environment, as an image built for a scaled test cluster
+            # would set it (ENV), given to the process kubelet's image map.
+            runner = str(Path(sys.executable).parent / "workshop-runner")
+            image_map = work / "image-map.yaml"
+            entry = {"command": [runner], "env": {DEADLINE_SCALE_ENV: f"{deadline_scale:g}"}}
+            image_map.write_text(yaml.safe_dump({"*workshop-runner*": entry}))
+            argv += ["--image-map", str(image_map)]
     return argv
 
 
@@ -206,7 +217,7 @@ def stage(
         log = work / "sim.log"
         with log.open("wb") as out:
             sim = subprocess.Popen(
-                sim_command(cluster.kubeconfig, knobs, kubelet, work),
+                sim_command(cluster.kubeconfig, knobs, kubelet, work, profile.deadline_scale),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

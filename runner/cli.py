@@ -150,6 +150,7 @@ class Prepared:
     rendered: dict[str, list[Obj]]
     configuration: Configuration
     source: str
+    deadline_scale: float = 1.0
 
 
 class Unprepared(Exception):
@@ -173,6 +174,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> Prepared:
             args.start,
         )
         timeouts = config.parse_timeouts(args.timeout, [s.NAME for s in STEPS])
+        scale = config.deadline_scale(env)
         params = config.load_params(args.params, user, project_request=args.project_request)
         loaded = templates.load_templates(args.templates)
         rendered = {name: templates.render(t, params) for name, t in loaded.items()}
@@ -181,7 +183,7 @@ def prepare(args: argparse.Namespace, env: Mapping[str, str]) -> Prepared:
         cfg, source = load_configuration(args.kubeconfig, args.context, dict(env))
     except RunnerError as e:
         raise Unprepared(user.name if user else None, e) from None
-    return Prepared(user, selected, dict(timeouts), dict(params), rendered, cfg, source)
+    return Prepared(user, selected, dict(timeouts), dict(params), rendered, cfg, source, scale)
 
 
 def execute(
@@ -224,7 +226,14 @@ def execute(
         )
 
     progress = pod_annotator(cluster, env, log)
-    engine = Engine(STEPS, make_context, log=log, on_progress=progress, timeouts=prepared.timeouts)
+    engine = Engine(
+        STEPS,
+        make_context,
+        log=log,
+        on_progress=progress,
+        timeouts=prepared.timeouts,
+        deadline_scale=prepared.deadline_scale,
+    )
     previous = _on_sigterm(lambda: engine.stop("terminated by SIGTERM"))
     try:
         result = engine.run(user.name, prepared.selected, serial=args.serial)

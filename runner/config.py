@@ -147,6 +147,24 @@ def select_steps(
     return chosen
 
 
+DEADLINE_SCALE_ENV = "WORKSHOP_RUNNER_DEADLINE_SCALE"
+
+
+def deadline_scale(env: Mapping[str, str]) -> float:
+    """WORKSHOP_RUNNER_DEADLINE_SCALE: the operator-waiting steps' stall windows and hard caps
+    times this (unset: 1). For test clusters whose simulated operators run that much faster."""
+    text = env.get(DEADLINE_SCALE_ENV, "").strip()
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise InvalidInput(f"{DEADLINE_SCALE_ENV}={text!r}: expected a number greater than 0")
+    return value
+
+
 def parse_timeouts(values: Sequence[str] | None, names: Sequence[str]) -> dict[str, float]:
     """`--timeout csv=900 --timeout smcp=60,kiali=30` -> {"csv": 900.0, ...}."""
     timeouts: dict[str, float] = {}

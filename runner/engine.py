@@ -50,15 +50,20 @@ def check_declaration(steps: Sequence[Step]) -> None:
         seen.add(step.NAME)
 
 
-def step_deadline(step: Step, override: float | None, clock: Clock, started: float) -> Deadline:
+def step_deadline(
+    step: Step, override: float | None, clock: Clock, started: float, scale: float = 1.0
+) -> Deadline:
     """A step's deadline: `--timeout STEP=S` is a plain S seconds; otherwise TIMEOUT, as a
-    stall window up to the step's CAP when it has one."""
+    stall window up to the step's CAP when it has one. Those two figures of a step that waits
+    on an operator (it has a CAP) are times `scale` (WORKSHOP_RUNNER_DEADLINE_SCALE: a test
+    cluster whose operators run that much faster); a plain deadline covers API calls, which
+    no operator scale changes."""
     if override is not None:
         return Deadline(clock, started + override)
     cap = step.CAP
     if cap is None or cap <= step.TIMEOUT:
         return Deadline(clock, started + step.TIMEOUT)
-    return Deadline(clock, started + cap, step.TIMEOUT)
+    return Deadline(clock, started + cap * scale, step.TIMEOUT * scale)
 
 
 class Engine:
@@ -71,6 +76,7 @@ class Engine:
         clock: Clock = time.monotonic,
         on_progress: ProgressCallback | None = None,
         timeouts: Mapping[str, float] | None = None,
+        deadline_scale: float = 1.0,
     ) -> None:
         check_declaration(steps)
         self.steps = list(steps)
@@ -83,6 +89,7 @@ class Engine:
         self._deadlines: dict[str, Deadline] = {}
         self._progress_lock = threading.Lock()
         self.timeouts = dict(timeouts or {})
+        self.deadline_scale = deadline_scale
         self._cancel = CancelToken()
         self._stopped: str | None = None
 
@@ -162,7 +169,9 @@ class Engine:
         if undo:
             deadline = Deadline(self.clock, started + max(step.TIMEOUT, UNDO_MIN_SECONDS))
         else:
-            deadline = step_deadline(step, self.timeouts.get(step.NAME), self.clock, started)
+            deadline = step_deadline(
+                step, self.timeouts.get(step.NAME), self.clock, started, self.deadline_scale
+            )
         deadline.on_change = lambda _state: self._progress(None)
         with self._progress_lock:
             self._deadlines[step.NAME] = deadline

@@ -80,6 +80,9 @@ class Transition:
     delayed: bool = True
     scale: float = 1.0  # times the knob delay (a controller's backoff)
     at_start: bool = False  # in a work queue: written when a worker takes the key
+    # in a work queue: the pass ends after this write (upstream returns from Reconcile, e.g.
+    # after adding a finalizer); the write changed the key, so it is reconciled again
+    ends_pass: bool = False
 
 
 class Controller(Protocol):
@@ -548,7 +551,7 @@ class Engine:
             with self._lock:
                 self._ripe.discard(f"{due.controller.name}|{match.id}")
             self._performed(match, due, time.monotonic() - (due.queued if at_start else due.at))
-            if at_start:
+            if at_start or match.ends_pass:
                 return
         log.warning("%s: a reconcile of %s stopped after 50 writes", due.controller.name, due.key)
 

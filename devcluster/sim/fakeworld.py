@@ -1,8 +1,10 @@
 """An in-memory API for unit tests: apply transitions' actions with JSON-merge-patch semantics.
 
 Only what the simulators' writes need: create (generateName, uid, resourceVersion, generation,
-creationTimestamp), merge patch (generation bumps on spec changes), status patch, delete.
-Status is dropped on create, as the API server does for a CRD with a status subresource.
+creationTimestamp), merge patch (generation bumps on spec changes; a resourceVersion in the
+patch is a precondition, 409 when stale), status patch, delete. Status is dropped on create, as
+the API server does for a CRD with a status subresource. As the API server, a delete of an
+object with finalizers only marks it (deletionTimestamp); it goes when its last finalizer does.
 """
 
 from __future__ import annotations
@@ -90,15 +92,28 @@ class FakeWorld:
         if current is None:
             raise KubeError(404, "NotFound", f"{res.plural} {action.name} not found")
         if action.verb == "delete":
-            self.store.remove(res, current)
-            return
-        updated = copy.deepcopy(current)
-        if action.verb == "status":
+            if not current["metadata"].get("finalizers"):
+                self.store.remove(res, current)
+                return
+            if current["metadata"].get("deletionTimestamp"):
+                return
+            updated = copy.deepcopy(current)
+            updated["metadata"]["deletionTimestamp"] = "2025-01-01T01:00:00Z"
+        elif action.verb == "status":
+            updated = copy.deepcopy(current)
             updated["status"] = merge_patch(updated.get("status"), action.body)
         else:
-            updated = merge_patch(updated, action.body)
+            wanted = ((action.body or {}).get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and wanted != current["metadata"].get("resourceVersion"):
+                raise KubeError(409, "Conflict", f"{res.plural} {action.name}: object was modified")
+            updated = merge_patch(copy.deepcopy(current), action.body)
             if "spec" in action.body and updated.get("spec") != current.get("spec"):
                 updated["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+            if updated["metadata"].get("deletionTimestamp") and not updated["metadata"].get(
+                "finalizers"
+            ):
+                self.store.remove(res, current)
+                return
         updated["metadata"]["resourceVersion"] = str(next(self._rv))
         self.store.update(res, updated)
 

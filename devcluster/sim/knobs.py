@@ -11,7 +11,7 @@ the same shape; tests write one key per user). Document shape:
     delay: 0.2                    # default seconds before each simulated transition
     delays: {ServiceMeshControlPlane: 0.5}
     workers: {ServiceMeshControlPlane: 1}   # a work queue with this many workers (default: none)
-    service: {ServiceMeshControlPlane: 2}   # seconds a worker spends per transition (jittered)
+    service: {ServiceMeshControlPlane: 2}   # seconds a worker spends per reconcile (jittered)
     webhook: {refuse_seconds: 2, mode: deny}     # SMCP admission refused after sim start
     mesh_operator: "2.4"          # the OSSM operator release: which SMCP versions it accepts
     rules:                        # later matching rules override earlier ones, per field

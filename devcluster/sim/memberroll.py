@@ -19,8 +19,14 @@ ServiceMeshMember `default` (member/controller.go): with its SMCP present, creat
 there is none (created-by the member controller, no spec.members), labels the namespace
 maistra.io/member-of, copies the mesh's NetworkPolicies into it, and reports Reconciled/Ready
 True with meshGeneration/meshReconciledVersion; otherwise Reconciled/Ready False with the
-reason (InvalidName, ErrorControlPlaneMissing). Namespaces that are no longer known members lose
-the label and the policy copies (upstream: the SMM's finalizer; see docs/fidelity.md).
+reason (InvalidName, ErrorControlPlaneMissing).
+Finalizers (common/finalizers.go): both controllers first add `maistra.io/istio-operator` to an
+object that lacks it, and do nothing else in that reconcile. A roll being deleted deletes the
+members it created and empties its Kiali CR's accessible_namespaces, then lets go. A member being
+deleted takes its namespace out of the mesh (the policy copies and the member-of label; nothing
+when the namespace is gone or terminating, then only its status says ErrorRemovingNamespace),
+deletes a roll the member controller created once no other member and no spec.members are left,
+then lets go. Without the operator running, neither is ever let go.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ ROLL_CONTROLLER = "servicemeshmemberroll-controller"
 MEMBER_CONTROLLER = "servicemeshmember-controller"
 PRUNER_LABELS = (OWNER, OWNER_NAME, "app.kubernetes.io/version")
 OPERATOR_NAMESPACE = "openshift-operators"
+FINALIZER = "maistra.io/istio-operator"  # common.FinalizerName
 
 
 def _ready(reason: str, message: str, ok: bool = False) -> Obj:
@@ -195,7 +202,7 @@ def desired_smmr_status(
     }
     kname = kiali_name(status(mesh).get("appliedSpec") or {}) if mesh is not None else None
     if kname:
-        body["annotations"]["kialiResourceName"] = kname
+        body["annotations"]["kialiName"] = kname
     return body
 
 
@@ -337,6 +344,106 @@ def policy_transitions(
     return out
 
 
+def finalizers_of(obj: Obj) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
+
+
+def finalizer_patch(obj: Obj, *, add: bool) -> Obj:
+    """common.AddFinalizer / RemoveFinalizer: the set of finalizers with ours in or out. Adding
+    is written at the resourceVersion read (an Update upstream: a concurrent change is a 409
+    and a retry); removing follows the finalize's own writes (upstream updates the object those
+    writes returned), so it carries no resourceVersion: the other finalizers read are kept."""
+    keep = {f for f in finalizers_of(obj) if f != FINALIZER} | ({FINALIZER} if add else set())
+    meta: Obj = {"finalizers": sorted(keep) or None}
+    if add:
+        meta["resourceVersion"] = (obj.get("metadata") or {}).get("resourceVersion")
+    return {"metadata": meta}
+
+
+def finalizer_transition(kind: str, res: Resource, obj: Obj, *acts: Action) -> Transition:
+    """Add the finalizer (no other work in that reconcile), or perform `acts` and remove it."""
+    ns, name = ns_of(obj), name_of(obj)
+    step = "finalize" if deleting(obj) else "add-finalizer"
+    patch = finalizer_patch(obj, add=not deleting(obj))
+    done = Action("patch", res, ns, name, patch, tolerate=(404, 409))
+    return Transition(
+        f"{ns}/{name}:{step}", kind, ns, name, step, (*acts, done), ends_pass=not deleting(obj)
+    )
+
+
+def smmr_finalize(smmr: Obj, members: list[Obj], kiali: Obj | None) -> list[Transition]:
+    """memberroll finalizeObject: delete the members this controller created, empty the Kiali
+    CR's namespaces, then remove the finalizer (it does not wait for the members to go)."""
+    acts = [
+        Action("delete", SMMS, ns_of(m), name_of(m), tolerate=(404,))
+        for m in members
+        if not deleting(m) and annotations_of(m).get(CREATED_BY) == ROLL_CONTROLLER
+    ]
+    if kiali is not None:
+        current = spec(kiali)
+        accessible = (current.get("deployment") or {}).get("accessible_namespaces")
+        exclude = ((current.get("api") or {}).get("namespaces") or {}).get("exclude")
+        if accessible != [] or exclude != []:
+            empty = {
+                "deployment": {"accessible_namespaces": []},
+                "api": {"namespaces": {"exclude": []}},
+            }
+            acts.append(
+                Action(
+                    "patch", KIALIS, ns_of(kiali), name_of(kiali), {"spec": empty}, tolerate=(404,)
+                )
+            )
+    return [finalizer_transition("ServiceMeshMemberRoll", SMMRS, smmr, *acts)]
+
+
+def smm_finalize(
+    smm: Obj,
+    namespace: Obj | None,
+    copies: list[Obj],
+    roll: Obj | None,
+    others: list[Obj],
+    *,
+    now: str | None = None,
+) -> list[Transition]:
+    """member finalizeObject: take the namespace out of the mesh (removeNamespaceFromMesh),
+    delete a roll the member controller made once nothing else needs it, remove the finalizer.
+    A terminating namespace is left alone: the error goes to the member's status, which
+    reportError writes and returns no error for, so the finalizer still goes."""
+    ns = ns_of(smm)
+    cp_ns = str((spec(smm).get("controlPlaneRef") or {}).get("namespace", ""))
+    acts: list[Action] = []
+    if namespace is not None and deleting(namespace):
+        conds = status(smm).get("conditions") or []
+        for ctype in ("Reconciled", "Ready"):
+            cond = {
+                "type": ctype,
+                "status": "False",
+                "reason": "ErrorRemovingNamespace",
+                "message": "namespace is terminating",
+            }
+            conds = set_condition(conds, cond, now or now_iso())
+        body = {"conditions": conds, "observedGeneration": generation(smm)}
+        acts.append(Action("status", SMMS, ns, name_of(smm), body, tolerate=(404,)))
+    elif namespace is not None:
+        acts += [Action("delete", NETWORKPOLICIES, ns, name_of(p), tolerate=(404,)) for p in copies]
+        if MEMBER_OF in labels(namespace):
+            unlabel = {"metadata": {"labels": {MEMBER_OF: None}}}
+            acts.append(Action("patch", NAMESPACES, None, ns, unlabel, tolerate=(404,)))
+    if (
+        not (namespace is not None and deleting(namespace))
+        and roll is not None
+        and not deleting(roll)
+        and annotations_of(roll).get(CREATED_BY) == MEMBER_CONTROLLER
+        and not spec(roll).get("members")
+        and all(
+            (m.get("metadata") or {}).get("uid") == (smm.get("metadata") or {}).get("uid")
+            for m in others
+        )
+    ):
+        acts.append(Action("delete", SMMRS, cp_ns, name_of(roll), tolerate=(404,)))
+    return [finalizer_transition("ServiceMeshMember", SMMS, smm, *acts)]
+
+
 class SmmrController:
     name = "smmr"
 
@@ -365,50 +472,27 @@ class SmmrController:
     def transitions(self, key: Any, store: Store, knobs: Knobs) -> list[Transition]:
         ns, name = key
         smmr = store.get(SMMRS, ns, name)
-        if smmr is None or deleting(smmr):
+        if smmr is None:
             return []
-        smcps = [s for s in store.list(SMCPS, ns) if not deleting(s)]
-        namespaces = {name_of(n): n for n in store.list(NAMESPACES)}
         members = [
             m
             for m in store.list(SMMS)
             if (spec(m).get("controlPlaneRef") or {}).get("namespace") == ns
             and name_of(m) == "default"
         ]
+        if deleting(smmr):
+            if FINALIZER not in finalizers_of(smmr):
+                return []
+            kname = (status(smmr).get("annotations") or {}).get("kialiName")
+            kiali = store.get(KIALIS, ns, kname) if kname else None
+            return smmr_finalize(smmr, members, kiali)
+        if FINALIZER not in finalizers_of(smmr):
+            return [finalizer_transition("ServiceMeshMemberRoll", SMMRS, smmr)]
+        smcps = [s for s in store.list(SMCPS, ns) if not deleting(s)]
+        namespaces = {name_of(n): n for n in store.list(NAMESPACES)}
         kname = kiali_name(status(smcps[0]).get("appliedSpec") or {}) if len(smcps) == 1 else None
         kiali = store.get(KIALIS, ns, kname) if kname else None
-        out = smmr_transitions(smmr, smcps, namespaces, members, kiali, knobs=knobs)
-        known = set(status(smmr).get("members") or [])
-        out += _leave_transitions(smmr, known, namespaces, store)
-        return out
-
-
-def _leave_transitions(
-    smmr: Obj, known: set[str], namespaces: dict[str, Obj], store: Store
-) -> list[Transition]:
-    """Namespaces that are no longer members of this mesh lose its label and policy copies."""
-    ns, name = ns_of(smmr), name_of(smmr)
-    out: list[Transition] = []
-    for other, obj in namespaces.items():
-        if labels(obj).get(MEMBER_OF) == ns and other not in known and not deleting(obj):
-            act = Action(
-                "patch", NAMESPACES, None, other, {"metadata": {"labels": {MEMBER_OF: None}}}
-            )
-            out.append(
-                Transition(
-                    f"{ns}/{name}:unlabel:{other}",
-                    "ServiceMeshMemberRoll",
-                    ns,
-                    name,
-                    f"unlabel:{other}",
-                    (act,),
-                )
-            )
-    copies: dict[str, list[Obj]] = {}
-    for policy in store.list(NETWORKPOLICIES):
-        if labels(policy).get(MEMBER_OF) == ns and ns_of(policy) not in known:
-            copies.setdefault(ns_of(policy), []).append(policy)
-    return out + policy_transitions(smmr, [], [], copies)
+        return smmr_transitions(smmr, smcps, namespaces, members, kiali, knobs=knobs)
 
 
 def smm_transitions(
@@ -538,10 +622,30 @@ class SmmController:
     def transitions(self, key: Any, store: Store, knobs: Knobs) -> list[Transition]:
         ns, name = key
         smm = store.get(SMMS, ns, name)
-        if smm is None or deleting(smm):
+        if smm is None:
             return []
         ref = spec(smm).get("controlPlaneRef") or {}
         cp_ns, cp_name = str(ref.get("namespace", "")), str(ref.get("name", ""))
+        if deleting(smm):
+            if FINALIZER not in finalizers_of(smm):
+                return []
+            copies = [
+                p for p in store.list(NETWORKPOLICIES, ns) if labels(p).get(MEMBER_OF) == cp_ns
+            ]
+            others = [
+                m
+                for m in store.list(SMMS)
+                if (spec(m).get("controlPlaneRef") or {}).get("namespace") == cp_ns
+            ]
+            return smm_finalize(
+                smm,
+                store.get(NAMESPACES, None, ns),
+                copies,
+                store.get(SMMRS, cp_ns, "default"),
+                others,
+            )
+        if FINALIZER not in finalizers_of(smm):
+            return [finalizer_transition("ServiceMeshMember", SMMS, smm)]
         smcp = store.get(SMCPS, cp_ns, cp_name) if cp_name else None
         if smcp is not None and deleting(smcp):
             smcp = None

@@ -369,6 +369,7 @@ class PodRun:
         image = str(c.get("image", ""))
         base = podspec.kubelet_env(self.pod, self.k.kube.server_host, self.k.kube.server_port)
         base["PATH"] = ":".join([*self.k.images.bin_dirs(image), podspec.DEFAULT_PATH])
+        base.update(self.k.images.env(image))  # the image's ENV
         base["HOME"] = str(mkdir_group(self.dir / "home"))
         base["TMPDIR"] = paths.local("/tmp") or str(mkdir_group(self.dir / "tmp"))
         base["WORKSHOP_RUNNER_TERMINATION_LOG"] = str(termination)

@@ -205,26 +205,42 @@ def build_env(
 
 @dataclass(frozen=True)
 class ImageMap:
-    """Image glob -> entrypoint argv; the first matching glob wins."""
+    """Image glob -> entrypoint argv; the first matching glob wins. An entry may also give the
+    image's environment (a Dockerfile's ENV): `{glob: {command: [argv], env: {NAME: value}}}`;
+    the container's own env overrides it."""
 
     entries: tuple[tuple[str, tuple[str, ...]], ...]
+    envs: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
 
     @classmethod
     def default(cls, bin_dir: Path) -> ImageMap:
         return cls((("*workshop-runner*", (str(bin_dir / "workshop-runner"),)),))
 
     @classmethod
-    def from_mapping(
-        cls, data: Mapping[str, Sequence[str] | str], fallback: ImageMap | None = None
-    ) -> ImageMap:
-        entries = [(k, tuple([v] if isinstance(v, str) else v)) for k, v in data.items()]
-        return cls(tuple(entries) + (fallback.entries if fallback else ()))
+    def from_mapping(cls, data: Mapping[str, Any], fallback: ImageMap | None = None) -> ImageMap:
+        entries, envs = [], []
+        for glob, value in data.items():
+            command = value.get("command") if isinstance(value, Mapping) else value
+            entries.append((glob, tuple([command] if isinstance(command, str) else command)))
+            if isinstance(value, Mapping) and value.get("env"):
+                envs.append((glob, tuple((str(k), str(v)) for k, v in value["env"].items())))
+        if fallback is not None:
+            entries += fallback.entries
+            envs += fallback.envs
+        return cls(tuple(entries), tuple(envs))
 
     def entrypoint(self, image: str) -> tuple[str, ...] | None:
         for pattern, argv in self.entries:
             if fnmatch.fnmatchcase(image, pattern):
                 return argv
         return None
+
+    def env(self, image: str) -> dict[str, str]:
+        """The environment of the entry `entrypoint` picks for `image`."""
+        for pattern, _argv in self.entries:
+            if fnmatch.fnmatchcase(image, pattern):
+                return dict(next((e for g, e in self.envs if g == pattern), ()))
+        return {}
 
     def bin_dirs(self, image: str) -> list[str]:
         argv = self.entrypoint(image)

@@ -418,3 +418,48 @@ def test_smcp_versions_follow_the_operator_release(kube: Kube, istio: str, sim_k
     sim_knobs.set(mesh_operator="2.5")
     assert refusal("v2.5") == ""
     assert refusal("v2.1") == "400 Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported"
+
+
+def test_finalizers_hold_the_roll_and_member_until_the_operator_cleans_up(
+    kube: Kube, istio: str, unique_user: str, sim_knobs: Any
+) -> None:
+    """The roll and the member it makes carry maistra.io/istio-operator. Deleting the roll
+    takes the member and the namespace's mesh label with it; while the operator does not act
+    (here: its member-roll controller held back), the roll stays, marked for deletion, until
+    someone removes the finalizer by hand (docs/runbook.md)."""
+    create_smcp(kube, istio)
+    kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": [unique_user]}})
+    roll = wait_for(
+        kube, SMMRS, istio, "default", cond_is("Ready", "True", "Configured"), timeout=30
+    )
+    assert roll["metadata"]["finalizers"] == ["maistra.io/istio-operator"]
+    member = kube.get(SMMS, unique_user, "default")
+    assert member["metadata"]["finalizers"] == ["maistra.io/istio-operator"]
+
+    kube.delete(SMMRS, istio, "default")
+    wait_list(kube, SMMRS, istio, lambda items: not items, timeout=30)
+    wait_list(kube, SMMS, unique_user, lambda items: not items, timeout=30)
+    wait_for(
+        kube,
+        NAMESPACES,
+        None,
+        unique_user,
+        lambda o: MEMBER_OF not in (o["metadata"].get("labels") or {}),
+        timeout=20,
+    )
+
+    kube.create(SMMRS, istio, {"metadata": {"name": "default"}, "spec": {"members": []}})
+    wait_for(
+        kube,
+        SMMRS,
+        istio,
+        "default",
+        lambda o: "maistra.io/istio-operator" in (o["metadata"].get("finalizers") or []),
+        timeout=30,
+    )
+    sim_knobs.set({"kind": "SMMR", "delay": 600})  # the operator is gone, for the roll
+    kube.delete(SMMRS, istio, "default")
+    held = kube.get(SMMRS, istio, "default")
+    assert held["metadata"]["deletionTimestamp"]
+    kube.patch(SMMRS, istio, "default", {"metadata": {"finalizers": None}})
+    wait_list(kube, SMMRS, istio, lambda items: not items, timeout=10)

@@ -374,6 +374,12 @@ def test_teardown_undoes_every_step(
 ) -> None:  # fmt: skip
     user = unique_user
     assert runner("--user", user).code == 0
+    # Maistra's finalizers are on the roll and the member it made; teardown's order
+    # (roll membership, SMCP, then the namespaces) lets the operator release each of them.
+    roll = cluster_objects.get("maistra.io/v1", "ServiceMeshMemberRoll", "default", f"{user}-istio")
+    member = cluster_objects.get("maistra.io/v1", "ServiceMeshMember", "default", user)
+    for held in (roll, member):
+        assert held["metadata"]["finalizers"] == ["maistra.io/istio-operator"]
     code = main(["teardown", "--user", user], env={"KUBECONFIG": str(kubeconfig)})
     err = capsys.readouterr().err
     assert code == 0, err
@@ -470,5 +476,6 @@ def test_one_user_costs_the_operator_reconciles_upstream_needs(
     cm = wait_for(simulators.kube, CONFIGMAPS, SYSTEM_NS, SIM_STATUS_CM, settled, timeout=40,
                   what="the Kiali CR reconciled and the queues idle")  # fmt: skip
     queues = json.loads(cm["data"]["stats.json"])["queues"]
-    assert queues["ServiceMeshMemberRoll"]["by_namespace"][istio] == 2
+    # the finalizer's own reconcile, then members created, then Configured
+    assert queues["ServiceMeshMemberRoll"]["by_namespace"][istio] == 3
     assert 2 <= queues["Kiali"]["by_namespace"][istio] <= 3, queues["Kiali"]["causes"]

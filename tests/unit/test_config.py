@@ -163,6 +163,17 @@ def test_missing_params_file(tmp_path: Path) -> None:
         config.load_params(tmp_path / "absent.yaml", USER, project_request=False)
 
 
+def test_deadline_scale_from_the_environment() -> None:
+    assert config.deadline_scale({}) == 1.0
+    assert config.deadline_scale({"WORKSHOP_RUNNER_DEADLINE_SCALE": "0.1"}) == 0.1
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "fast", "inf", "nan"])
+def test_bad_deadline_scale_is_one_clear_line(value: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^WORKSHOP_RUNNER_DEADLINE_SCALE=.*greater than 0$"):
+        config.deadline_scale({"WORKSHOP_RUNNER_DEADLINE_SCALE": value})
+
+
 def test_parse_timeouts() -> None:
     assert config.parse_timeouts(["rbac=5", "namespace=1.5,limit-ranges=60"], NAMES) == {
         "rbac": 5.0,

@@ -24,7 +24,12 @@ from devcluster.sim.kube import (
     SMMS,
 )
 from devcluster.sim.maistra import MEMBER_OF, SmcpController, components, version_refusal
-from devcluster.sim.memberroll import SmmController, SmmrController, desired_smmr_status
+from devcluster.sim.memberroll import (
+    FINALIZER,
+    SmmController,
+    SmmrController,
+    desired_smmr_status,
+)
 from devcluster.sim.objects import condition
 from devcluster.sim.openshift import ProjectRequestController, admission_refusal
 from devcluster.sim.webhook import NOT_READY_MESSAGE, ONE_MESH_MESSAGE, Admission
@@ -278,9 +283,8 @@ def test_a_member_behind_the_mesh_generation_is_pending() -> None:
     assert found["conditions"][0]["reason"] == "ReconcileError"
 
 
-def test_service_mesh_member_joins_the_mesh_without_spec_members() -> None:
-    """2.4: a ServiceMeshMember makes the roll if there is none (created-by the member
-    controller, no spec.members) and is a known member through its controlPlaneRef."""
+def world_with_a_member() -> FakeWorld:
+    """A mesh and a ServiceMeshMember in user1 (no roll made by hand), settled."""
     w = FakeWorld()
     ns(w, CP)
     ns(w, "user1")
@@ -293,6 +297,13 @@ def test_service_mesh_member_joins_the_mesh_without_spec_members() -> None:
         },
     )
     run_all(w)
+    return w
+
+
+def test_service_mesh_member_joins_the_mesh_without_spec_members() -> None:
+    """2.4: a ServiceMeshMember makes the roll if there is none (created-by the member
+    controller, no spec.members) and is a known member through its controlPlaneRef."""
+    w = world_with_a_member()
     roll = w.get(SMMRS, CP, "default")
     assert roll is not None
     assert roll["metadata"]["annotations"]["maistra.io/created-by"] == (
@@ -328,6 +339,111 @@ def test_service_mesh_member_without_its_control_plane() -> None:
         "ErrorControlPlaneMissing",
         "the referenced ServiceMeshControlPlane object does not exist",
     )
+
+
+def world_with_a_roll() -> tuple[FakeWorld, list[str]]:
+    """A mesh and a roll listing user1, settled; the steps it took."""
+    w = FakeWorld()
+    ns(w, CP)
+    ns(w, "user1")
+    smcp(w)
+    w.add(SMMRS, {"metadata": {"name": "default", "namespace": CP}, "spec": {"members": ["user1"]}})
+    return w, run_all(w)
+
+
+def test_the_roll_and_its_members_get_the_operator_s_finalizer_before_anything_else() -> None:
+    """common.AddFinalizer: the first reconcile of a roll or member only adds the finalizer."""
+    w, steps = world_with_a_roll()
+    roll_steps = [st for st in steps if st.startswith("ServiceMeshMemberRoll:")]
+    member_steps = [st for st in steps if st.startswith("ServiceMeshMember:")]
+    assert roll_steps[0] == "ServiceMeshMemberRoll:add-finalizer"
+    assert member_steps[0] == "ServiceMeshMember:add-finalizer"
+    roll = w.get(SMMRS, CP, "default")
+    member = w.get(SMMS, "user1", "default")
+    assert roll is not None
+    assert member is not None
+    assert roll["metadata"]["finalizers"] == [FINALIZER]
+    assert member["metadata"]["finalizers"] == [FINALIZER]
+    assert ready_of(w)[:2] == ("True", "Configured")
+
+
+def test_deleting_the_roll_cleans_its_members_then_lets_it_go() -> None:
+    """memberroll finalizeObject: the members it created are deleted (each member's finalizer
+    takes its namespace out of the mesh), Kiali loses its namespaces, then the roll goes."""
+    w, _ = world_with_a_roll()
+    labelled = w.get(NAMESPACES, None, "user1")
+    assert labelled is not None
+    assert labelled["metadata"]["labels"][MEMBER_OF] == CP
+
+    w.perform(Action("delete", SMMRS, CP, "default"))
+    marked = w.get(SMMRS, CP, "default")
+    assert marked is not None
+    assert marked["metadata"]["deletionTimestamp"]
+    steps = run_all(w)
+    assert "ServiceMeshMemberRoll:finalize" in steps
+    assert "ServiceMeshMember:finalize" in steps
+    assert w.get(SMMRS, CP, "default") is None
+    assert w.get(SMMS, "user1", "default") is None
+    left = w.get(NAMESPACES, None, "user1")
+    assert left is not None
+    assert MEMBER_OF not in (left["metadata"].get("labels") or {})
+    kiali = w.get(KIALIS, CP, "kiali")
+    assert kiali is not None
+    assert kiali["spec"]["deployment"]["accessible_namespaces"] == []
+
+
+def test_without_the_operator_the_finalizer_holds_the_roll() -> None:
+    w = FakeWorld()
+    ns(w, CP)
+    smcp(w)
+    w.add(SMMRS, {"metadata": {"name": "default", "namespace": CP}, "spec": {"members": []}})
+    run_all(w)
+    w.perform(Action("delete", SMMRS, CP, "default"))
+    held = w.get(SMMRS, CP, "default")  # no controller ran: still there, marked
+    assert held is not None
+    assert held["metadata"]["deletionTimestamp"]
+    assert held["metadata"]["finalizers"] == [FINALIZER]
+
+
+def test_a_member_deleted_in_a_terminating_namespace_reports_it_and_lets_go() -> None:
+    """member finalizeObject: removeNamespaceFromMesh refuses a terminating namespace; the
+    error goes to the member's status (reportError returns no error), the finalizer goes."""
+    w, _ = world_with_a_roll()
+    terminating = w.get(NAMESPACES, None, "user1")
+    assert terminating is not None
+    terminating["metadata"]["deletionTimestamp"] = "2025-01-01T01:00:00Z"  # held: spec.finalizers
+    w.store.update(NAMESPACES, terminating)
+    w.perform(Action("delete", SMMS, "user1", "default"))
+    smm = w.get(SMMS, "user1", "default")
+    assert smm is not None
+    (finalize,) = [
+        t
+        for t in SmmController().transitions(("user1", "default"), w.store, FAST)
+        if t.step == "finalize"
+    ]
+    described = [a.describe() for a in finalize.actions]
+    assert described == [
+        "status ServiceMeshMember user1/default",
+        "patch ServiceMeshMember user1/default",
+    ]
+    assert finalize.actions[0].body["conditions"][0]["reason"] == "ErrorRemovingNamespace"
+    assert finalize.actions[0].body["conditions"][0]["message"] == "namespace is terminating"
+    w.apply(finalize)
+    assert w.get(SMMS, "user1", "default") is None
+
+
+def test_the_last_member_takes_the_roll_its_controller_made_with_it() -> None:
+    """removeMemberRollIfNeeded: a roll created by the member controller, with no
+    spec.members and no other member, is deleted when its last member goes."""
+    w = world_with_a_member()
+    assert w.get(SMMRS, CP, "default") is not None
+    w.perform(Action("delete", SMMS, "user1", "default"))
+    run_all(w)
+    assert w.get(SMMS, "user1", "default") is None
+    assert w.get(SMMRS, CP, "default") is None
+    left = w.get(NAMESPACES, None, "user1")
+    assert left is not None
+    assert MEMBER_OF not in (left["metadata"].get("labels") or {})
 
 
 def test_kiali_reconciles_each_generation_like_an_ansible_operator() -> None:

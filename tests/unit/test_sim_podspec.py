@@ -115,6 +115,17 @@ def test_missing_required_references_are_config_errors() -> None:
         podspec.field_value(POD, "spec.containers")
 
 
+def test_an_image_map_entry_can_give_the_images_environment() -> None:
+    images = ImageMap.from_mapping(
+        {"*runner-scaled*": {"command": ["/opt/bin/run"], "env": {"SCALE": 0.1}}},
+        ImageMap.default(Path("/venv/bin")),
+    )
+    assert images.entrypoint("runner-scaled:1") == ("/opt/bin/run",)
+    assert images.env("runner-scaled:1") == {"SCALE": "0.1"}
+    assert images.env("quay.io/acme/workshop-runner:0.1.0") == {}  # the default: no ENV
+    assert images.entrypoint("quay.io/acme/workshop-runner:0.1.0") == ("/venv/bin/workshop-runner",)
+
+
 def test_argv_from_image_map_and_rewritten_mount_paths(tmp_path: Path) -> None:
     images = ImageMap.default(Path("/venv/bin"))
     paths = PathMap({"/etc/workshop-runner/templates": str(tmp_path / "tpl"), "/tmp": "/local/tmp"})

@@ -356,3 +356,10 @@ def test_timeout_override_is_a_plain_deadline_and_cap_makes_timeout_a_stall_wind
     assert (plain.at - clock.now, plain.stall) == (45.0, None)
     aware = step_deadline(smcp, None, clock, clock.now)
     assert (aware.at - clock.now, aware.stall) == (smcp.CAP, smcp.TIMEOUT)
+    # WORKSHOP_RUNNER_DEADLINE_SCALE scales both figures; an explicit --timeout stays as given.
+    scaled = step_deadline(smcp, None, clock, clock.now, 0.1)
+    assert (scaled.at - clock.now, scaled.stall) == (smcp.CAP * 0.1, smcp.TIMEOUT * 0.1)
+    assert step_deadline(smcp, 45.0, clock, clock.now, 0.1).at - clock.now == 45.0
+    from steps import namespace  # a plain deadline (API calls only) is not scaled
+
+    assert step_deadline(namespace, None, clock, clock.now, 0.1).at - clock.now == namespace.TIMEOUT
