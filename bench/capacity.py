@@ -210,9 +210,7 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
         "| goal | measured | met? |",
         "|---|---|---|",
     ]
-    for goal, measured, ok in goal_rows(results, ours):
-        verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
-        out.append(f"| {goal} | {measured} | {verdict} |")
+    out += goal_table_rows(results, ours)
     big = fleet_runs(results, ours)
     if big and (lim := limit(big[max(big)])):
         out += [
@@ -237,13 +235,37 @@ def section(results: dict[str, Any], plot_name: str, ours: str) -> list[str]:
 
 
 def splice(text: str, results: dict[str, Any], plot_name: str, ours: str) -> str:
-    """Replace the capacity section of REPORT.md (or insert it before "## Machine")."""
+    """Replace the capacity section of REPORT.md (or insert it before "## Machine"), and put
+    its goal rows into the report's own goals table."""
     new = "\n".join(section(results, plot_name, ours))
     if START in text and END in text:
         head, rest = text.split(START, 1)
-        return head + new + rest.split(END, 1)[1]
-    marker = "## Machine"
-    if marker in text:
-        head, tail = text.split(marker, 1)
-        return head + new + "\n\n" + marker + tail
-    return text.rstrip("\n") + "\n\n" + new + "\n"
+        text = head + new + rest.split(END, 1)[1]
+    elif "## Machine" in text:
+        head, tail = text.split("## Machine", 1)
+        text = head + new + "\n\n## Machine" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    return splice_goals(text, goal_table_rows(results, ours))
+
+
+GOALS_HEAD = "## Goals\n\n| goal | measured | met? |\n|---|---|---|\n"
+ROW_PREFIX = "| N = 100, capacity profile"
+
+
+def goal_table_rows(results: dict[str, Any], ours: str) -> list[str]:
+    out = []
+    for goal, measured, ok in goal_rows(results, ours):
+        verdict = "not measured" if ok is None else ("yes" if ok else "**no**")
+        out.append(f"| {goal} | {measured} | {verdict} |")
+    return out
+
+
+def splice_goals(text: str, rows: list[str]) -> str:
+    """The report's goals table (## Goals) with `rows` in place of its capacity rows."""
+    if GOALS_HEAD not in text:
+        return text
+    head, rest = text.split(GOALS_HEAD, 1)
+    table, sep, tail = rest.partition("\n\n")
+    kept = [line for line in table.split("\n") if line and not line.startswith(ROW_PREFIX)]
+    return head + GOALS_HEAD + "\n".join(kept + rows) + sep + tail

@@ -86,3 +86,19 @@ def test_cpu_line_gives_the_share_before_the_first_step() -> None:
     assert "0.50 CPU-s" in line
     assert "about 0.25 s (50%)" in line
     assert capacity.cpu_line(results(r), OURS) == ""  # start-up not measured
+
+
+def test_the_capacity_goal_rows_replace_their_row_in_the_reports_goals_table() -> None:
+    report = (
+        "# Benchmark\n\n## Goals\n\n| goal | measured | met? |\n|---|---|---|\n"
+        "| overhead per user ≤ 1 s | 0.74 s | yes |\n"
+        "| N = 100, capacity profile: old row | 9.99x | **no** |\n\nWhere a goal is missed:\n"
+    )
+    out = capacity.splice(report, results(run(100, 321.0, 300.0, 400.0)), "c.png", OURS)
+    goals = out.split("## Goals", 1)[1].split("\n\n")[1].splitlines()
+    assert goals[2] == "| overhead per user ≤ 1 s | 0.74 s | yes |"
+    assert goals[3].startswith("| N = 100, capacity profile: fleet wall time ≤ 1.15x")
+    assert "| 1.07x (321.0 s against 300.0 s) | yes |" in goals[3]
+    assert len(goals) == 6  # three capacity rows, the old one gone
+    assert "Where a goal is missed:" in out
+    assert capacity.START in out  # and the section itself, at the end
