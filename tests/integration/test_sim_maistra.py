@@ -24,6 +24,7 @@ from devcluster.sim.kube import (
     SMMS,
     Kube,
     KubeError,
+    Resource,
 )
 from devcluster.sim.maistra import MEMBER_OF
 from devcluster.sim.objects import condition
@@ -526,3 +527,14 @@ def test_finalizers_hold_the_roll_and_member_until_the_operator_cleans_up(
     assert held["metadata"]["deletionTimestamp"]
     kube.patch(SMMRS, istio, "default", {"metadata": {"finalizers": None}})
     wait_list(kube, SMMRS, istio, lambda items: not items, timeout=10)
+
+
+def test_an_smcp_read_as_v1_is_not_converted(kube: Kube, istio: str) -> None:
+    """docs/fidelity.md, "Not simulated (Maistra)": without Maistra's conversion webhook the
+    apiserver's None conversion only rewrites apiVersion, and the v1 schema prunes what it does
+    not declare - no `istio` HelmValues are made from the v2 fields."""
+    create_smcp(kube, istio)
+    v1 = Resource("maistra.io", "v1", "servicemeshcontrolplanes", "ServiceMeshControlPlane")
+    read = kube.get(v1, istio, "workshop-install")
+    assert read["apiVersion"] == "maistra.io/v1"
+    assert read["spec"] == {"version": WORKSHOP_SMCP_SPEC["version"]}
