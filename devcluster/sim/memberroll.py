@@ -38,7 +38,15 @@ from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
 from devcluster.sim.kube import KIALIS, NAMESPACES, NETWORKPOLICIES, SMCPS, SMMRS, SMMS, Resource
-from devcluster.sim.maistra import MEMBER_OF, OWNER, OWNER_NAME, kiali_name
+from devcluster.sim.maistra import (
+    FINALIZER,
+    MEMBER_OF,
+    OWNER,
+    OWNER_NAME,
+    finalizer_transition,
+    finalizers_of,
+    kiali_name,
+)
 from devcluster.sim.netpol import selects
 from devcluster.sim.objects import (
     Obj,
@@ -62,7 +70,6 @@ ROLL_CONTROLLER = "servicemeshmemberroll-controller"
 MEMBER_CONTROLLER = "servicemeshmember-controller"
 PRUNER_LABELS = (OWNER, OWNER_NAME, "app.kubernetes.io/version")
 OPERATOR_NAMESPACE = "openshift-operators"
-FINALIZER = "maistra.io/istio-operator"  # common.FinalizerName
 
 
 def _ready(reason: str, message: str, ok: bool = False) -> Obj:
@@ -342,33 +349,6 @@ def policy_transitions(
         for pname in sorted(gone):
             t(f"netpol-delete:{member}:{pname}", Action("delete", NETWORKPOLICIES, member, pname))
     return out
-
-
-def finalizers_of(obj: Obj) -> list[str]:
-    return list((obj.get("metadata") or {}).get("finalizers") or [])
-
-
-def finalizer_patch(obj: Obj, *, add: bool) -> Obj:
-    """common.AddFinalizer / RemoveFinalizer: the set of finalizers with ours in or out. Adding
-    is written at the resourceVersion read (an Update upstream: a concurrent change is a 409
-    and a retry); removing follows the finalize's own writes (upstream updates the object those
-    writes returned), so it carries no resourceVersion: the other finalizers read are kept."""
-    keep = {f for f in finalizers_of(obj) if f != FINALIZER} | ({FINALIZER} if add else set())
-    meta: Obj = {"finalizers": sorted(keep) or None}
-    if add:
-        meta["resourceVersion"] = (obj.get("metadata") or {}).get("resourceVersion")
-    return {"metadata": meta}
-
-
-def finalizer_transition(kind: str, res: Resource, obj: Obj, *acts: Action) -> Transition:
-    """Add the finalizer (no other work in that reconcile), or perform `acts` and remove it."""
-    ns, name = ns_of(obj), name_of(obj)
-    step = "finalize" if deleting(obj) else "add-finalizer"
-    patch = finalizer_patch(obj, add=not deleting(obj))
-    done = Action("patch", res, ns, name, patch, tolerate=(404, 409))
-    return Transition(
-        f"{ns}/{name}:{step}", kind, ns, name, step, (*acts, done), ends_pass=not deleting(obj)
-    )
 
 
 def smmr_finalize(smmr: Obj, members: list[Obj], kiali: Obj | None) -> list[Transition]:

@@ -228,10 +228,13 @@ class Admission:
             return _response(uid, False, 500, "InternalError", NOT_READY_MESSAGE)
         obj = request.get("object") or {}
         name = (obj.get("metadata") or {}).get("name", "")
-        # As upstream: the one-mesh rule first (any operation), then the version.
+        # As upstream: the one-mesh rule first (any operation), then a mesh being deleted
+        # passes (its finalizer's removal), then the version.
         others = [s for s in self._smcps(ns) if s["metadata"]["name"] != name]
         if others:
             return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return _response(uid, True)
         version = str((obj.get("spec") or {}).get("version") or "")
         refusal = version_refusal(self.knobs().mesh_operator, version)
         if refusal:

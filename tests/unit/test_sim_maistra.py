@@ -23,9 +23,8 @@ from devcluster.sim.kube import (
     SMMRS,
     SMMS,
 )
-from devcluster.sim.maistra import MEMBER_OF, SmcpController, components, version_refusal
+from devcluster.sim.maistra import FINALIZER, MEMBER_OF, SmcpController, components, version_refusal
 from devcluster.sim.memberroll import (
-    FINALIZER,
     SmmController,
     SmmrController,
     desired_smmr_status,
@@ -92,6 +91,7 @@ def test_smcp_goes_installed_reconciled_ready_and_creates_kiali() -> None:
     smcp(w)
     steps = run_all(w)
     assert [s for s in steps if s.startswith("ServiceMeshControlPlane")] == [
+        "ServiceMeshControlPlane:add-finalizer",
         "ServiceMeshControlPlane:begin",
         "ServiceMeshControlPlane:paused",
         "ServiceMeshControlPlane:installed",
@@ -127,7 +127,7 @@ def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
     w = FakeWorld()
     smcp(w)
     ctl = SmcpController()
-    for expected in ("begin", "paused"):
+    for expected in ("add-finalizer", "begin", "paused"):
         (t,) = ctl.transitions((CP, "workshop-install"), w.store, knobs.build([]))
         assert t.step == expected
         w.apply(t)
@@ -143,6 +143,41 @@ def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
     )
     (t,) = ctl.transitions((CP, "workshop-install"), w.store, knobs.build([]))
     assert (t.step, t.delayed) == ("installed", True)
+
+
+def test_deleting_the_smcp_says_so_prunes_the_mesh_then_lets_it_go() -> None:
+    """controlplane/deleter.go: Reconciled/Ready False Deleting first, then the mesh's own
+    objects are pruned and the finalizer removed; without the finalizer nothing is done."""
+    w = FakeWorld()
+    ns(w, CP)
+    smcp(w)
+    run_all(w)
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    assert obj["metadata"]["finalizers"] == [FINALIZER]
+    w.perform(Action("delete", SMCPS, CP, "workshop-install"))
+    ctl = SmcpController()
+    (t,) = ctl.transitions((CP, "workshop-install"), w.store, FAST)
+    assert (t.step, t.ends_pass) == ("deleting", True)
+    w.apply(t)
+    marked = w.get(SMCPS, CP, "workshop-install")
+    assert marked is not None
+    rec = condition(marked["status"], "Reconciled")
+    assert rec is not None
+    assert (rec["status"], rec["reason"], rec["message"]) == (
+        "False",
+        "Deleting",
+        "Deleting service mesh",
+    )
+    (t,) = ctl.transitions((CP, "workshop-install"), w.store, FAST)
+    assert t.step == "finalize"
+    described = [a.describe() for a in t.actions]
+    assert described[0] == f"delete Kiali {CP}/kiali"
+    assert f"delete NetworkPolicy {CP}/istio-mesh-default" in described
+    assert described[-1] == f"patch ServiceMeshControlPlane {CP}/workshop-install"
+    w.apply(t)
+    assert w.get(SMCPS, CP, "workshop-install") is None
+    assert w.get(KIALIS, CP, "kiali") is None
 
 
 def test_smcp_spec_change_is_a_new_generation_to_reconcile() -> None:
