@@ -409,6 +409,16 @@ def smcp_transitions(
     return []
 
 
+def reconciled_and_ready(
+    conds: list[Obj], ok: bool, reason: str, message: str, now: str
+) -> list[Obj]:
+    """Reconciled and Ready set alike, as Maistra's controllers report most outcomes."""
+    for ctype in ("Reconciled", "Ready"):
+        cond = {"type": ctype, "status": "True" if ok else "False", "reason": reason}
+        conds = set_condition(conds, {**cond, "message": message}, now)
+    return conds
+
+
 def smcp_delete_transitions(
     smcp: Obj, kiali: Obj | None, policies: list[Obj], mesh_ns: Obj | None, now: str | None = None
 ) -> list[Transition]:
@@ -419,14 +429,9 @@ def smcp_delete_transitions(
     rec = condition(status(smcp), "Reconciled") or {}
     if (rec.get("status"), rec.get("reason")) != ("False", "Deleting"):
         conds = list(status(smcp).get("conditions") or [])
-        for ctype in ("Reconciled", "Ready"):
-            cond = {
-                "type": ctype,
-                "status": "False",
-                "reason": "Deleting",
-                "message": "Deleting service mesh",
-            }
-            conds = set_condition(conds, cond, now or now_iso())
+        conds = reconciled_and_ready(
+            conds, False, "Deleting", "Deleting service mesh", now or now_iso()
+        )
         act = Action("status", SMCPS, ns, name, {"conditions": conds})
         kind = "ServiceMeshControlPlane"
         return [

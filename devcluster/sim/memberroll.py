@@ -46,6 +46,7 @@ from devcluster.sim.maistra import (
     finalizer_transition,
     finalizers_of,
     kiali_name,
+    reconciled_and_ready,
 )
 from devcluster.sim.netpol import selects
 from devcluster.sim.objects import (
@@ -393,15 +394,13 @@ def smm_finalize(
     cp_ns = str((spec(smm).get("controlPlaneRef") or {}).get("namespace", ""))
     acts: list[Action] = []
     if namespace is not None and deleting(namespace):
-        conds = status(smm).get("conditions") or []
-        for ctype in ("Reconciled", "Ready"):
-            cond = {
-                "type": ctype,
-                "status": "False",
-                "reason": "ErrorRemovingNamespace",
-                "message": "namespace is terminating",
-            }
-            conds = set_condition(conds, cond, now or now_iso())
+        conds = reconciled_and_ready(
+            status(smm).get("conditions") or [],
+            False,
+            "ErrorRemovingNamespace",
+            "namespace is terminating",
+            now or now_iso(),
+        )
         body = {"conditions": conds, "observedGeneration": generation(smm)}
         acts.append(Action("status", SMMS, ns, name_of(smm), body, tolerate=(404,)))
     elif namespace is not None:
@@ -542,17 +541,7 @@ def smm_transitions(
             "meshReconciledVersion": reconciled_version(smcp),
         }
     conds = status(smm).get("conditions") or []
-    for ctype in ("Reconciled", "Ready"):
-        conds = set_condition(
-            conds,
-            {
-                "type": ctype,
-                "status": "True" if ok else "False",
-                "reason": reason,
-                "message": message,
-            },
-            now,
-        )
+    conds = reconciled_and_ready(conds, ok, reason, message, now)
     desired: Obj = {
         "conditions": conds,
         "observedGeneration": generation(smm),
