@@ -4,7 +4,8 @@ ServiceMeshControlPlane (maistra.io/v2), per generation G:
   begin      Installed/Reconciled/Ready False, reason ResourceCreated ("Installing mesh
              generation G") or, on a spec change, Reconciled False SpecUpdated; readiness:
              every component pending
-  paused     at once (the same reconcile): Reconciled False PausingInstall (PausingUpdate on a
+  paused     at once (the same reconcile; the mesh namespace labelled maistra.io/member-of=
+             itself first, when missing): Reconciled False PausingInstall (PausingUpdate on a
              spec change) "Paused until the following components become ready: [istiod]" -
              the first chart group applied, its component not ready yet
   installed  observedGeneration G, Installed/Reconciled True (InstallSuccessful or
@@ -34,6 +35,7 @@ from devcluster.sim.objects import (
     condition,
     deleting,
     generation,
+    labels,
     name_of,
     now_iso,
     ns_of,
@@ -251,8 +253,21 @@ def finalizer_transition(kind: str, res: Resource, obj: Obj, *acts: Action) -> T
     )
 
 
+def _label_mesh_namespace(ns: str, labelled: bool) -> list[Action]:
+    """reconciler.go addNamespaceLabels, before the first chart group: the mesh namespace is
+    labelled maistra.io/member-of=<itself> (v2.4 and later: that label only)."""
+    if labelled:
+        return []
+    return [Action("patch", NAMESPACES, None, ns, {"metadata": {"labels": {MEMBER_OF: ns}}})]
+
+
 def smcp_transitions(
-    smcp: Obj, kiali_exists: bool, knobs: Knobs, now: str | None = None
+    smcp: Obj,
+    kiali_exists: bool,
+    knobs: Knobs,
+    now: str | None = None,
+    *,
+    mesh_labelled: bool = True,
 ) -> list[Transition]:
     now = now or now_iso()
     ns, name = ns_of(smcp), name_of(smcp)
@@ -304,7 +319,9 @@ def smcp_transitions(
             body["annotations"] = {"readyComponentCount": f"0/{len(comps)}"}
         return step("begin", body)
     if started:
-        return step("paused", {"conditions": _pause(conds, initial, comps, now)}, delayed=False)
+        # Rendered: the mesh namespace is labelled, the first chart group applied, then a pause.
+        pause = {"conditions": _pause(conds, initial, comps, now)}
+        return step("paused", pause, *_label_mesh_namespace(ns, mesh_labelled), delayed=False)
     if paused:
         failure = knobs.failure("ServiceMeshControlPlane", ns, name)
         if failure:
@@ -487,4 +504,6 @@ class SmcpController:
             return [finalizer_transition("ServiceMeshControlPlane", SMCPS, smcp)]
         kname = kiali_name(spec(smcp))
         exists = kname is not None and store.get(KIALIS, ns, kname) is not None
-        return smcp_transitions(smcp, exists, knobs)
+        mesh_ns = store.get(NAMESPACES, None, ns)
+        labelled = mesh_ns is None or labels(mesh_ns).get(MEMBER_OF) == ns
+        return smcp_transitions(smcp, exists, knobs, mesh_labelled=labelled)

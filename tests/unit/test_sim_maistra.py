@@ -147,7 +147,7 @@ def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
 
 def test_deleting_the_smcp_says_so_prunes_the_mesh_then_lets_it_go() -> None:
     """controlplane/deleter.go: Reconciled/Ready False Deleting first, then the mesh's own
-    objects are pruned and the finalizer removed; without the finalizer nothing is done."""
+    objects are pruned, the mesh namespace's member-of label removed, the finalizer too."""
     w = FakeWorld()
     ns(w, CP)
     smcp(w)
@@ -155,6 +155,9 @@ def test_deleting_the_smcp_says_so_prunes_the_mesh_then_lets_it_go() -> None:
     obj = w.get(SMCPS, CP, "workshop-install")
     assert obj is not None
     assert obj["metadata"]["finalizers"] == [FINALIZER]
+    mesh_ns = w.get(NAMESPACES, None, CP)
+    assert mesh_ns is not None
+    assert mesh_ns["metadata"]["labels"][MEMBER_OF] == CP  # addNamespaceLabels, at install
     w.perform(Action("delete", SMCPS, CP, "workshop-install"))
     ctl = SmcpController()
     (t,) = ctl.transitions((CP, "workshop-install"), w.store, FAST)
@@ -178,6 +181,9 @@ def test_deleting_the_smcp_says_so_prunes_the_mesh_then_lets_it_go() -> None:
     w.apply(t)
     assert w.get(SMCPS, CP, "workshop-install") is None
     assert w.get(KIALIS, CP, "kiali") is None
+    mesh_ns = w.get(NAMESPACES, None, CP)
+    assert mesh_ns is not None
+    assert MEMBER_OF not in (mesh_ns["metadata"].get("labels") or {})  # removeNamespaceLabels
 
 
 def test_smcp_spec_change_is_a_new_generation_to_reconcile() -> None:
