@@ -26,6 +26,9 @@ failurePolicy Fail), exactly as it calls the real ones:
   SubjectAccessReview: may the requesting user `use` (maistra.io servicemeshcontrolplanes) the
   control plane it names - 403 "user '<name>' does not have permission to use
   ServiceMeshControlPlane <ns>/<name>" if not.
+- smmr.mutation.maistra.io (CREATE/UPDATE ServiceMeshMemberRoll), as 2.4's
+  webhooks/mutation/memberroll.go: the roll's own namespace is removed from spec.members
+  (before the validator, which would refuse it, runs).
 - ProjectRequest: a mutating hook stamps openshift.io/requester from the request's userInfo; a
   validating hook refuses existing namespaces (409 AlreadyExists) and openshift-/kube- names.
 """
@@ -73,6 +76,7 @@ NOT_READY_MESSAGE = (
 ONE_MESH_MESSAGE = "only one service mesh may be installed per project/namespace"
 SMMR_WEBHOOK = "smmr.validation.maistra.io"
 SMM_WEBHOOK = "smm.validation.maistra.io"
+SMMR_MUTATION = "smmr.mutation.maistra.io"
 OPERATOR_NAMESPACE = "openshift-operators"
 MEMBER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # (userInfo of the admission request, the review's resourceAttributes) -> allowed
@@ -288,6 +292,23 @@ class Admission:
             return _response(uid, False, 403, "Forbidden", message)
         return _response(uid, True)
 
+    def mutate_smmr(self, request: dict[str, Any]) -> dict[str, Any]:
+        """webhooks/mutation/memberroll.go: the roll's own (mesh) namespace is dropped from
+        spec.members - so the validator's "mesh project/namespace cannot be listed as a
+        member" never sees it on a real install, where this mutator runs first."""
+        uid = request.get("uid", "")
+        obj = request.get("object") or {}
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return _response(uid, True)
+        members = list((obj.get("spec") or {}).get("members") or [])
+        kept = [m for m in members if m != request.get("namespace", "")]
+        review = _response(uid, True)
+        if kept != members:
+            patch = [{"op": "replace", "path": "/spec/members", "value": kept}]
+            review["response"]["patchType"] = "JSONPatch"
+            review["response"]["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+        return review
+
     def validate_smm(self, request: dict[str, Any]) -> dict[str, Any]:
         """webhooks/validation/member.go: name `default`, not in the operator's namespace,
         controlPlaneRef unchanged on UPDATE, then a SubjectAccessReview: may the requester
@@ -352,6 +373,7 @@ class WebhookServer:
         "/validate-smcp",
         "/validate-smmr",
         "/validate-smm",
+        "/mutate-smmr",
         "/validate-projectrequest",
         "/mutate-projectrequest",
     )
@@ -403,6 +425,8 @@ class WebhookServer:
                     answer = adm.validate_smmr(request)
                 elif path == "/validate-smm":
                     answer = adm.validate_smm(request)
+                elif path == "/mutate-smmr":
+                    answer = adm.mutate_smmr(request)
                 elif path == "/validate-projectrequest":
                     answer = adm.validate_project_request(request)
                 elif path == "/mutate-projectrequest":
@@ -449,7 +473,7 @@ class WebhookServer:
             self._hook(SMMR_WEBHOOK, "/validate-smmr", SMMRS, ["CREATE", "UPDATE"]),
             self._hook(SMM_WEBHOOK, "/validate-smm", SMMS, ["CREATE", "UPDATE"]),
         ]
-        mutating = []
+        mutating = [self._hook(SMMR_MUTATION, "/mutate-smmr", SMMRS, ["CREATE", "UPDATE"])]
         if with_projects:
             validating.append(
                 self._hook(
@@ -477,6 +501,7 @@ class WebhookServer:
         validating, mutating = self.configurations(with_projects)
         if not with_smcp:
             validating["webhooks"] = validating["webhooks"][3:]
+            mutating["webhooks"] = mutating["webhooks"][1:]
         for res, body in ((VALIDATING_WEBHOOKS, validating), (MUTATING_WEBHOOKS, mutating)):
             kube.delete(res, None, CONFIG_NAME)
             if body["webhooks"]:

@@ -538,3 +538,13 @@ def test_an_smcp_read_as_v1_is_not_converted(kube: Kube, istio: str) -> None:
     read = kube.get(v1, istio, "workshop-install")
     assert read["apiVersion"] == "maistra.io/v1"
     assert read["spec"] == {"version": WORKSHOP_SMCP_SPEC["version"]}
+
+
+def test_the_member_roll_mutator_drops_the_mesh_namespace(
+    kube: Kube, istio: str, unique_user: str
+) -> None:
+    """smmr.mutation.maistra.io runs before the validator: a roll that lists its own
+    namespace is stored without it, not refused."""
+    body = {"metadata": {"name": "default"}, "spec": {"members": [unique_user, istio]}}
+    stored = kube.create(SMMRS, istio, body)
+    assert stored["spec"]["members"] == [unique_user]

@@ -725,6 +725,17 @@ def test_smmr_admission_dynamic_members_need_cluster_wide_pod_rights(
     )
 
 
+def test_smmr_mutation_drops_the_mesh_namespace_from_the_members() -> None:
+    adm, _ = smmr_admission(set())
+    req = smmr_request(["user1", CP, "user2"])
+    answer = adm.mutate_smmr(req)["response"]
+    assert (answer["allowed"], answer["patchType"]) == (True, "JSONPatch")
+    patch = json.loads(base64.b64decode(answer["patch"]))
+    assert patch == [{"op": "replace", "path": "/spec/members", "value": ["user1", "user2"]}]
+    untouched = adm.mutate_smmr(smmr_request(["user1"]))["response"]
+    assert untouched == {"uid": untouched["uid"], "allowed": True}
+
+
 @pytest.mark.parametrize(
     ("members", "message"),
     [
