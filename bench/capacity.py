@@ -30,12 +30,12 @@ SHORT = {
     "CatalogSource": "CatalogSource",
 }
 # Reconciles per user the real operators need for one user's objects on the steps' path
-# (docs/fidelity.md, "Reconciles the runner causes"): SMCP install 3 passes as simulated (begin,
-# installed, ready); member roll 3 (Maistra's finalizer added, then members created and Kiali
-# told, then Configured once the member controller reported); Kiali 3 - one run for the CR the
-# SMCP creates, one for the member roll's update, one for the runner's excluded_workloads unless
-# it finds a run still queued.
-NEEDED = {"ServiceMeshControlPlane": 3, "ServiceMeshMemberRoll": 3, "Kiali": 3}
+# (docs/fidelity.md, "Reconciles the runner causes"): SMCP 4 (Maistra's finalizer added, then
+# the install's 3 passes: begin, installed, ready); member roll 3 (the finalizer added, then
+# members created and Kiali told, then Configured once the member controller reported); Kiali
+# 3 - one run for the CR the SMCP creates, one for the member roll's update, one for the
+# runner's excluded_workloads unless it finds a run still queued.
+NEEDED = {"ServiceMeshControlPlane": 4, "ServiceMeshMemberRoll": 3, "Kiali": 3}
 
 
 def limit(run: m.Run) -> tuple[float, str] | None:

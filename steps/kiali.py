@@ -58,34 +58,39 @@ def last_run(obj: Obj) -> Any:
     return None
 
 
-def reconciled(written: Obj | None, current: Obj | None) -> Verdict:
+def reconciled(written: Obj | None, current: Obj | None, ended: Any = None) -> Verdict:
     """Whether the Kiali operator reconciled `written` - the object as our patch left it (the
-    patch's answer), None when we changed nothing - as `current` shows. A pure function of the
-    two objects: no clock.
+    patch's answer), None when we changed nothing - as `current` shows. `ended` is the end
+    record of the run that was going at the write, once a wait has seen it end (None before).
+    A pure function of its arguments: no clock.
 
     With no change of ours the last run must have succeeded. After our change a run counts
-    when it ended after the write: its end record differs from the one `written` carries.
-    Such a run saw the change when no run was going at the write: ansible-operator's
+    when it started after the write. With no run going at the write, that is any run that
+    ended since: its end record differs from the one `written` carries (ansible-operator's
     markRunning reads the latest object and writes Running with that object's
-    resourceVersion, so a run that started after our write ran with our change (one whose read
-    came before it loses its write with a 409 and is requeued). When a run was going at the
-    write, its end is accepted too: ansible-operator runs once more for the change, but
-    waiting for a second run that an operator may fold into the first would hang until the
-    deadline, which is worse than ending at a run that may not have seen the change. An
-    operator that writes observedGeneration is followed by it. A failed run that counts ends
-    the wait at once with the operator's message (ansible-operator retries it with backoff)."""
+    resourceVersion, so a run that started after our write ran with our change; one whose
+    read came before it loses its write with a 409 and is requeued). With a run going at the
+    write, that run read the object before our change: its end does not count, and the run
+    after it does - the operator's work queue holds a key changed during its reconcile and
+    runs it once more when that reconcile is done (client-go workqueue, under
+    controller-runtime). An operator that writes observedGeneration is followed by it. A
+    failed run that counts ends the wait at once with the operator's message
+    (ansible-operator retries it with backoff)."""
     if current is None:
         return pending("Kiali CR not found")
     state = run_state(current)
     conditions = describe_conditions(current, "Running", "Successful", "Failure")
     observed = status_of(current).get("observedGeneration")
     generation = (written or {}).get("metadata", {}).get("generation")
+    end = last_run(current)
     if written is None:
         ours = True
     elif observed is not None and generation is not None:
         ours = observed >= generation
+    elif run_state(written) == "running":
+        ours = ended is not None and end not in (None, ended)
     else:
-        ours = state != "running" and last_run(current) != last_run(written)
+        ours = state != "running" and end != last_run(written)
     if not ours or state == "running":
         return pending(f"waiting for a reconciliation after the change; {conditions}")
     if state == "failed":
@@ -97,8 +102,19 @@ def reconciled(written: Obj | None, current: Obj | None) -> Verdict:
 
 
 def reconciliation_of(written: Obj | None) -> Predicate:
-    """The wait's predicate: `reconciled` with the object as written."""
-    return lambda current: reconciled(written, current)
+    """The wait's predicate: `reconciled` with the object as written, folded over what the
+    wait sees - it keeps the end record of the run that was going at the write, once that
+    run has ended."""
+    ended: Any = None
+
+    def predicate(current: Obj | None) -> Verdict:
+        nonlocal ended
+        busy = written is not None and run_state(written) == "running"
+        if busy and ended is None and current is not None and run_state(current) != "running":
+            ended = last_run(current)
+        return reconciled(written, current, ended)
+
+    return predicate
 
 
 def run(ctx: StepContext) -> StepResult:

@@ -4,7 +4,8 @@ ServiceMeshControlPlane (maistra.io/v2), per generation G:
   begin      Installed/Reconciled/Ready False, reason ResourceCreated ("Installing mesh
              generation G") or, on a spec change, Reconciled False SpecUpdated; readiness:
              every component pending
-  paused     at once (the same reconcile): Reconciled False PausingInstall (PausingUpdate on a
+  paused     at once (the same reconcile; the mesh namespace labelled maistra.io/member-of=
+             itself first, when missing): Reconciled False PausingInstall (PausingUpdate on a
              spec change) "Paused until the following components become ready: [istiod]" -
              the first chart group applied, its component not ready yet
   installed  observedGeneration G, Installed/Reconciled True (InstallSuccessful or
@@ -12,6 +13,9 @@ ServiceMeshControlPlane (maistra.io/v2), per generation G:
              spec.addons.kiali.enabled  -- or, by knob, Reconciled False ReconcileError (and
              observedGeneration stays behind)
   ready      Ready True ComponentsReady, readiness: every component ready
+Finalizer (controller.go, deleter.go): the first reconcile only adds maistra.io/istio-operator;
+  deleted: Reconciled/Ready False Deleting "Deleting service mesh", then the mesh's Kiali CR
+  and NetworkPolicies are pruned, the namespace's member-of label removed, the finalizer too.
 Member roll and members: memberroll.py. The admission webhook: webhook.py.
 """
 
@@ -25,12 +29,13 @@ from typing import Any
 from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
-from devcluster.sim.kube import KIALIS, NETWORKPOLICIES, SMCPS, Resource
+from devcluster.sim.kube import KIALIS, NAMESPACES, NETWORKPOLICIES, SMCPS, Resource
 from devcluster.sim.objects import (
     Obj,
     condition,
     deleting,
     generation,
+    labels,
     name_of,
     now_iso,
     ns_of,
@@ -45,6 +50,7 @@ OWNER = "maistra.io/owner"
 OWNER_NAME = "maistra.io/owner-name"
 OPERATOR_VERSION = "2.4.5-0"
 MEMBER_OF = "maistra.io/member-of"
+FINALIZER = "maistra.io/istio-operator"  # common.FinalizerName
 
 
 @dataclass(frozen=True)
@@ -210,8 +216,58 @@ def _pause(conds: list[Obj], initial: bool, comps: list[str], now: str) -> list[
     return set_condition(conds, {**pause, "message": pause_message(waiting)}, now)
 
 
+def finalizers_of(obj: Obj) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
+
+
+def finalizer_patch(obj: Obj, *, add: bool) -> Obj:
+    """common.AddFinalizer / RemoveFinalizer: the set of finalizers with ours in or out. Adding
+    is written at the resourceVersion read (an Update upstream: a concurrent change is a 409
+    and a retry); removing follows the finalize's own writes (upstream updates the object those
+    writes returned), so it carries no resourceVersion: the other finalizers read are kept."""
+    keep = {f for f in finalizers_of(obj) if f != FINALIZER} | ({FINALIZER} if add else set())
+    meta: Obj = {"finalizers": sorted(keep) or None}
+    if add:
+        meta["resourceVersion"] = (obj.get("metadata") or {}).get("resourceVersion")
+    return {"metadata": meta}
+
+
+def finalizer_transition(kind: str, res: Resource, obj: Obj, *acts: Action) -> Transition:
+    """Add the finalizer, or perform `acts` and remove it. Adding is a reconcile of its own that
+    does nothing else (it ends the pass) and costs next to nothing: no knob delay or service
+    time, which model the real work (charts, member configuration)."""
+    ns, name = ns_of(obj), name_of(obj)
+    adding = not deleting(obj)
+    step = "add-finalizer" if adding else "finalize"
+    patch = finalizer_patch(obj, add=adding)
+    done = Action("patch", res, ns, name, patch, tolerate=(404, 409))
+    return Transition(
+        f"{ns}/{name}:{step}",
+        kind,
+        ns,
+        name,
+        step,
+        (*acts, done),
+        delayed=not adding,
+        ends_pass=adding,
+    )
+
+
+def _label_mesh_namespace(ns: str, labelled: bool) -> list[Action]:
+    """reconciler.go addNamespaceLabels, before the first chart group: the mesh namespace is
+    labelled maistra.io/member-of=<itself> (v2.4 and later: that label only)."""
+    if labelled:
+        return []
+    return [Action("patch", NAMESPACES, None, ns, {"metadata": {"labels": {MEMBER_OF: ns}}})]
+
+
 def smcp_transitions(
-    smcp: Obj, kiali_exists: bool, knobs: Knobs, now: str | None = None
+    smcp: Obj,
+    kiali_exists: bool,
+    knobs: Knobs,
+    now: str | None = None,
+    *,
+    mesh_labelled: bool = True,
 ) -> list[Transition]:
     now = now or now_iso()
     ns, name = ns_of(smcp), name_of(smcp)
@@ -263,7 +319,9 @@ def smcp_transitions(
             body["annotations"] = {"readyComponentCount": f"0/{len(comps)}"}
         return step("begin", body)
     if started:
-        return step("paused", {"conditions": _pause(conds, initial, comps, now)}, delayed=False)
+        # Rendered: the mesh namespace is labelled, the first chart group applied, then a pause.
+        pause = {"conditions": _pause(conds, initial, comps, now)}
+        return step("paused", pause, *_label_mesh_namespace(ns, mesh_labelled), delayed=False)
     if paused:
         failure = knobs.failure("ServiceMeshControlPlane", ns, name)
         if failure:
@@ -368,6 +426,48 @@ def smcp_transitions(
     return []
 
 
+def reconciled_and_ready(
+    conds: list[Obj], ok: bool, reason: str, message: str, now: str
+) -> list[Obj]:
+    """Reconciled and Ready set alike, as Maistra's controllers report most outcomes."""
+    for ctype in ("Reconciled", "Ready"):
+        cond = {"type": ctype, "status": "True" if ok else "False", "reason": reason}
+        conds = set_condition(conds, {**cond, "message": message}, now)
+    return conds
+
+
+def smcp_delete_transitions(
+    smcp: Obj, kiali: Obj | None, policies: list[Obj], mesh_ns: Obj | None, now: str | None = None
+) -> list[Transition]:
+    """controlplane/deleter.go: first Reconciled and Ready False `Deleting` "Deleting service
+    mesh" (that reconcile ends there); on the next, the mesh's resources are pruned (its Kiali
+    CR, its NetworkPolicies), the namespace's member-of label removed, the finalizer too."""
+    ns, name = ns_of(smcp), name_of(smcp)
+    rec = condition(status(smcp), "Reconciled") or {}
+    if (rec.get("status"), rec.get("reason")) != ("False", "Deleting"):
+        conds = list(status(smcp).get("conditions") or [])
+        conds = reconciled_and_ready(
+            conds, False, "Deleting", "Deleting service mesh", now or now_iso()
+        )
+        act = Action("status", SMCPS, ns, name, {"conditions": conds})
+        kind = "ServiceMeshControlPlane"
+        return [
+            Transition(f"{ns}/{name}:deleting", kind, ns, name, "deleting", (act,), ends_pass=True)
+        ]
+    acts = []
+    if kiali is not None:
+        acts.append(Action("delete", KIALIS, ns, name_of(kiali), tolerate=(404,)))
+    acts += [
+        Action("delete", NETWORKPOLICIES, ns, name_of(p), tolerate=(404,))
+        for p in policies
+        if (p.get("metadata") or {}).get("labels", {}).get(OWNER) == ns
+    ]
+    if mesh_ns is not None and MEMBER_OF in ((mesh_ns.get("metadata") or {}).get("labels") or {}):
+        unlabel = {"metadata": {"labels": {MEMBER_OF: None}}}
+        acts.append(Action("patch", NAMESPACES, None, ns, unlabel, tolerate=(404,)))
+    return [finalizer_transition("ServiceMeshControlPlane", SMCPS, smcp, *acts)]
+
+
 class SmcpController:
     name = "smcp"
 
@@ -388,8 +488,22 @@ class SmcpController:
                 for t in self.transitions((ns, name_of(s)), store, knobs)
             ]
         smcp = store.get(SMCPS, ns, name)
-        if smcp is None or deleting(smcp):
+        if smcp is None:
             return []
+        if deleting(smcp):
+            if FINALIZER not in finalizers_of(smcp):
+                return []
+            owned = kiali_name(spec(smcp))
+            return smcp_delete_transitions(
+                smcp,
+                store.get(KIALIS, ns, owned) if owned else None,
+                store.list(NETWORKPOLICIES, ns),
+                store.get(NAMESPACES, None, ns),
+            )
+        if FINALIZER not in finalizers_of(smcp):
+            return [finalizer_transition("ServiceMeshControlPlane", SMCPS, smcp)]
         kname = kiali_name(spec(smcp))
         exists = kname is not None and store.get(KIALIS, ns, kname) is not None
-        return smcp_transitions(smcp, exists, knobs)
+        mesh_ns = store.get(NAMESPACES, None, ns)
+        labelled = mesh_ns is None or labels(mesh_ns).get(MEMBER_OF) == ns
+        return smcp_transitions(smcp, exists, knobs, mesh_labelled=labelled)

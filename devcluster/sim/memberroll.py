@@ -38,7 +38,16 @@ from devcluster.sim.engine import Action, Key, Transition
 from devcluster.sim.informer import Store
 from devcluster.sim.knobs import Knobs
 from devcluster.sim.kube import KIALIS, NAMESPACES, NETWORKPOLICIES, SMCPS, SMMRS, SMMS, Resource
-from devcluster.sim.maistra import MEMBER_OF, OWNER, OWNER_NAME, kiali_name
+from devcluster.sim.maistra import (
+    FINALIZER,
+    MEMBER_OF,
+    OWNER,
+    OWNER_NAME,
+    finalizer_transition,
+    finalizers_of,
+    kiali_name,
+    reconciled_and_ready,
+)
 from devcluster.sim.netpol import selects
 from devcluster.sim.objects import (
     Obj,
@@ -62,7 +71,6 @@ ROLL_CONTROLLER = "servicemeshmemberroll-controller"
 MEMBER_CONTROLLER = "servicemeshmember-controller"
 PRUNER_LABELS = (OWNER, OWNER_NAME, "app.kubernetes.io/version")
 OPERATOR_NAMESPACE = "openshift-operators"
-FINALIZER = "maistra.io/istio-operator"  # common.FinalizerName
 
 
 def _ready(reason: str, message: str, ok: bool = False) -> Obj:
@@ -344,33 +352,6 @@ def policy_transitions(
     return out
 
 
-def finalizers_of(obj: Obj) -> list[str]:
-    return list((obj.get("metadata") or {}).get("finalizers") or [])
-
-
-def finalizer_patch(obj: Obj, *, add: bool) -> Obj:
-    """common.AddFinalizer / RemoveFinalizer: the set of finalizers with ours in or out. Adding
-    is written at the resourceVersion read (an Update upstream: a concurrent change is a 409
-    and a retry); removing follows the finalize's own writes (upstream updates the object those
-    writes returned), so it carries no resourceVersion: the other finalizers read are kept."""
-    keep = {f for f in finalizers_of(obj) if f != FINALIZER} | ({FINALIZER} if add else set())
-    meta: Obj = {"finalizers": sorted(keep) or None}
-    if add:
-        meta["resourceVersion"] = (obj.get("metadata") or {}).get("resourceVersion")
-    return {"metadata": meta}
-
-
-def finalizer_transition(kind: str, res: Resource, obj: Obj, *acts: Action) -> Transition:
-    """Add the finalizer (no other work in that reconcile), or perform `acts` and remove it."""
-    ns, name = ns_of(obj), name_of(obj)
-    step = "finalize" if deleting(obj) else "add-finalizer"
-    patch = finalizer_patch(obj, add=not deleting(obj))
-    done = Action("patch", res, ns, name, patch, tolerate=(404, 409))
-    return Transition(
-        f"{ns}/{name}:{step}", kind, ns, name, step, (*acts, done), ends_pass=not deleting(obj)
-    )
-
-
 def smmr_finalize(smmr: Obj, members: list[Obj], kiali: Obj | None) -> list[Transition]:
     """memberroll finalizeObject: delete the members this controller created, empty the Kiali
     CR's namespaces, then remove the finalizer (it does not wait for the members to go)."""
@@ -413,15 +394,13 @@ def smm_finalize(
     cp_ns = str((spec(smm).get("controlPlaneRef") or {}).get("namespace", ""))
     acts: list[Action] = []
     if namespace is not None and deleting(namespace):
-        conds = status(smm).get("conditions") or []
-        for ctype in ("Reconciled", "Ready"):
-            cond = {
-                "type": ctype,
-                "status": "False",
-                "reason": "ErrorRemovingNamespace",
-                "message": "namespace is terminating",
-            }
-            conds = set_condition(conds, cond, now or now_iso())
+        conds = reconciled_and_ready(
+            status(smm).get("conditions") or [],
+            False,
+            "ErrorRemovingNamespace",
+            "namespace is terminating",
+            now or now_iso(),
+        )
         body = {"conditions": conds, "observedGeneration": generation(smm)}
         acts.append(Action("status", SMMS, ns, name_of(smm), body, tolerate=(404,)))
     elif namespace is not None:
@@ -562,17 +541,7 @@ def smm_transitions(
             "meshReconciledVersion": reconciled_version(smcp),
         }
     conds = status(smm).get("conditions") or []
-    for ctype in ("Reconciled", "Ready"):
-        conds = set_condition(
-            conds,
-            {
-                "type": ctype,
-                "status": "True" if ok else "False",
-                "reason": reason,
-                "message": message,
-            },
-            now,
-        )
+    conds = reconciled_and_ready(conds, ok, reason, message, now)
     desired: Obj = {
         "conditions": conds,
         "observedGeneration": generation(smm),

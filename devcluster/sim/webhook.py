@@ -1,5 +1,5 @@
-"""Real admission webhooks on loopback: the Maistra SMCP and SMMR validators, the ProjectRequest
-hooks.
+"""Real admission webhooks on loopback: the Maistra SMCP, SMMR and SMM validators, the
+ProjectRequest hooks.
 
 The API server calls them over TLS (our own CA, its caBundle in the webhook configurations,
 failurePolicy Fail), exactly as it calls the real ones:
@@ -20,6 +20,15 @@ failurePolicy Fail), exactly as it calls the real ones:
   resource `pods`: cluster-wide first; if that is refused, a wildcard or a memberSelector is
   403, otherwise every namespace newly added to spec.members is reviewed and the ones refused
   are named in 403 "user '<name>' does not have permission to access namespace(s): [a b]".
+- smm.validation.maistra.io (CREATE/UPDATE ServiceMeshMember), as maistra 2.4's
+  webhooks/validation/member.go: a member being deleted passes; the name must be `default`, not
+  in the operator's namespace; spec.controlPlaneRef may not change on UPDATE; then a real
+  SubjectAccessReview: may the requesting user `use` (maistra.io servicemeshcontrolplanes) the
+  control plane it names - 403 "user '<name>' does not have permission to use
+  ServiceMeshControlPlane <ns>/<name>" if not.
+- smmr.mutation.maistra.io (CREATE/UPDATE ServiceMeshMemberRoll), as 2.4's
+  webhooks/mutation/memberroll.go: the roll's own namespace is removed from spec.members
+  (before the validator, which would refuse it, runs).
 - ProjectRequest: a mutating hook stamps openshift.io/requester from the request's userInfo; a
   validating hook refuses existing namespaces (409 AlreadyExists) and openshift-/kube- names.
 """
@@ -45,6 +54,7 @@ from devcluster.sim.kube import (
     NAMESPACES,
     SMCPS,
     SMMRS,
+    SMMS,
     SUBJECTACCESSREVIEWS,
     VALIDATING_WEBHOOKS,
     Kube,
@@ -65,10 +75,12 @@ NOT_READY_MESSAGE = (
 )
 ONE_MESH_MESSAGE = "only one service mesh may be installed per project/namespace"
 SMMR_WEBHOOK = "smmr.validation.maistra.io"
+SMM_WEBHOOK = "smm.validation.maistra.io"
+SMMR_MUTATION = "smmr.mutation.maistra.io"
 OPERATOR_NAMESPACE = "openshift-operators"
 MEMBER_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# (userInfo of the admission request, namespace or "" for cluster-wide) -> allowed
-AccessReview = Callable[[dict[str, Any], str], bool]
+# (userInfo of the admission request, the review's resourceAttributes) -> allowed
+AccessReview = Callable[[dict[str, Any], dict[str, str]], bool]
 
 
 def make_certs(directory: Path) -> tuple[bytes, Path, Path]:
@@ -95,6 +107,19 @@ SMMR_OPERATOR_NS_MESSAGE = (
 SMMR_BOTH_MESSAGE = "combining .spec.members and .spec.memberSelectors is not allowed"
 SMMR_CLAIMED_MESSAGE = "one or more members are already defined in another ServiceMeshMemberRoll"
 SMMR_MESH_NS_MESSAGE = "mesh project/namespace cannot be listed as a member"
+
+
+SMM_NAME_MESSAGE = 'the ServiceMeshMember resource must be named "default"'
+SMM_OPERATOR_NS_MESSAGE = "namespace where operator is installed cannot be added to any mesh"
+SMM_REF_MUTATION_MESSAGE = "mutation of .spec.controlPlaneRef isn't allowed"
+
+
+def smm_forbidden_message(username: str, namespace: str, name: str) -> str:
+    """The member validator's 403."""
+    return (
+        f"user '{username}' does not have permission to use ServiceMeshControlPlane "
+        f"{namespace}/{name}"
+    )
 
 
 def smmr_forbidden_message(username: str, namespaces: list[str]) -> str:
@@ -125,19 +150,29 @@ def _member_list_refusal(members: list[str]) -> str | None:
     return None
 
 
-def subject_access_review(user: dict[str, Any], namespace: str) -> dict[str, Any]:
-    """The SubjectAccessReview the member-roll validator sends: may `user` update pods in
-    `namespace` ("" = in every namespace)."""
+def update_pods(namespace: str) -> dict[str, str]:
+    """What the member-roll validator asks: update pods in `namespace` ("" = everywhere)."""
+    return {"verb": "update", "group": "", "resource": "pods", "namespace": namespace}
+
+
+def use_control_plane(namespace: str, name: str) -> dict[str, str]:
+    """What the member validator asks: `use` on the ServiceMeshControlPlane a member names."""
+    return {
+        "verb": "use",
+        "group": "maistra.io",
+        "resource": "servicemeshcontrolplanes",
+        "name": name,
+        "namespace": namespace,
+    }
+
+
+def subject_access_review(user: dict[str, Any], attributes: dict[str, str]) -> dict[str, Any]:
+    """The SubjectAccessReview a Maistra validator sends for the requesting user."""
     spec: dict[str, Any] = {
         "user": user.get("username", ""),
         "uid": user.get("uid", ""),
         "groups": list(user.get("groups") or []),
-        "resourceAttributes": {
-            "verb": "update",
-            "group": "",
-            "resource": "pods",
-            "namespace": namespace,
-        },
+        "resourceAttributes": dict(attributes),
     }
     if user.get("extra"):
         spec["extra"] = user["extra"]
@@ -147,8 +182,8 @@ def subject_access_review(user: dict[str, Any], namespace: str) -> dict[str, Any
 def kube_access_review(kube: Kube) -> AccessReview:
     """Reviews against the API server's own authorizer (RBAC), as the operator's client does."""
 
-    def review(user: dict[str, Any], namespace: str) -> bool:
-        answer = kube.create(SUBJECTACCESSREVIEWS, None, subject_access_review(user, namespace))
+    def review(user: dict[str, Any], attributes: dict[str, str]) -> bool:
+        answer = kube.create(SUBJECTACCESSREVIEWS, None, subject_access_review(user, attributes))
         status = answer.get("status") or {}
         return bool(status.get("allowed")) and not status.get("denied")
 
@@ -176,8 +211,8 @@ class Admission:
     ) -> None:
         self.store = store
         self.knobs = knobs
-        # The SubjectAccessReview the member-roll validator makes (None: everyone is refused).
-        self.review_access = review_access or (lambda _user, _ns: False)
+        # The SubjectAccessReviews the validators make (None: everyone is refused).
+        self.review_access = review_access or (lambda _user, _attributes: False)
         # The one-mesh rule reads the API (a quorum list) when it can: the informer may not have
         # seen an SMCP created a moment ago, and a create right after it must still be refused.
         self.live_smcps = live_smcps
@@ -197,10 +232,13 @@ class Admission:
             return _response(uid, False, 500, "InternalError", NOT_READY_MESSAGE)
         obj = request.get("object") or {}
         name = (obj.get("metadata") or {}).get("name", "")
-        # As upstream: the one-mesh rule first (any operation), then the version.
+        # As upstream: the one-mesh rule first (any operation), then a mesh being deleted
+        # passes (its finalizer's removal), then the version.
         others = [s for s in self._smcps(ns) if s["metadata"]["name"] != name]
         if others:
             return _response(uid, False, 400, "BadRequest", ONE_MESH_MESSAGE)
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return _response(uid, True)
         version = str((obj.get("spec") or {}).get("version") or "")
         refusal = version_refusal(self.knobs().mesh_operator, version)
         if refusal:
@@ -241,16 +279,62 @@ class Admission:
         old = ((request.get("oldObject") or {}).get("spec") or {}).get("members") or []
         added = sorted(set(members) - (set(old) if request.get("operation") == "UPDATE" else set()))
         try:
-            if self.review_access(user, ""):
+            if self.review_access(user, update_pods("")):
                 return _response(uid, True)
             if "*" in members or selectors:
                 message = smmr_cluster_wide_message(username)
                 return _response(uid, False, 403, "Forbidden", message)
-            refused = [m for m in added if not self.review_access(user, m)]
+            refused = [m for m in added if not self.review_access(user, update_pods(m))]
         except KubeError as exc:  # the operator answers 500 when its SAR call fails
             return _response(uid, False, 500, "InternalError", str(exc))
         if refused:
             message = smmr_forbidden_message(username, refused)
+            return _response(uid, False, 403, "Forbidden", message)
+        return _response(uid, True)
+
+    def mutate_smmr(self, request: dict[str, Any]) -> dict[str, Any]:
+        """webhooks/mutation/memberroll.go: the roll's own (mesh) namespace is dropped from
+        spec.members - so the validator's "mesh project/namespace cannot be listed as a
+        member" never sees it on a real install, where this mutator runs first."""
+        uid = request.get("uid", "")
+        obj = request.get("object") or {}
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return _response(uid, True)
+        members = list((obj.get("spec") or {}).get("members") or [])
+        kept = [m for m in members if m != request.get("namespace", "")]
+        review = _response(uid, True)
+        if kept != members:
+            patch = [{"op": "replace", "path": "/spec/members", "value": kept}]
+            review["response"]["patchType"] = "JSONPatch"
+            review["response"]["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+        return review
+
+    def validate_smm(self, request: dict[str, Any]) -> dict[str, Any]:
+        """webhooks/validation/member.go: name `default`, not in the operator's namespace,
+        controlPlaneRef unchanged on UPDATE, then a SubjectAccessReview: may the requester
+        `use` the ServiceMeshControlPlane it names."""
+        uid = request.get("uid", "")
+        obj = request.get("object") or {}
+        meta = obj.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return _response(uid, True)
+        if meta.get("name") != "default":
+            return _response(uid, False, 400, "BadRequest", SMM_NAME_MESSAGE)
+        if request.get("namespace", "") == OPERATOR_NAMESPACE:
+            return _response(uid, False, 400, "BadRequest", SMM_OPERATOR_NS_MESSAGE)
+        ref = (obj.get("spec") or {}).get("controlPlaneRef") or {}
+        ref_ns, ref_name = str(ref.get("namespace", "")), str(ref.get("name", ""))
+        if request.get("operation") == "UPDATE":
+            old = ((request.get("oldObject") or {}).get("spec") or {}).get("controlPlaneRef") or {}
+            if (old.get("name", ""), old.get("namespace", "")) != (ref_name, ref_ns):
+                return _response(uid, False, 400, "BadRequest", SMM_REF_MUTATION_MESSAGE)
+        user = request.get("userInfo") or {}
+        try:
+            allowed = self.review_access(user, use_control_plane(ref_ns, ref_name))
+        except KubeError as exc:
+            return _response(uid, False, 500, "InternalError", str(exc))
+        if not allowed:
+            message = smm_forbidden_message(user.get("username", ""), ref_ns, ref_name)
             return _response(uid, False, 403, "Forbidden", message)
         return _response(uid, True)
 
@@ -288,6 +372,8 @@ class WebhookServer:
     PATHS = (
         "/validate-smcp",
         "/validate-smmr",
+        "/validate-smm",
+        "/mutate-smmr",
         "/validate-projectrequest",
         "/mutate-projectrequest",
     )
@@ -337,6 +423,10 @@ class WebhookServer:
                     answer = adm.validate_smcp(request)
                 elif path == "/validate-smmr":
                     answer = adm.validate_smmr(request)
+                elif path == "/validate-smm":
+                    answer = adm.validate_smm(request)
+                elif path == "/mutate-smmr":
+                    answer = adm.mutate_smmr(request)
                 elif path == "/validate-projectrequest":
                     answer = adm.validate_project_request(request)
                 elif path == "/mutate-projectrequest":
@@ -381,8 +471,9 @@ class WebhookServer:
         validating = [
             self._hook(SMCP_WEBHOOK, "/validate-smcp", SMCPS, ["CREATE", "UPDATE"]),
             self._hook(SMMR_WEBHOOK, "/validate-smmr", SMMRS, ["CREATE", "UPDATE"]),
+            self._hook(SMM_WEBHOOK, "/validate-smm", SMMS, ["CREATE", "UPDATE"]),
         ]
-        mutating = []
+        mutating = [self._hook(SMMR_MUTATION, "/mutate-smmr", SMMRS, ["CREATE", "UPDATE"])]
         if with_projects:
             validating.append(
                 self._hook(
@@ -409,7 +500,8 @@ class WebhookServer:
     def register(self, kube: Kube, with_smcp: bool, with_projects: bool) -> None:
         validating, mutating = self.configurations(with_projects)
         if not with_smcp:
-            validating["webhooks"] = validating["webhooks"][2:]
+            validating["webhooks"] = validating["webhooks"][3:]
+            mutating["webhooks"] = mutating["webhooks"][1:]
         for res, body in ((VALIDATING_WEBHOOKS, validating), (MUTATING_WEBHOOKS, mutating)):
             kube.delete(res, None, CONFIG_NAME)
             if body["webhooks"]:

@@ -84,6 +84,7 @@ def test_custom_resource_round_trip_with_status(
     status_body["status"] = {
         "observedGeneration": 1,
         "conditions": [{"type": "Ready", "status": "True"}],
+        "readiness": {"components": {}},  # required in maistra/api 2.4's v2 status
     }
     status_body["spec"]["version"] = "v9.9"
     updated = smcp.status.replace(namespace=unique_user, body=status_body)

@@ -24,6 +24,7 @@ from devcluster.sim.kube import (
     SMMS,
     Kube,
     KubeError,
+    Resource,
 )
 from devcluster.sim.maistra import MEMBER_OF
 from devcluster.sim.objects import condition
@@ -278,18 +279,52 @@ def test_project_request_becomes_a_project(kube: Kube, unique_user: str) -> None
         kube.delete(PROJECTS, None, name)
 
 
+def writer_client(
+    kube: Kube, cluster: Any, namespace: str, writer: str, rules: list[dict[str, Any]]
+) -> Any:
+    """A ServiceAccount `writer` in `namespace`, allowed `rules` there: its API client."""
+    from kubernetes import config
+
+    kube.create(SERVICEACCOUNTS, namespace, {"metadata": {"name": writer}})
+    sa = {"kind": "ServiceAccount", "name": writer, "namespace": namespace}
+    kube.create(ROLES, namespace, {"metadata": {"name": writer}, "rules": rules})
+    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": writer}
+    binding = {"metadata": {"name": writer}, "roleRef": ref, "subjects": [sa]}
+    kube.create(ROLEBINDINGS, namespace, binding)
+    return config.new_client_from_config(config_file=str(cluster.sa_kubeconfig(namespace, writer)))
+
+
+def create_as(api: Any, namespace: str, plural: str, body: dict[str, Any]) -> tuple[int, str]:
+    """(HTTP status, the refusal's message) of a create through `api`."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "maistra.io", "v1", namespace, plural, body
+        )
+    except ApiException as e:
+        return int(e.status), str(json.loads(e.body).get("message"))
+    return 201, ""
+
+
+def until(attempt: Any, wanted: tuple[int, str], meanwhile: tuple[int, str] | None) -> None:
+    """RBAC reaches the authorizer's cache asynchronously: retry `attempt` until it answers
+    `wanted`, accepting only `meanwhile` (None: any 403) before that."""
+    deadline = time.monotonic() + 15
+    while (answer := attempt()) != wanted and time.monotonic() < deadline:
+        assert answer == meanwhile if meanwhile else answer[0] == 403, answer
+        time.sleep(0.2)
+    assert answer == wanted
+
+
 def test_member_roll_webhook_reviews_the_writer_s_pod_rights(
     kube: Kube, istio: str, unique_user: str, cluster: Any
 ) -> None:
     """smmr.validation.maistra.io makes a real SubjectAccessReview (update pods) for the
     identity writing the roll, in each namespace it adds: refused, with Maistra's message,
     until that identity may update pods there."""
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-
     writer = "mesh-writer"
-    kube.create(SERVICEACCOUNTS, istio, {"metadata": {"name": writer}})
-    sa = {"kind": "ServiceAccount", "name": writer, "namespace": istio}
     rules = [
         {
             "apiGroups": ["maistra.io"],
@@ -297,50 +332,79 @@ def test_member_roll_webhook_reviews_the_writer_s_pod_rights(
             "verbs": ["create", "get"],
         }
     ]
-    kube.create(ROLES, istio, {"metadata": {"name": writer}, "rules": rules})
-    ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": writer}
-    binding = {"metadata": {"name": writer}, "roleRef": ref, "subjects": [sa]}
-    kube.create(ROLEBINDINGS, istio, binding)
-    api = config.new_client_from_config(config_file=str(cluster.sa_kubeconfig(istio, writer)))
+    api = writer_client(kube, cluster, istio, writer, rules)
     roll = {
         "apiVersion": "maistra.io/v1",
         "kind": "ServiceMeshMemberRoll",
         "metadata": {"name": "default"},
         "spec": {"members": [unique_user]},
     }
-
-    def create() -> tuple[int, str]:
-        try:
-            client.CustomObjectsApi(api).create_namespaced_custom_object(
-                "maistra.io", "v1", istio, "servicemeshmemberrolls", roll
-            )
-        except ApiException as e:
-            return int(e.status), str(json.loads(e.body).get("message"))
-        return 201, ""
-
     username = f"system:serviceaccount:{istio}:{writer}"
     expected = (
+        403,
         'admission webhook "smmr.validation.maistra.io" denied the request: '
-        f"user '{username}' does not have permission to access namespace(s): [{unique_user}]"
+        f"user '{username}' does not have permission to access namespace(s): [{unique_user}]",
     )
     try:
-        # RBAC reaches the authorizer's cache asynchronously: until then, RBAC's own 403
-        deadline = time.monotonic() + 15
-        while (answer := create()) != (403, expected) and time.monotonic() < deadline:
-            assert answer[0] == 403, answer
-            time.sleep(0.2)
-        assert answer == (403, expected)
+        until(lambda: create_as(api, istio, "servicemeshmemberrolls", roll), expected, None)
         edit = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}
+        sa = {"kind": "ServiceAccount", "name": writer, "namespace": istio}
         pods = {"metadata": {"name": "may-update-pods"}, "roleRef": edit, "subjects": [sa]}
         kube.create(ROLEBINDINGS, unique_user, pods)
-        deadline = time.monotonic() + 15
-        while (answer := create()) != (201, "") and time.monotonic() < deadline:
-            assert answer == (403, expected), answer
-            time.sleep(0.2)
-        assert answer == (201, "")
+        until(lambda: create_as(api, istio, "servicemeshmemberrolls", roll), (201, ""), expected)
     finally:
         api.close()
     assert kube.get(SMMRS, istio, "default")["spec"]["members"] == [unique_user]
+
+
+def test_member_webhook_reviews_use_of_the_control_plane(
+    kube: Kube, istio: str, unique_user: str, cluster: Any
+) -> None:
+    """smm.validation.maistra.io makes a real SubjectAccessReview (`use` on the
+    ServiceMeshControlPlane the member names) for the identity creating the member; its
+    controlPlaneRef may not change afterwards."""
+    writer = "member-writer"
+    rules = [
+        {"apiGroups": ["maistra.io"], "resources": ["servicemeshmembers"], "verbs": ["create"]}
+    ]
+    api = writer_client(kube, cluster, unique_user, writer, rules)
+    member = {
+        "apiVersion": "maistra.io/v1",
+        "kind": "ServiceMeshMember",
+        "metadata": {"name": "default"},
+        "spec": {"controlPlaneRef": {"name": "workshop-install", "namespace": istio}},
+    }
+    username = f"system:serviceaccount:{unique_user}:{writer}"
+    expected = (
+        403,
+        'admission webhook "smm.validation.maistra.io" denied the request: '
+        f"user '{username}' does not have permission to use ServiceMeshControlPlane "
+        f"{istio}/workshop-install",
+    )
+    try:
+        until(lambda: create_as(api, unique_user, "servicemeshmembers", member), expected, None)
+        use = [
+            {
+                "apiGroups": ["maistra.io"],
+                "resources": ["servicemeshcontrolplanes"],
+                "resourceNames": ["workshop-install"],
+                "verbs": ["use"],
+            }
+        ]
+        kube.create(ROLES, istio, {"metadata": {"name": "mesh-user"}, "rules": use})
+        ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "mesh-user"}
+        sa = {"kind": "ServiceAccount", "name": writer, "namespace": unique_user}
+        binding = {"metadata": {"name": "mesh-user"}, "roleRef": ref, "subjects": [sa]}
+        kube.create(ROLEBINDINGS, istio, binding)
+        until(
+            lambda: create_as(api, unique_user, "servicemeshmembers", member), (201, ""), expected
+        )
+    finally:
+        api.close()
+    with pytest.raises(KubeError) as refused:
+        kube.patch(SMMS, unique_user, "default", {"spec": {"controlPlaneRef": {"name": "other"}}})
+    assert refused.value.status == 400
+    assert "mutation of .spec.controlPlaneRef isn't allowed" in str(refused.value)
 
 
 def catalog_state(state: str) -> Any:
@@ -463,3 +527,24 @@ def test_finalizers_hold_the_roll_and_member_until_the_operator_cleans_up(
     assert held["metadata"]["deletionTimestamp"]
     kube.patch(SMMRS, istio, "default", {"metadata": {"finalizers": None}})
     wait_list(kube, SMMRS, istio, lambda items: not items, timeout=10)
+
+
+def test_an_smcp_read_as_v1_is_not_converted(kube: Kube, istio: str) -> None:
+    """docs/fidelity.md, "Not simulated (Maistra)": without Maistra's conversion webhook the
+    apiserver's None conversion only rewrites apiVersion, and the v1 schema prunes what it does
+    not declare - no `istio` HelmValues are made from the v2 fields."""
+    create_smcp(kube, istio)
+    v1 = Resource("maistra.io", "v1", "servicemeshcontrolplanes", "ServiceMeshControlPlane")
+    read = kube.get(v1, istio, "workshop-install")
+    assert read["apiVersion"] == "maistra.io/v1"
+    assert read["spec"] == {"version": WORKSHOP_SMCP_SPEC["version"]}
+
+
+def test_the_member_roll_mutator_drops_the_mesh_namespace(
+    kube: Kube, istio: str, unique_user: str
+) -> None:
+    """smmr.mutation.maistra.io runs before the validator: a roll that lists its own
+    namespace is stored without it, not refused."""
+    body = {"metadata": {"name": "default"}, "spec": {"members": [unique_user, istio]}}
+    stored = kube.create(SMMRS, istio, body)
+    assert stored["spec"]["members"] == [unique_user]

@@ -374,12 +374,16 @@ def test_teardown_undoes_every_step(
 ) -> None:  # fmt: skip
     user = unique_user
     assert runner("--user", user).code == 0
-    # Maistra's finalizers are on the roll and the member it made; teardown's order
-    # (roll membership, SMCP, then the namespaces) lets the operator release each of them.
-    roll = cluster_objects.get("maistra.io/v1", "ServiceMeshMemberRoll", "default", f"{user}-istio")
-    member = cluster_objects.get("maistra.io/v1", "ServiceMeshMember", "default", user)
-    for held in (roll, member):
-        assert held["metadata"]["finalizers"] == ["maistra.io/istio-operator"]
+    # Maistra's finalizers are on the SMCP, the roll and the member the roll made; teardown's
+    # order (roll membership, SMCP, then the namespaces) lets the operator release each of them.
+    istio = f"{user}-istio"
+    held = [
+        cluster_objects.get("maistra.io/v2", "ServiceMeshControlPlane", "workshop-install", istio),
+        cluster_objects.get("maistra.io/v1", "ServiceMeshMemberRoll", "default", istio),
+        cluster_objects.get("maistra.io/v1", "ServiceMeshMember", "default", user),
+    ]
+    for obj in held:
+        assert obj["metadata"]["finalizers"] == ["maistra.io/istio-operator"]
     code = main(["teardown", "--user", user], env={"KUBECONFIG": str(kubeconfig)})
     err = capsys.readouterr().err
     assert code == 0, err

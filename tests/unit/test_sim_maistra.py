@@ -23,9 +23,8 @@ from devcluster.sim.kube import (
     SMMRS,
     SMMS,
 )
-from devcluster.sim.maistra import MEMBER_OF, SmcpController, components, version_refusal
+from devcluster.sim.maistra import FINALIZER, MEMBER_OF, SmcpController, components, version_refusal
 from devcluster.sim.memberroll import (
-    FINALIZER,
     SmmController,
     SmmrController,
     desired_smmr_status,
@@ -92,6 +91,7 @@ def test_smcp_goes_installed_reconciled_ready_and_creates_kiali() -> None:
     smcp(w)
     steps = run_all(w)
     assert [s for s in steps if s.startswith("ServiceMeshControlPlane")] == [
+        "ServiceMeshControlPlane:add-finalizer",
         "ServiceMeshControlPlane:begin",
         "ServiceMeshControlPlane:paused",
         "ServiceMeshControlPlane:installed",
@@ -127,7 +127,7 @@ def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
     w = FakeWorld()
     smcp(w)
     ctl = SmcpController()
-    for expected in ("begin", "paused"):
+    for expected in ("add-finalizer", "begin", "paused"):
         (t,) = ctl.transitions((CP, "workshop-install"), w.store, knobs.build([]))
         assert t.step == expected
         w.apply(t)
@@ -143,6 +143,47 @@ def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
     )
     (t,) = ctl.transitions((CP, "workshop-install"), w.store, knobs.build([]))
     assert (t.step, t.delayed) == ("installed", True)
+
+
+def test_deleting_the_smcp_says_so_prunes_the_mesh_then_lets_it_go() -> None:
+    """controlplane/deleter.go: Reconciled/Ready False Deleting first, then the mesh's own
+    objects are pruned, the mesh namespace's member-of label removed, the finalizer too."""
+    w = FakeWorld()
+    ns(w, CP)
+    smcp(w)
+    run_all(w)
+    obj = w.get(SMCPS, CP, "workshop-install")
+    assert obj is not None
+    assert obj["metadata"]["finalizers"] == [FINALIZER]
+    mesh_ns = w.get(NAMESPACES, None, CP)
+    assert mesh_ns is not None
+    assert mesh_ns["metadata"]["labels"][MEMBER_OF] == CP  # addNamespaceLabels, at install
+    w.perform(Action("delete", SMCPS, CP, "workshop-install"))
+    ctl = SmcpController()
+    (t,) = ctl.transitions((CP, "workshop-install"), w.store, FAST)
+    assert (t.step, t.ends_pass) == ("deleting", True)
+    w.apply(t)
+    marked = w.get(SMCPS, CP, "workshop-install")
+    assert marked is not None
+    rec = condition(marked["status"], "Reconciled")
+    assert rec is not None
+    assert (rec["status"], rec["reason"], rec["message"]) == (
+        "False",
+        "Deleting",
+        "Deleting service mesh",
+    )
+    (t,) = ctl.transitions((CP, "workshop-install"), w.store, FAST)
+    assert t.step == "finalize"
+    described = [a.describe() for a in t.actions]
+    assert described[0] == f"delete Kiali {CP}/kiali"
+    assert f"delete NetworkPolicy {CP}/istio-mesh-default" in described
+    assert described[-1] == f"patch ServiceMeshControlPlane {CP}/workshop-install"
+    w.apply(t)
+    assert w.get(SMCPS, CP, "workshop-install") is None
+    assert w.get(KIALIS, CP, "kiali") is None
+    mesh_ns = w.get(NAMESPACES, None, CP)
+    assert mesh_ns is not None
+    assert MEMBER_OF not in (mesh_ns["metadata"].get("labels") or {})  # removeNamespaceLabels
 
 
 def test_smcp_spec_change_is_a_new_generation_to_reconcile() -> None:
@@ -628,9 +669,10 @@ def smmr_admission(allowed_in: set[str]) -> tuple[Admission, list[tuple[str, str
     ("" = cluster-wide); also returns the reviews it was asked for."""
     asked: list[tuple[str, str]] = []
 
-    def review(user: dict[str, Any], namespace: str) -> bool:
-        asked.append((user["username"], namespace))
-        return namespace in allowed_in
+    def review(user: dict[str, Any], attributes: dict[str, str]) -> bool:
+        assert (attributes["verb"], attributes["resource"]) == ("update", "pods")
+        asked.append((user["username"], attributes["namespace"]))
+        return attributes["namespace"] in allowed_in
 
     return Admission(FakeWorld().store, lambda: FAST, review_access=review), asked
 
@@ -681,6 +723,17 @@ def test_smmr_admission_dynamic_members_need_cluster_wide_pod_rights(
     assert answer["status"]["message"].startswith(
         "only users that are allowed to update pods at the cluster scope"
     )
+
+
+def test_smmr_mutation_drops_the_mesh_namespace_from_the_members() -> None:
+    adm, _ = smmr_admission(set())
+    req = smmr_request(["user1", CP, "user2"])
+    answer = adm.mutate_smmr(req)["response"]
+    assert (answer["allowed"], answer["patchType"]) == (True, "JSONPatch")
+    patch = json.loads(base64.b64decode(answer["patch"]))
+    assert patch == [{"op": "replace", "path": "/spec/members", "value": ["user1", "user2"]}]
+    untouched = adm.mutate_smmr(smmr_request(["user1"]))["response"]
+    assert untouched == {"uid": untouched["uid"], "allowed": True}
 
 
 @pytest.mark.parametrize(
@@ -760,3 +813,94 @@ def test_mesh_operator_knob() -> None:
         400,
         "Only '[v2.2 v2.3 v2.4 v2.5]' versions are supported",
     )
+
+
+def smm_request(
+    name: str = "default",
+    namespace: str = "user1",
+    ref: tuple[str, str] = (CP, "basic"),
+    old_ref: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    def member(r: tuple[str, str]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"controlPlaneRef": {"namespace": r[0], "name": r[1]}},
+        }
+
+    req: dict[str, Any] = {
+        "uid": "u",
+        "namespace": namespace,
+        "operation": "CREATE" if old_ref is None else "UPDATE",
+        "userInfo": {"username": "alice", "groups": ["devs"]},
+        "object": member(ref),
+    }
+    if old_ref is not None:
+        req["oldObject"] = member(old_ref)
+    return req
+
+
+def smm_admission(allowed: set[tuple[str, str]]) -> tuple[Admission, list[dict[str, str]]]:
+    """The member validator with an authorizer that lets alice `use` the SMCPs in `allowed`."""
+    asked: list[dict[str, str]] = []
+
+    def review(user: dict[str, Any], attributes: dict[str, str]) -> bool:
+        assert user["username"] == "alice"
+        asked.append(attributes)
+        return (attributes["namespace"], attributes["name"]) in allowed
+
+    return Admission(FakeWorld().store, lambda: FAST, review_access=review), asked
+
+
+def test_smm_admission_reviews_use_of_the_control_plane() -> None:
+    adm, asked = smm_admission({(CP, "basic")})
+    assert adm.validate_smm(smm_request())["response"]["allowed"] is True
+    assert asked == [
+        {
+            "verb": "use",
+            "group": "maistra.io",
+            "resource": "servicemeshcontrolplanes",
+            "name": "basic",
+            "namespace": CP,
+        }
+    ]
+    refused = adm.validate_smm(smm_request(ref=(CP, "other")))["response"]
+    assert refused["allowed"] is False
+    assert refused["status"]["code"] == 403
+    assert refused["status"]["message"] == (
+        f"user 'alice' does not have permission to use ServiceMeshControlPlane {CP}/other"
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        (smm_request(name="mine"), 'the ServiceMeshMember resource must be named "default"'),
+        (
+            smm_request(namespace="openshift-operators"),
+            "namespace where operator is installed cannot be added to any mesh",
+        ),
+        (
+            smm_request(ref=(CP, "basic"), old_ref=(CP, "previous")),
+            "mutation of .spec.controlPlaneRef isn't allowed",
+        ),
+    ],
+)
+def test_smm_admission_bad_requests_before_any_review(
+    request_: dict[str, Any], message: str
+) -> None:
+    adm, asked = smm_admission({(CP, "basic"), (CP, "previous")})
+    answer = adm.validate_smm(request_)["response"]
+    assert (answer["allowed"], answer["status"]["code"]) == (False, 400)
+    assert answer["status"]["message"] == message
+    assert asked == []
+
+
+def test_smm_admission_lets_a_member_being_deleted_through() -> None:
+    adm, asked = smm_admission(set())
+    request_ = smm_request(name="mine", old_ref=(CP, "previous"))
+    request_["object"]["metadata"]["deletionTimestamp"] = "2025-01-01T00:00:00Z"
+    assert adm.validate_smm(request_)["response"]["allowed"] is True
+    assert asked == []
+    same = smm_request(old_ref=(CP, "basic"))  # an UPDATE that keeps the reference is reviewed
+    assert adm.validate_smm(same)["response"]["allowed"] is False
+    assert len(asked) == 1

@@ -430,6 +430,8 @@ def failed_at(stamp: str) -> Obj:
 
 NEXT_SUCCESS = succeeded_at("2024-03-05T10:18:03.2")
 NEXT_FAILURE = failed_at("2024-03-05T10:18:40.5")
+LATER_SUCCESS = succeeded_at("2024-03-05T10:19:12.7")
+LATER_FAILURE = failed_at("2024-03-05T10:19:30.1")
 
 
 @pytest.mark.parametrize(
@@ -452,11 +454,11 @@ NEXT_FAILURE = failed_at("2024-03-05T10:18:40.5")
         (AFTER_FAILURE, RETRYING, "pending"),
         (AFTER_FAILURE, NEXT_FAILURE, "failed"),
         (AFTER_FAILURE, NEXT_SUCCESS, "done"),
-        # a run going on at the write: its end is accepted (ansible-operator would run once
-        # more; an operator may fold the change into the run, and waiting would hang)
+        # a run going on at the write read the object before it: its end does not count
+        # (the work queue runs the changed key once more after it)
         (BUSY, RUNNING, "pending"),
-        (BUSY, NEXT_SUCCESS, "done"),
-        (BUSY, FAILED, "failed"),
+        (BUSY, NEXT_SUCCESS, "pending"),
+        (BUSY, FAILED, "pending"),
         # an operator that writes observedGeneration is followed by it
         (IDLE, with_(NEXT_SUCCESS, status={"observedGeneration": 2}), "pending"),
         (IDLE, with_(SUCCESSFUL, status={"observedGeneration": 3}), "done"),
@@ -467,9 +469,33 @@ def test_kiali_reconciled(written: Obj | None, current: Obj | None, expected: st
     assert kiali.reconciled(written, current).state == expected
 
 
-def test_kiali_reconciled_is_a_function_of_the_two_objects_alone() -> None:
+@pytest.mark.parametrize(
+    ("ended", "current", "expected"),
+    [
+        (NEXT_SUCCESS, NEXT_SUCCESS, "pending"),  # the end of the run going at the write
+        (NEXT_SUCCESS, RUNNING, "pending"),  # the run after it, going
+        (NEXT_SUCCESS, LATER_SUCCESS, "done"),  # ... and ended
+        (NEXT_SUCCESS, LATER_FAILURE, "failed"),
+        (NEXT_FAILURE, LATER_SUCCESS, "done"),  # the run going at the write had failed
+    ],
+)
+def test_kiali_reconciled_after_a_run_going_at_the_write(
+    ended: Any, current: Obj, expected: str
+) -> None:
+    assert kiali.reconciled(BUSY, current, kiali.last_run(ended)).state == expected
+
+
+def test_kiali_wait_needs_the_run_after_the_one_going_at_the_write() -> None:
+    # what the wait sees after a patch made while a run was going: that run ends, the work
+    # queue runs the key once more, and only that run's end is the reconcile of our change
+    predicate = kiali.reconciliation_of(BUSY)
+    seen = [BUSY, NEXT_SUCCESS, RUNNING, LATER_SUCCESS]
+    assert [predicate(obj).state for obj in seen] == ["pending", "pending", "pending", "done"]
+
+
+def test_kiali_reconciled_is_a_function_of_its_arguments_alone() -> None:
     # the same pair, asked again and in another order, gives the same answer (no state, no clock)
-    pairs = [(IDLE, NEXT_SUCCESS), (IDLE, SUCCESSFUL), (BUSY, FAILED), (None, RUNNING)]
+    pairs = [(IDLE, NEXT_SUCCESS), (IDLE, SUCCESSFUL), (IDLE, FAILED), (None, RUNNING)]
     first = [kiali.reconciled(w, c) for w, c in pairs]
     again = [kiali.reconciled(w, c) for w, c in reversed(pairs)]
     assert first == list(reversed(again))

@@ -5,6 +5,11 @@
 #
 #   provision.sh [--parallel] USER...
 #
+# It runs as a cluster admin, as the workshop's provisioning does: Maistra's member-roll
+# admission asks the writer to be allowed to update pods in each namespace it adds, which a
+# cluster admin is everywhere, so unlike workshop-runner (a ServiceAccount without pod rights,
+# which binds workshop-runner-mesh-member in the user's namespace) it needs no binding.
+#
 # Environment: KUBECTL (default kubectl), KUBECONFIG, POLL (seconds between polls, default 5),
 # TRIES (polls before giving up, default 120), CSV (pinned CSV), MARKS (file to append
 # "mark <user> <step> <epoch seconds>" lines to when a step ends; the bench reads them).
@@ -129,6 +134,18 @@ kind: Namespace
 metadata: {name: $u, labels: {workshop-runner.io/user: $u}}
 YAML
   mark "$u" namespace
+  # The workshop's own policy (agnosticd's istio-mesh-workshop-all) before anything else: once
+  # the namespace is a mesh member, Maistra's copied policies admit only the mesh, and without
+  # this one OLM's catalog-operator could no longer reach the catalog (TRANSIENT_FAILURE).
+  k apply -f - >/dev/null <<YAML
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: istio-mesh-workshop-all, namespace: $u}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress]
+  ingress: [{from: [{namespaceSelector: {}}]}]
+YAML
   k apply -f - >/dev/null <<YAML
 apiVersion: operators.coreos.com/v1alpha1
 kind: CatalogSource
@@ -177,19 +194,6 @@ spec: {members: [$u]}
 YAML
   poll "$u" "SMMR Ready" smmr_ready "$u"
   mark "$u" member-roll
-  k apply -f - >/dev/null <<YAML
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: allow-from-mesh, namespace: $u}
-spec:
-  podSelector: {}
-  policyTypes: [Ingress]
-  ingress:
-    - from:
-        - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $u-istio}}
-        - namespaceSelector: {matchLabels: {maistra.io/member-of: $u-istio}}
-YAML
-  mark "$u" network-policy
   poll "$u" "Kiali CR" kiali_exists "$u"
   local before
   IFS='|' read -r _ before _ <<<"$(kiali_completion "$u")"
