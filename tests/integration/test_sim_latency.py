@@ -38,6 +38,7 @@ from devcluster.sim.waiting import wait_for, wait_list
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 USERS = 20
 JOBS_AT_ONCE = 50
+CSV_PHASES = ("Pending", "InstallReady", "Installing", "Succeeded")
 
 
 class Watcher:
@@ -46,22 +47,38 @@ class Watcher:
     def __init__(self, kube: Kube, res: Any, namespace: str | None, key: Any) -> None:
         self.seen: dict[tuple[str, str], float] = {}
         self.stop = threading.Event()
+        self._changed = threading.Condition()
         self._t = threading.Thread(target=self._run, args=(kube, res, namespace, key), daemon=True)
         self._t.start()
+
+    def finish(self, keys: set[tuple[str, str]], timeout: float) -> None:
+        """Stop once every key was seen (or at the timeout): this watch may lag behind the
+        request that saw the last phase first, and stopping at once lost its last events."""
+        with self._changed:
+            self._changed.wait_for(lambda: keys <= self.seen.keys(), timeout=timeout)
+        self.stop.set()
 
     def _run(self, kube: Kube, res: Any, namespace: str | None, key: Any) -> None:
         rv = kube.list(res, namespace)[1]
         while not self.stop.is_set():
             query = {"watch": "true", "timeoutSeconds": 5, "resourceVersion": rv}
-            for event in kube.stream(res.path(namespace), query, timeout=10):
-                obj = event.get("object") or {}
-                rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                if event.get("type") in ("ADDED", "MODIFIED"):
-                    k = key(obj)
-                    if k is not None:
-                        self.seen.setdefault(k, time.monotonic())
-                if self.stop.is_set():
-                    return
+            try:
+                for event in kube.stream(res.path(namespace), query, timeout=10):
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":  # e.g. 410: resume from a new list
+                        rv = kube.list(res, namespace)[1]
+                        break
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        k = key(obj)
+                        if k is not None:
+                            with self._changed:
+                                self.seen.setdefault(k, time.monotonic())
+                                self._changed.notify_all()
+                    if self.stop.is_set():
+                        return
+            except Exception:  # a read timeout on a loaded machine: resume from rv
+                self.stop.wait(0.1)
 
 
 def test_simulator_reaction_latency(simulators: SimProcess, unique_user: str) -> None:
@@ -102,17 +119,14 @@ def test_simulator_reaction_latency(simulators: SimProcess, unique_user: str) ->
                 kube.patch(INSTALLPLANS, u, plan["metadata"]["name"], {"spec": {"approved": True}})
             for u in users:
                 wait_for(kube, CSVS, u, RHSSO_CSV, lambda o: phase(o) == "Succeeded", timeout=60)
-            plans.stop.set()
-            csvs.stop.set()
+            plans.finish({(u, "Installing") for u in users}, timeout=60)
+            csvs.finish({(u, p) for u in users for p in CSV_PHASES}, timeout=60)
             # Approval written -> the simulator's Installing phase seen by a client watch.
             approval = [plans.seen[(u, "Installing")] - approved[u] for u in users]
             # One CSV phase seen -> the next one seen (each a simulator reaction, delay 0).
             steps = []
             for u in users:
-                chain = [
-                    csvs.seen.get((u, p))
-                    for p in ("Pending", "InstallReady", "Installing", "Succeeded")
-                ]
+                chain = [csvs.seen.get((u, p)) for p in CSV_PHASES]
                 steps += [b - a for a, b in itertools.pairwise(chain) if a and b]
         knobs.set(
             {"user": f"{unique_user}-*", "kind": "*", "delay": 0, "jitter": 0},
