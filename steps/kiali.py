@@ -58,11 +58,26 @@ def last_run(obj: Obj) -> Any:
     return None
 
 
-def reconciled(written: Obj | None, current: Obj | None, ended: Any = None) -> Verdict:
+def went_on_before(before: Obj | None, written: Obj | None) -> bool:
+    """Whether the run going at our write had started before it: the object we read before
+    the patch already showed that same run (the same Running condition). A run that shows
+    only in the patch's answer may have started after a first attempt whose answer was lost,
+    and so have read our change: it is not one of these."""
+    if before is None or written is None:
+        return False
+    if run_state(before) != "running" or run_state(written) != "running":
+        return False
+    return condition(before, "Running") == condition(written, "Running")
+
+
+def reconciled(
+    written: Obj | None, current: Obj | None, ended: Any = None, *, before: Obj | None = None
+) -> Verdict:
     """Whether the Kiali operator reconciled `written` - the object as our patch left it (the
-    patch's answer), None when we changed nothing - as `current` shows. `ended` is the end
-    record of the run that was going at the write, once a wait has seen it end (None before).
-    A pure function of its arguments: no clock.
+    patch's answer), None when we changed nothing - as `current` shows. `before` is the
+    object as read before the patch; `ended` is the end record of the run that was going at
+    the write, once a wait has seen it end (None before). A pure function of its arguments:
+    no clock.
 
     With no change of ours the last run must have succeeded. After our change a run counts
     when it started after the write. With no run going at the write, that is any run that
@@ -87,7 +102,7 @@ def reconciled(written: Obj | None, current: Obj | None, ended: Any = None) -> V
         ours = True
     elif observed is not None and generation is not None:
         ours = observed >= generation
-    elif run_state(written) == "running":
+    elif went_on_before(before, written):
         ours = ended is not None and end not in (None, ended)
     else:
         ours = state != "running" and end != last_run(written)
@@ -101,18 +116,18 @@ def reconciled(written: Obj | None, current: Obj | None, ended: Any = None) -> V
     return pending(conditions)
 
 
-def reconciliation_of(written: Obj | None) -> Predicate:
-    """The wait's predicate: `reconciled` with the object as written, folded over what the
-    wait sees - it keeps the end record of the run that was going at the write, once that
-    run has ended."""
+def reconciliation_of(written: Obj | None, before: Obj | None = None) -> Predicate:
+    """The wait's predicate: `reconciled` with the object as written (and as read before),
+    folded over what the wait sees - it keeps the end record of the run that was going at
+    the write, once that run has ended."""
     ended: Any = None
+    busy = went_on_before(before, written)
 
     def predicate(current: Obj | None) -> Verdict:
         nonlocal ended
-        busy = written is not None and run_state(written) == "running"
         if busy and ended is None and current is not None and run_state(current) != "running":
             ended = last_run(current)
-        return reconciled(written, current, ended)
+        return reconciled(written, current, ended, before=before)
 
     return predicate
 
@@ -139,7 +154,7 @@ def run(ctx: StepContext) -> StepResult:
     patched = ctx.kube.merge_patch(*KIALI, target.name or "", target.namespace, patch)
     detail = ctx.did("set", f"excluded_workloads of {what} to {', '.join(wanted)}")
     so_far = StepResult.done(detail)
-    predicate = reconciliation_of(patched)
+    predicate = reconciliation_of(patched, live)
     ctx.wait(target, predicate, "reconciled after the change", known=patched, so_far=so_far)
     return StepResult.done(f"{detail}; reconciled")
 

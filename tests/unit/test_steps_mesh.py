@@ -454,11 +454,11 @@ LATER_FAILURE = failed_at("2024-03-05T10:19:30.1")
         (AFTER_FAILURE, RETRYING, "pending"),
         (AFTER_FAILURE, NEXT_FAILURE, "failed"),
         (AFTER_FAILURE, NEXT_SUCCESS, "done"),
-        # a run going on at the write read the object before it: its end does not count
-        # (the work queue runs the changed key once more after it)
+        # a run that shows only in the patch's answer may have started after a first
+        # attempt whose answer was lost: its end counts
         (BUSY, RUNNING, "pending"),
-        (BUSY, NEXT_SUCCESS, "pending"),
-        (BUSY, FAILED, "pending"),
+        (BUSY, NEXT_SUCCESS, "done"),
+        (BUSY, FAILED, "failed"),
         # an operator that writes observedGeneration is followed by it
         (IDLE, with_(NEXT_SUCCESS, status={"observedGeneration": 2}), "pending"),
         (IDLE, with_(SUCCESSFUL, status={"observedGeneration": 3}), "done"),
@@ -482,15 +482,27 @@ def test_kiali_reconciled(written: Obj | None, current: Obj | None, expected: st
 def test_kiali_reconciled_after_a_run_going_at_the_write(
     ended: Any, current: Obj, expected: str
 ) -> None:
-    assert kiali.reconciled(BUSY, current, kiali.last_run(ended)).state == expected
+    # read before the patch, the same run was already going: it read the object before it
+    verdict = kiali.reconciled(BUSY, current, kiali.last_run(ended), before=RUNNING)
+    assert verdict.state == expected
+
+
+@pytest.mark.parametrize("current", [NEXT_SUCCESS, FAILED])
+def test_kiali_the_end_of_a_run_going_since_before_the_write_does_not_count(
+    current: Obj,
+) -> None:
+    assert kiali.reconciled(BUSY, current, before=RUNNING).state == "pending"
 
 
 def test_kiali_wait_needs_the_run_after_the_one_going_at_the_write() -> None:
     # what the wait sees after a patch made while a run was going: that run ends, the work
     # queue runs the key once more, and only that run's end is the reconcile of our change
-    predicate = kiali.reconciliation_of(BUSY)
+    predicate = kiali.reconciliation_of(BUSY, RUNNING)
     seen = [BUSY, NEXT_SUCCESS, RUNNING, LATER_SUCCESS]
     assert [predicate(obj).state for obj in seen] == ["pending", "pending", "pending", "done"]
+    # the same answer after reading an idle CR: that run started after our (first) write
+    predicate = kiali.reconciliation_of(BUSY, SUCCESSFUL)
+    assert [predicate(obj).state for obj in seen[:2]] == ["pending", "done"]
 
 
 def test_kiali_reconciled_is_a_function_of_its_arguments_alone() -> None:
