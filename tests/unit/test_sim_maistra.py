@@ -46,6 +46,13 @@ SPEC = {
 }
 
 
+def status_of_condition(status: dict[str, Any], kind: str) -> tuple[str, str, str]:
+    """(status, reason, message) of the condition `kind`; the condition must be there."""
+    found = condition(status, kind)
+    assert found is not None, f"no {kind} condition"
+    return (found["status"], found["reason"], found["message"])
+
+
 def smcp(world: FakeWorld, name: str = "workshop-install") -> dict[str, Any]:
     return world.add(SMCPS, {"metadata": {"name": name, "namespace": CP}, "spec": dict(SPEC)})
 
@@ -134,9 +141,7 @@ def test_smcp_pauses_between_chart_groups_as_maistra_writes_it() -> None:
     assert t.delayed is False  # the same reconcile as "begin": no pause before it
     obj = w.get(SMCPS, CP, "workshop-install")
     assert obj is not None
-    rec = condition(obj["status"], "Reconciled")
-    assert rec is not None
-    assert (rec["status"], rec["reason"], rec["message"]) == (
+    assert status_of_condition(obj["status"], "Reconciled") == (
         "False",
         "PausingInstall",
         "Paused until the following components become ready: [istiod]",
@@ -165,9 +170,7 @@ def test_deleting_the_smcp_says_so_prunes_the_mesh_then_lets_it_go() -> None:
     w.apply(t)
     marked = w.get(SMCPS, CP, "workshop-install")
     assert marked is not None
-    rec = condition(marked["status"], "Reconciled")
-    assert rec is not None
-    assert (rec["status"], rec["reason"], rec["message"]) == (
+    assert status_of_condition(marked["status"], "Reconciled") == (
         "False",
         "Deleting",
         "Deleting service mesh",
@@ -373,9 +376,7 @@ def test_service_mesh_member_without_its_control_plane() -> None:
     run_all(w)
     member = w.get(SMMS, "user1", "default")
     assert member is not None
-    reconciled = condition(member["status"], "Reconciled")
-    assert reconciled is not None
-    assert (reconciled["status"], reconciled["reason"], reconciled["message"]) == (
+    assert status_of_condition(member["status"], "Reconciled") == (
         "False",
         "ErrorControlPlaneMissing",
         "the referenced ServiceMeshControlPlane object does not exist",
@@ -531,9 +532,7 @@ def test_kiali_failure_knob() -> None:
         w.apply(due)
     kiali = w.get(KIALIS, CP, "kiali")
     assert kiali is not None
-    failure = condition(kiali["status"], "Failure")
-    assert failure is not None
-    assert (failure["status"], failure["reason"], failure["message"]) == (
+    assert status_of_condition(kiali["status"], "Failure") == (
         "True",
         "Failed",
         "bad spec",
