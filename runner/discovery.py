@@ -1,4 +1,4 @@
-"""API discovery for the DynamicClient in at most two requests per process.
+"""API discovery in at most two requests per process.
 
 The stock LazyDiscoverer asks /version, /apis and then one group-version at a time, and keeps a
 cache file in /tmp shared by every process on the host. Aggregated discovery
@@ -8,18 +8,13 @@ resource of that prefix is first needed and then kept in memory. An older server
 the legacy lists; then each needed group-version is fetched once.
 """
 
-# mypy: disallow-untyped-calls=False
-
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
-from kubernetes.dynamic.resource import Resource
 
 AGGREGATED_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
@@ -28,14 +23,38 @@ AGGREGATED_ACCEPT = (
 )
 REFRESH_AFTER_SECONDS = 5.0
 Key = tuple[str, str, str]  # (group, version, kind)
+# GET `path` with this Accept header; the parsed JSON answer (the cluster layer's request).
+Fetch = Callable[[str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One served resource: where its objects live."""
+
+    prefix: str  # "api" (the core group) or "apis"
+    group: str
+    version: str
+    kind: str
+    name: str  # the plural, as in the URL
+    namespaced: bool
+
+    def path(self, name: str | None = None, namespace: str | None = None) -> str:
+        """The collection's URL path, or the object's with `name`; `namespace` only where the
+        resource is namespaced (a cluster-scoped one ignores it, as the API does)."""
+        parts = [self.prefix, self.group, self.version]
+        if self.namespaced and namespace:
+            parts += ["namespaces", namespace]
+        parts.append(self.name)
+        if name:
+            parts.append(name)
+        return "/" + "/".join(p for p in parts if p)
 
 
 class AggregatedDiscoverer:
-    """Implements the part of kubernetes.dynamic's Discoverer interface the runner uses
-    (`get`, `search`); made by DynamicClient as `discoverer(client, cache_file)`."""
+    """Which resources the cluster serves, asked once per prefix and kept in memory."""
 
-    def __init__(self, client: Any, cache_file: str | None = None) -> None:
-        self._client = client
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch_json = fetch
         self._lock = threading.Lock()
         self._resources: dict[str, dict[Key, Resource]] = {}
         self._legacy_versions: dict[str, set[str]] = {}
@@ -43,17 +62,8 @@ class AggregatedDiscoverer:
         self.requests = 0
         self.on_request: Callable[[str], None] | None = None
 
-    @property
-    def version(self) -> dict[str, Any]:
-        return {"kubernetes": {}}
-
-    def get(self, *, api_version: str, kind: str, **_ignored: Any) -> Resource:
-        found = self.search(api_version=api_version, kind=kind)
-        if not found:
-            raise ResourceNotFoundError(f"{kind} in {api_version} is not served")
-        return found[0]
-
-    def search(self, *, api_version: str, kind: str, **_ignored: Any) -> list[Resource]:
+    def get(self, *, api_version: str, kind: str) -> Resource | None:
+        """The resource serving `kind` in `api_version`, or None when none does."""
         group, _, version = api_version.rpartition("/")
         prefix = "apis" if group else "api"
         key = (group, version, kind)
@@ -66,8 +76,7 @@ class AggregatedDiscoverer:
                 # A CRD may have been installed since (an operator's CSV creates its CRDs).
                 self._fetch(prefix)
                 self._fetch_legacy_group_version(prefix, group, version)
-            found = self._resources[prefix].get(key)
-        return [found] if found is not None else []
+            return self._resources[prefix].get(key)
 
     def _stale(self, prefix: str) -> bool:
         return time.monotonic() - self._fetched_at.get(prefix, 0.0) > REFRESH_AFTER_SECONDS
@@ -76,11 +85,7 @@ class AggregatedDiscoverer:
         self.requests += 1
         if self.on_request is not None:
             self.on_request(path)
-        resp = self._client.request(
-            "GET", path, serialize=False, header_params={"Accept": accept}, _request_timeout=30
-        )
-        data: dict[str, Any] = json.loads(resp.data)
-        return data
+        return self._fetch_json(path, accept)
 
     def _fetch(self, prefix: str) -> None:
         data = self._get_json("/" + prefix, AGGREGATED_ACCEPT)
@@ -114,12 +119,10 @@ class AggregatedDiscoverer:
             self._resources[prefix][(group, version, res["kind"])] = Resource(
                 prefix=prefix,
                 group=group,
-                api_version=version,
+                version=version,
                 kind=res["kind"],
                 name=res["name"],
-                namespaced=res.get("namespaced", False),
-                verbs=res.get("verbs"),
-                client=self._client,
+                namespaced=bool(res.get("namespaced", False)),
             )
 
     def _add_aggregated(
@@ -131,10 +134,8 @@ class AggregatedDiscoverer:
         table[(group, version, kind)] = Resource(
             prefix=prefix,
             group=group,
-            api_version=version,
+            version=version,
             kind=kind,
             name=res["resource"],
             namespaced=res.get("scope") == "Namespaced",
-            verbs=res.get("verbs"),
-            client=self._client,
         )

@@ -1,13 +1,16 @@
-"""The cluster layer: one ApiClient and one DynamicClient per process, and a small facade.
+"""The cluster layer: one connection pool and one discovery per process, and a small facade.
 
 `Cluster` is shared by every step of a run (thread-safe: urllib3's pool and the discovery
-lock). `Kube` is a step's view of it: the step's logger, deadline and cancellation, and the
-dry-run switch. Every call is retried on connection errors, 429 (honouring Retry-After) and
+lock). It speaks HTTP through the kubernetes client's REST layer only (TLS, client
+certificates, proxies): the generated API classes and models, and the dynamic client, are
+never imported - they were most of the runner's start-up time (docs/design.md, "Start-up").
+`Kube` is a step's view of it: the step's logger, deadline and cancellation, and the dry-run
+switch. Every call is retried on connection errors, 429 (honouring Retry-After) and
 5xx with capped exponential backoff and jitter inside the deadline, and every failure is
 translated into runner.errors naming the action and the object.
 """
 
-# The kubernetes client is untyped; its calls stay inside this module and runner.discovery.
+# The kubernetes client is untyped; its calls stay inside this module.
 # mypy: disallow-untyped-calls=False
 
 from __future__ import annotations
@@ -22,19 +25,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlencode
 
 import urllib3
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.configuration import Configuration
 from kubernetes.client.exceptions import ApiException
+from kubernetes.client.rest import RESTClientObject
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ResourceNotFoundError
-from kubernetes.dynamic.resource import Resource
-from kubernetes.watch.watch import iter_resp_lines
 
 from runner.apierrors import classify, translate
 from runner.config import service_account_dir
-from runner.discovery import AggregatedDiscoverer
+from runner.discovery import AggregatedDiscoverer, Resource
 from runner.errors import (
     ApiMissing,
     Conflict,
@@ -87,6 +88,8 @@ BACKOFF_BASE, BACKOFF_CAP = 0.2, 5.0
 # a connection failure is reported at most 30 s later.
 SETTLE_SECONDS = 30.0
 REQUEST_TIMEOUT = (10.0, 60.0)
+JSON = "application/json"
+USER_AGENT = "workshop-runner"  # in the API server's audit log
 HTTP_CREATED = 201
 # client-go's retry.DefaultRetry, as RetryOnConflict uses it: 5 attempts, 10 ms apart, 10 % jitter.
 CONFLICT_ATTEMPTS, CONFLICT_PAUSE, CONFLICT_JITTER = 5, 0.01, 0.1
@@ -167,12 +170,13 @@ class _Configuration(Configuration):
 
 
 class Cluster:
-    """Process-wide: the ApiClient, the DynamicClient and its discovery, request counters."""
+    """Process-wide: the connection pool, discovery, request counters."""
 
     def __init__(self, configuration: Configuration) -> None:
-        self.api_client = ApiClient(configuration)
-        self.dyn = DynamicClient(self.api_client, discoverer=AggregatedDiscoverer)
-        self.discovery: AggregatedDiscoverer = self.dyn.resources
+        self.configuration = configuration
+        self.default_headers: dict[str, str] = {"User-Agent": USER_AGENT}
+        self._rest = RESTClientObject(configuration)
+        self.discovery = AggregatedDiscoverer(self._discover)
         self.discovery.on_request = lambda _path: self.count()
         self._lock = threading.Lock()
         self.requests = 0
@@ -200,8 +204,43 @@ class Cluster:
     def settling(self, now: float) -> bool:
         return now < self.unsettled_until
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str | int | bool | None] | None = None,
+        content_type: str = JSON,
+        accept: str = JSON,
+        timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+    ) -> urllib3.BaseHTTPResponse:
+        """One request, with the configuration's credentials; the answer unread (a watch
+        streams it). An answer other than 2xx raises ApiException with its status, body
+        and headers."""
+        headers = {**self.default_headers, "Accept": accept, "Content-Type": content_type}
+        auth = self.configuration.auth_settings().get("BearerToken")
+        if auth and auth["value"]:
+            headers["Authorization"] = auth["value"]
+        url = self.configuration.host + path
+        params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in (query or {}).items()}
+        if any(v is not None for v in params.values()):
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        answer = self._rest.request(
+            method, url, headers=headers, body=body, _request_timeout=timeout
+        )
+        if not 200 <= answer.status <= 299:
+            answer.read()
+            raise ApiException(http_resp=answer)
+        response: urllib3.BaseHTTPResponse = answer.response
+        return response
+
+    def _discover(self, path: str, accept: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.request("GET", path, accept=accept, timeout=30).data)
+        return data
+
     def close(self) -> None:
-        self.api_client.close()
+        self._rest.close()
 
 
 @dataclass(frozen=True)
@@ -248,19 +287,18 @@ class Kube:
 
     # -- resolution ------------------------------------------------------------------------
     def resource(self, api_version: str, kind: str) -> Resource:
-        try:
-            found: Resource = self._call(
-                "discover",
-                f"{kind}.{api_version}",
-                lambda: self.cluster.dyn.resources.get(api_version=api_version, kind=kind),
-                count=False,  # the discoverer counts the requests it really makes
-            )
-            return found
-        except ResourceNotFoundError:
+        found = self._call(
+            "discover",
+            f"{kind}.{api_version}",
+            lambda: self.cluster.discovery.get(api_version=api_version, kind=kind),
+            count=False,  # the discoverer counts the requests it really makes
+        )
+        if found is None:
             raise ApiMissing(
                 f"required API {kind} ({api_version}) is not served by the cluster "
                 "(is its CRD installed?)"
-            ) from None
+            )
+        return found
 
     def has_api(self, api_version: str, kind: str) -> bool:
         try:
@@ -288,13 +326,12 @@ class Kube:
         self, api_version: str, kind: str, namespace: str | None = None, **selectors: str
     ) -> tuple[list[Obj], str]:
         res = self.resource(api_version, kind)
-        params = {k: v for k, v in selectors.items() if v}
         data = self._json(
             "list",
             describe(kind, None, namespace),
             "GET",
             _path(res, namespace=namespace),
-            **params,
+            query=_selector_query(selectors),
         )
         return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
 
@@ -390,9 +427,7 @@ class Kube:
         )
         if before is not None and in_sync(desired, before):
             return Applied(before, False, f"{what} exists and matches")
-        params: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force_conflicts": force}
-        if self.dry_run:
-            params["dry_run"] = "All"
+        query = {"fieldManager": FIELD_MANAGER, "force": force, "dryRun": self._dry_run}
         try:
             after, status = self._json_status(
                 "apply",
@@ -401,7 +436,7 @@ class Kube:
                 _path(res, name=name, namespace=ns if res.namespaced else None),
                 body=desired,
                 content_type="application/apply-patch+yaml",
-                **params,
+                query=query,
             )
         except Conflict as e:
             raise FieldConflict.of(e, what) from None
@@ -455,7 +490,6 @@ class Kube:
                 )
             self.log.info(did("create", "", dry_run=True).strip(), object=what)
             return body
-        params = {"dry_run": "All"} if self.dry_run else {}
         try:
             created = self._json(
                 "create",
@@ -463,7 +497,7 @@ class Kube:
                 "POST",
                 _path(res, namespace=ns if res.namespaced else None),
                 body=body,
-                **params,
+                query={"dryRun": self._dry_run},
             )
         except Conflict:
             return None
@@ -487,10 +521,13 @@ class Kube:
         """Delete; NotFound means it is already gone (False)."""
         res = self.resource(api_version, kind)
         what = describe(kind, name, namespace)
-        params = {"dry_run": "All"} if self.dry_run else {}
         try:
             self._json(
-                "delete", what, "DELETE", _path(res, name=name, namespace=namespace), **params
+                "delete",
+                what,
+                "DELETE",
+                _path(res, name=name, namespace=namespace),
+                query={"dryRun": self._dry_run},
             )
         except NotFound:
             return False
@@ -501,7 +538,6 @@ class Kube:
         self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
     ) -> Obj:
         res = self.resource(api_version, kind)
-        params = {"dry_run": "All"} if self.dry_run else {}
         return self._json(
             "patch",
             describe(kind, name, namespace),
@@ -509,8 +545,7 @@ class Kube:
             _path(res, name=name, namespace=namespace),
             body=patch,
             content_type="application/merge-patch+json",
-            field_manager=FIELD_MANAGER,
-            **params,
+            query={"fieldManager": FIELD_MANAGER, "dryRun": self._dry_run},
         )
 
     # -- watching: runner.waits.follow over this view ----------------------------------------
@@ -550,20 +585,22 @@ class Kube:
         self, target: Target, resource_version: str, timeout_seconds: int
     ) -> Iterator[Obj]:
         res = self.resource(target.api_version, target.kind)
-        params: dict[str, Any] = {
+        query = {
             "watch": True,
-            "resource_version": resource_version,
-            "allow_watch_bookmarks": True,
-            "timeout_seconds": timeout_seconds,
-            "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
-            **_selectors(target),
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": timeout_seconds,
+            **_selector_query(_selectors(target)),
         }
         what = target.describe()
         resp = self._call(
             "watch",
             what,
-            lambda: self.cluster.dyn.request(
-                "GET", _path(res, namespace=target.namespace), serialize=False, **params
+            lambda: self.cluster.request(
+                "GET",
+                _path(res, namespace=target.namespace),
+                query=query,
+                timeout=(REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
             ),
         )
         yield from watch_events(
@@ -571,18 +608,19 @@ class Kube:
         )
 
     # -- plumbing --------------------------------------------------------------------------
-    def _json(self, action: str, what: str, method: str, path: str, **params: Any) -> Obj:
-        return self._json_status(action, what, method, path, **params)[0]
+    @property
+    def _dry_run(self) -> str | None:
+        """The dryRun query value of a write: All in a dry run, else none."""
+        return "All" if self.dry_run else None
+
+    def _json(self, action: str, what: str, method: str, path: str, **request: Any) -> Obj:
+        return self._json_status(action, what, method, path, **request)[0]
 
     def _json_status(
-        self, action: str, what: str, method: str, path: str, **params: Any
+        self, action: str, what: str, method: str, path: str, **request: Any
     ) -> tuple[Obj, int]:
-        params.setdefault("_request_timeout", REQUEST_TIMEOUT)
-        resp = self._call(
-            action,
-            what,
-            lambda: self.cluster.dyn.request(method, path, serialize=False, **params),
-        )
+        """Cluster.request (its keywords: body, query, content_type), the answer parsed."""
+        resp = self._call(action, what, lambda: self.cluster.request(method, path, **request))
         data: Obj = json.loads(resp.data or b"{}")
         return data, int(resp.status)
 
@@ -633,7 +671,7 @@ def watch_events(
     resumes from its last resourceVersion), cancellation closes the stream at once."""
     unregister = cancel.on_cancel(lambda: shutdown_stream(resp))
     try:
-        for line in iter_resp_lines(resp):
+        for line in _lines(resp):
             if line:
                 event: Obj = json.loads(line)
                 yield event
@@ -645,6 +683,24 @@ def watch_events(
     finally:
         unregister()
         resp.release_conn()
+
+
+def _lines(resp: Any) -> Iterator[bytes]:
+    """The lines of a streamed answer as they arrive (a watch: one JSON event per line)."""
+    pending = b""
+    for chunk in resp.stream(amt=None, decode_content=False):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def _selector_query(selectors: Mapping[str, str]) -> dict[str, str | None]:
+    return {
+        "fieldSelector": selectors.get("field_selector") or None,
+        "labelSelector": selectors.get("label_selector") or None,
+    }
 
 
 def _selectors(target: Target) -> dict[str, str]:

@@ -249,7 +249,7 @@ def launch(args: argparse.Namespace, env: Mapping[str, str], steps: Sequence[Ste
     apply_deploy(applier, objects, base, plan)
     names = preflight.ALWAYS if args.skip_preflight else preflight.CHECKS
     checked = preflight.run_preflight(
-        kube.cluster.api_client.configuration,
+        kube.cluster.configuration,
         preflight.setting(
             base,
             namespace,

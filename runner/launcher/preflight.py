@@ -511,7 +511,7 @@ def run_preflight(
 def connect_as(cfg: Configuration, user: str, seconds: float) -> Kube:
     """A dry-run Kube acting as `user` (impersonation: the admin needs `impersonate`)."""
     cluster = Cluster(cfg)
-    cluster.api_client.default_headers["Impersonate-User"] = user
+    cluster.default_headers["Impersonate-User"] = user
     return Kube(
         cluster,
         log=get_logger(user=None, step=None),

@@ -111,12 +111,12 @@ def test_a_field_another_manager_owns_is_a_conflict_unless_forced(
 
     theirs, ours = config_map("theirs"), config_map("ours")
     # another tool applied it first, with its own field manager
-    kube.cluster.dyn.request(
+    kube.cluster.request(
         "PATCH",
         f"/api/v1/namespaces/default/configmaps/{name}",
         body=theirs,
         content_type="application/apply-patch+yaml",
-        field_manager="earlier-tool",
+        query={"fieldManager": "earlier-tool"},
     )
     with pytest.raises(errors.FieldConflict) as conflict:
         kube.apply(ours)
@@ -224,7 +224,7 @@ def test_apply_into_a_namespace_this_process_created_skips_the_read(
         f"created ConfigMap {unique_user}/settings",
     )
     # A second process finds the namespace there: it observes before it writes.
-    other = view(Cluster(shared.api_client.configuration))
+    other = view(Cluster(shared.configuration))
     other.resource("v1", "ConfigMap")  # its own discovery, not counted below
     before = other.cluster.requests
     again = other.apply(config_map(unique_user))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import urllib3
@@ -212,19 +212,16 @@ def test_merge_patch_between(live: Any, wanted: Any, patch: Any) -> None:
     assert merge_patch_between(live, wanted) == patch
 
 
-class FakeResponse:
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = json.dumps(data).encode()
+class FakeFetch:
+    """The cluster's GET for discovery: the answer per path, the paths asked recorded."""
 
-
-class FakeDyn:
     def __init__(self, answers: dict[str, dict[str, Any]]) -> None:
         self.answers = answers
         self.paths: list[str] = []
 
-    def request(self, method: str, path: str, **_: Any) -> FakeResponse:
+    def __call__(self, path: str, accept: str) -> dict[str, Any]:
         self.paths.append(path)
-        return FakeResponse(self.answers[path])
+        return self.answers[path]
 
 
 AGG_API = {
@@ -280,15 +277,23 @@ AGG_APIS = {
 
 
 def test_aggregated_discovery_two_requests() -> None:
-    dyn = FakeDyn({"/api": AGG_API, "/apis": AGG_APIS})
+    dyn = FakeFetch({"/api": AGG_API, "/apis": AGG_APIS})
     disco = AggregatedDiscoverer(dyn)
     ns = disco.get(api_version="v1", kind="Namespace")
+    assert ns is not None
     assert ns.path(name="u1") == "/api/v1/namespaces/u1"
+    assert ns.path(name="u1", namespace="ignored") == "/api/v1/namespaces/u1"  # cluster-scoped
     cs = disco.get(api_version="operators.coreos.com/v1alpha1", kind="CatalogSource")
+    assert cs is not None
     assert (
         cs.path(name="c", namespace="u1")
         == "/apis/operators.coreos.com/v1alpha1/namespaces/u1/catalogsources/c"
     )
+    assert (
+        cs.path(namespace="u1")
+        == "/apis/operators.coreos.com/v1alpha1/namespaces/u1/catalogsources"
+    )
+    assert cs.path() == "/apis/operators.coreos.com/v1alpha1/catalogsources"  # every namespace
     disco.get(api_version="v1", kind="LimitRange")
     disco.get(api_version="operators.coreos.com/v1alpha1", kind="CatalogSource")
     assert dyn.paths == ["/api", "/apis"]
@@ -296,7 +301,7 @@ def test_aggregated_discovery_two_requests() -> None:
 
 
 def test_legacy_discovery_fallback() -> None:
-    dyn = FakeDyn(
+    dyn = FakeFetch(
         {
             "/apis": {
                 "kind": "APIGroupList",
@@ -312,17 +317,15 @@ def test_legacy_discovery_fallback() -> None:
     )
     disco = AggregatedDiscoverer(dyn)
     rb = disco.get(api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding")
+    assert rb is not None
     assert rb.namespaced
     assert rb.name == "rolebindings"
 
 
 def test_missing_api_is_not_found() -> None:
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-
-    dyn = FakeDyn({"/apis": AGG_APIS})
+    dyn = FakeFetch({"/apis": AGG_APIS})
     disco = AggregatedDiscoverer(dyn)
-    with pytest.raises(ResourceNotFoundError):
-        disco.get(api_version="maistra.io/v2", kind="ServiceMeshControlPlane")
+    assert disco.get(api_version="maistra.io/v2", kind="ServiceMeshControlPlane") is None
     # No refresh storm: fetched moments ago, so the miss is answered from memory.
     assert dyn.paths == ["/apis"]
 
@@ -460,3 +463,97 @@ def test_a_dry_run_never_sends_a_project_request_and_asks_whether_it_may(allowed
         with pytest.raises(errors.Forbidden, match="may not create projectrequests"):
             k.create(body)
     assert asked == [("create", "projectrequests", None, "project.openshift.io")]
+
+
+class RecordingRest:
+    """The kubernetes client's REST layer as Cluster.request calls it: records the call and
+    answers with a fixed status and body."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+        self.calls: list[dict[str, Any]] = []
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        self.calls.append({"method": method, "url": url, **kwargs})
+        answer = type("Answer", (), {})()
+        answer.status, answer.reason, answer.data = self.status, "Reason", None
+        answer.headers = self.headers
+        answer.response = "the urllib3 response"
+
+        def read() -> bytes:
+            answer.data = self.body
+            return self.body
+
+        answer.read = read
+        return answer
+
+
+def cluster_with(rest: RecordingRest, token: str = "abc.def") -> Cluster:
+    from kubernetes.client.configuration import Configuration
+
+    cfg = Configuration(host="https://api.example:6443")
+    cfg.api_key = {"authorization": token}
+    cfg.api_key_prefix = {"authorization": "Bearer"}
+    cluster = Cluster(cfg)
+    cluster._rest = rest  # type: ignore[assignment]
+    return cluster
+
+
+def test_a_request_carries_the_token_its_query_and_its_content_type() -> None:
+    rest = RecordingRest(200, b"{}")
+    cluster = cluster_with(rest)
+    cluster.default_headers["Impersonate-User"] = "someone"
+    answer = cluster.request(
+        "PATCH",
+        "/api/v1/namespaces/u1",
+        body={"a": 1},
+        query={"fieldManager": "workshop-runner", "force": False, "dryRun": None, "n": 5},
+        content_type="application/apply-patch+yaml",
+    )
+    assert answer == cast(Any, "the urllib3 response")  # unread: a watch streams it
+    (call,) = rest.calls
+    assert call["method"] == "PATCH"
+    # Booleans as the API spells them; an absent value is not sent at all.
+    assert call["url"] == (
+        "https://api.example:6443/api/v1/namespaces/u1?fieldManager=workshop-runner&force=false&n=5"
+    )
+    assert call["body"] == {"a": 1}
+    assert call["headers"] == {
+        "User-Agent": "workshop-runner",
+        "Impersonate-User": "someone",
+        "Accept": "application/json",
+        "Content-Type": "application/apply-patch+yaml",
+        "Authorization": "Bearer abc.def",
+    }
+
+
+def test_a_request_without_query_has_no_question_mark_and_no_token_without_credentials() -> None:
+    rest = RecordingRest(200, b"{}")
+    cluster = cluster_with(rest)
+    cluster.configuration.api_key = {}
+    cluster.request("GET", "/api", query={"dryRun": None})
+    (call,) = rest.calls
+    assert call["url"] == "https://api.example:6443/api"
+    assert "Authorization" not in call["headers"]
+
+
+def test_an_answer_other_than_2xx_is_an_api_exception_with_status_body_and_headers() -> None:
+    body = json.dumps({"kind": "Status", "message": "slow down", "reason": "TooManyRequests"})
+    rest = RecordingRest(429, body.encode(), {"Retry-After": "2"})
+    cluster = cluster_with(rest)
+    with pytest.raises(ApiException) as caught:
+        cluster.request("GET", "/api/v1/namespaces")
+    assert (caught.value.status, caught.value.body) == (429, body)
+    error = translate(caught.value, "list", "Namespace")
+    assert isinstance(error, errors.TransientError)
+    assert error.retry_after == 2.0
+
+
+def test_watch_lines_are_whole_whatever_the_chunks() -> None:
+    from runner.kube import _lines
+
+    class Streamed:
+        def stream(self, amt: Any, decode_content: bool) -> Any:
+            yield from [b'{"a":', b'1}\n{"b"', b":2}\n", b"", b'{"c":3}']
+
+    assert [json.loads(line) for line in _lines(Streamed())] == [{"a": 1}, {"b": 2}, {"c": 3}]

@@ -43,14 +43,13 @@ class FakeResponse:
         pass
 
 
-class FakeDyn:
-    """The HTTP side of runner.kube.Kube (its `cluster.dyn`), scripted per kind: a real Kube
-    runs the launcher's watches over it."""
+class FakeHttp:
+    """The HTTP side of runner.kube.Kube (its cluster's `request` and `discovery`), scripted
+    per kind: a real Kube runs the launcher's watches over it."""
 
     def __init__(self, watches: dict[str, list[list[dict[str, Any]]]]) -> None:
         self.watches = watches
         self.requests: list[tuple[str, str, str]] = []
-        self.resources = self
         self._lock = threading.Lock()
 
     def get(self, api_version: str, kind: str) -> Any:
@@ -60,24 +59,26 @@ class FakeDyn:
 
     def request(self, method: str, path: str, **params: Any) -> FakeResponse:
         kind = path.split("/")[1]
+        query = params["query"]
         with self._lock:
-            if not params.get("watch"):
-                self.requests.append(("LIST", kind, params["label_selector"]))
+            if not query.get("watch"):
+                self.requests.append(("LIST", kind, query["labelSelector"]))
                 n = sum(1 for r in self.requests if r[:2] == ("LIST", kind))
                 listed = {
                     "metadata": {"resourceVersion": f"{n}00"},
                     "items": [{"metadata": {"name": f"{kind}-listed-{n}"}}],
                 }
                 return FakeResponse([], None, json.dumps(listed).encode())
-            self.requests.append(("WATCH", kind, params["resource_version"]))
+            self.requests.append(("WATCH", kind, query["resourceVersion"]))
             script = self.watches[kind]
             events = script.pop(0) if script else []
         return FakeResponse(events, hold=threading.Event() if not script else None)
 
 
 class FakeCluster:
-    def __init__(self, dyn: FakeDyn) -> None:
-        self.dyn = dyn
+    def __init__(self, http: FakeHttp) -> None:
+        self.discovery = http
+        self.request = http.request
 
     def count(self) -> None:
         pass
@@ -92,8 +93,8 @@ class FakeCluster:
         return False
 
 
-def kube_over(dyn: FakeDyn) -> Kube:
-    cluster = cast(Cluster, FakeCluster(dyn))
+def kube_over(http: FakeHttp) -> Kube:
+    cluster = cast(Cluster, FakeCluster(http))
     return Kube(cluster, log=get_logger(), deadline=Deadline.after(30), cancel=CancelToken())
 
 
@@ -106,7 +107,7 @@ def drain(events: queue.Queue[Event], n: int) -> list[Event]:
 
 
 def test_list_then_watch_resume_and_relist_on_gone() -> None:
-    dyn = FakeDyn(
+    http = FakeHttp(
         {
             "Job": [[{"type": "ADDED", "object": obj("j1", "101")}]],
             "Pod": [
@@ -120,7 +121,7 @@ def test_list_then_watch_resume_and_relist_on_gone() -> None:
             ],
         }
     )
-    watch = LaunchWatch(kube_over(dyn), "ns", "workshop-runner.io/launch=x").start()
+    watch = LaunchWatch(kube_over(http), "ns", "workshop-runner.io/launch=x").start()
     try:
         got = drain(watch.events, 6)
     finally:
@@ -129,7 +130,7 @@ def test_list_then_watch_resume_and_relist_on_gone() -> None:
     assert pods == [("SYNC", None), ("ADDED", "p1"), ("SYNC", None), ("MODIFIED", "p1")]
     jobs = [e.type for e in got if e.kind == "Job"]
     assert jobs == ["SYNC", "ADDED"]
-    pod_calls = [r for r in dyn.requests if r[1] == "Pod"]
+    pod_calls = [r for r in http.requests if r[1] == "Pod"]
     assert pod_calls == [
         ("LIST", "Pod", "workshop-runner.io/launch=x"),
         ("WATCH", "Pod", "100"),
@@ -140,7 +141,7 @@ def test_list_then_watch_resume_and_relist_on_gone() -> None:
 
 
 def test_a_forbidden_list_is_reported_as_an_error_event() -> None:
-    class Refusing(FakeDyn):
+    class Refusing(FakeHttp):
         def request(self, method: str, path: str, **params: Any) -> FakeResponse:
             error = ApiException(status=403, reason="Forbidden")
             error.body = json.dumps({"kind": "Status", "message": "forbidden", "reason": "x"})

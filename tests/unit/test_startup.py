@@ -11,11 +11,13 @@ def python(code: str) -> str:
     return out.stdout.strip()
 
 
-def test_run_in_a_pod_loads_no_kubeconfig_loader_console_renderer_or_launcher() -> None:
+def test_run_in_a_pod_loads_no_kubeconfig_loader_console_renderer_generated_client_or_launcher() -> None:
     code = (
         "import sys, runner.cli\n"
         "heavy = ['kubernetes.config.kube_config', 'requests_oauthlib', 'rich',\n"
-        "         'runner.launcher.cli']\n"
+        "         'runner.launcher.cli', 'kubernetes.client.api_client', 'pydantic',\n"
+        "         'kubernetes.client.models', 'kubernetes.dynamic', 'kubernetes.stream',\n"
+        "         'websocket', 'requests', 'dateutil']\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     assert python(code) == "[]"
