@@ -11,7 +11,7 @@ def python(code: str) -> str:
     return out.stdout.strip()
 
 
-def test_run_in_a_pod_loads_no_kubeconfig_loader_console_renderer_generated_client_or_launcher() -> None:
+def test_a_pod_run_loads_no_kubeconfig_loader_console_renderer_generated_client_launcher() -> None:
     code = (
         "import sys, runner.cli\n"
         "heavy = ['kubernetes.config.kube_config', 'requests_oauthlib', 'rich',\n"
