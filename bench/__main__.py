@@ -17,6 +17,7 @@ Phases, each on fresh control planes with the simulated operators (see stage.py)
 from __future__ import annotations
 
 import argparse
+import compileall
 import dataclasses
 import datetime as dt
 import json
@@ -153,6 +154,7 @@ class Bench:
 
     # -- phases ---------------------------------------------------------------------------
     def everything(self) -> None:
+        compile_like_the_image()
         say("zero operator delay, one user per contender")
         self.per_user(ZERO, self.reps)
         say(f"realistic delays ({REALISTIC.describe()}), one user per contender")
@@ -250,6 +252,7 @@ class Bench:
     def capacity(self) -> None:
         """Fleets under upstream's work queues; sequential peers at N = 2, extrapolated."""
         say(f"capacity profile ({CAPACITY.describe()}), fleets of {self.fleet_sizes}")
+        compile_like_the_image()
         self.start_cpu = measure_start_cpu()
         via_launcher = self.launcher_available()
         for n in self.fleet_sizes:
@@ -320,6 +323,16 @@ class Bench:
             "startup": self.startup,
             "start_cpu": self.start_cpu,
         }
+
+
+def compile_like_the_image() -> None:
+    """Byte-compile runner/ and steps/ before any runner starts, as pip does when it installs
+    the wheel into the image: otherwise a runner started with PYTHONDONTWRITEBYTECODE (or
+    unable to write __pycache__) compiles every module it imports, and its CPU time measures
+    the compiler instead of the runner."""
+    root = Path(__file__).resolve().parent.parent
+    for package in ("runner", "steps"):
+        compileall.compile_dir(root / package, quiet=1)
 
 
 def measure_start_cpu() -> dict[str, float]:

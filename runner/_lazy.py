@@ -2,7 +2,8 @@
 
 `kubernetes/__init__.py` imports every subpackage, among them `kubernetes.config`, whose
 kubeconfig loader pulls in OAuth and requests; `structlog` imports `rich` for pretty tracebacks
-in its console renderer. A runner in a pod uses neither a kubeconfig nor a console. Deferring
+in its console renderer, and imports asyncio (its whole event loop) for async log methods. A
+runner in a pod uses neither a kubeconfig, nor a console, nor an event loop. Deferring
 a package's `__init__` registers the package without running it: its submodules import as
 usual (`kubernetes.client`), and the first access to anything else on the package itself runs
 the real `__init__` then, so code elsewhere in the process sees the package unchanged.

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from runner.config import load_yaml_documents
 from runner.errors import TemplateError
 from runner.hints import suggest
 from runner.logs import one_line
@@ -77,7 +78,7 @@ def load_templates(override: Path | None) -> dict[str, Template]:
 def parse_documents(path: Path) -> tuple[dict[str, Any], ...]:
     try:
         text = path.read_text(encoding="utf-8")
-        raw = list(yaml.safe_load_all(text))
+        raw = load_yaml_documents(text)
     except (OSError, UnicodeDecodeError) as e:
         raise TemplateError(f"template {path}: cannot read: {e}") from None
     except yaml.YAMLError as e:

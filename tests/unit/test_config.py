@@ -187,3 +187,22 @@ def test_parse_timeouts() -> None:
 def test_bad_timeouts(value: str) -> None:
     with pytest.raises(InvalidInput, match="timeout"):
         config.parse_timeouts([value], NAMES)
+
+
+def test_yaml_documents_read_as_pyyaml_reads_them_with_its_errors() -> None:
+    import yaml
+
+    from runner.templates import packaged_templates_dir
+
+    # Every packaged template: libyaml's answer is PyYAML's.
+    for path in sorted(packaged_templates_dir().iterdir()):
+        if path.suffix in (".yaml", ".yml"):
+            text = path.read_text()
+            assert config.load_yaml_documents(text) == list(yaml.safe_load_all(text)), path.name
+    # What libyaml refuses is PyYAML's error, which quotes the line (libyaml's does not).
+    text = "kind: ConfigMap\nmetadata: {name: ${nope}}\n"
+    with pytest.raises(yaml.YAMLError) as fast:
+        list(yaml.load_all(text, Loader=yaml.CSafeLoader))
+    assert "${nope}" not in str(fast.value)
+    with pytest.raises(yaml.YAMLError, match=r"metadata: \{name: \$\{nope\}\}"):
+        config.load_yaml_documents(text)

@@ -17,7 +17,7 @@ def test_a_pod_run_loads_no_kubeconfig_loader_console_renderer_generated_client_
         "heavy = ['kubernetes.config.kube_config', 'requests_oauthlib', 'rich',\n"
         "         'runner.launcher.cli', 'kubernetes.client.api_client', 'pydantic',\n"
         "         'kubernetes.client.models', 'kubernetes.dynamic', 'kubernetes.stream',\n"
-        "         'websocket', 'requests', 'dateutil']\n"
+        "         'websocket', 'requests', 'dateutil', 'asyncio.base_events']\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     assert python(code) == "[]"
@@ -25,11 +25,12 @@ def test_a_pod_run_loads_no_kubeconfig_loader_console_renderer_generated_client_
 
 def test_a_deferred_package_is_whole_on_first_use() -> None:
     code = (
-        "import runner.kube, kubernetes\n"
+        "import runner.kube, kubernetes, asyncio\n"
         "from kubernetes import config\n"
-        "print(callable(config.load_kube_config), kubernetes.__version__ != '')"
+        "print(callable(config.load_kube_config), kubernetes.__version__ != '',\n"
+        "      asyncio.run(asyncio.sleep(0, 'loop')))"
     )
-    assert python(code) == "True True"
+    assert python(code) == "True True loop"
 
 
 def test_structlog_without_rich_still_renders_a_console_exception() -> None:
