@@ -229,13 +229,20 @@ def test_ctrl_c_leaves_the_jobs_running_and_status_reattaches(
     fleet_cluster: Cluster, wr: Any, prefix: str
 ) -> None:
     kubeconfig = fleet_cluster.kubeconfig
-    proc = subprocess.Popen(
-        command(kubeconfig, *launch_args(prefix, 2), "--progress", "json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
+    # The launcher as a terminal starts it: a test run started in the background by a
+    # non-interactive shell has SIGINT ignored, a child inherits that, and Python then installs
+    # no KeyboardInterrupt handler (the launch ran to its end with exit 0 in such a CI run).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            command(kubeconfig, *launch_args(prefix, 2), "--progress", "json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert proc.stdout is not None
     launch_id = ""
     for line in proc.stdout:  # interrupt as soon as the launch is being followed
