@@ -43,7 +43,7 @@ def test_busy_fraction_and_reconciles_per_user() -> None:
 def test_goal_rows_write_the_ratio_as_a_number_and_x_and_count_timeouts() -> None:
     r = run(100, 321.0, 300.0, 400.0)
     r["reported"]["summary_exit_codes"] = [0] * 98 + [5, 5]
-    (ratio, failures, reconciles) = capacity.goal_rows(results(r), OURS)
+    (ratio, failures, reconciles, cpu) = capacity.goal_rows(results(r), OURS)
     assert ratio[1].startswith("1.07x")
     assert ratio[2] is True
     assert failures[1] == "0 failed, 2 timeouts"
@@ -51,6 +51,11 @@ def test_goal_rows_write_the_ratio_as_a_number_and_x_and_count_timeouts() -> Non
     assert reconciles[2] is True  # Kiali 2 per user, where up to 3 are needed
     r["reported"]["sim"]["queues"]["Kiali"]["reconciles"] = 390
     assert capacity.goal_rows(results(r), OURS)[2][2] is False  # 3.9 per user: too many
+    assert cpu[1:] == ("-", None)  # the runner pods' CPU was not sampled
+    r["cpu"] = {"seconds": {"runner": 28.0}}
+    assert capacity.goal_rows(results(r), OURS)[3][1:] == ("0.28 CPU-s", True)
+    r["cpu"] = {"seconds": {"runner": 47.0}}
+    assert capacity.goal_rows(results(r), OURS)[3][1:] == ("0.47 CPU-s", False)
 
 
 def test_without_an_n100_fleet_the_goal_is_not_measured() -> None:
@@ -99,6 +104,6 @@ def test_the_capacity_goal_rows_replace_their_row_in_the_reports_goals_table() -
     assert goals[2] == "| overhead per user ≤ 1 s | 0.74 s | yes |"
     assert goals[3].startswith("| N = 100, capacity profile: fleet wall time ≤ 1.15x")
     assert "| 1.07x (321.0 s against 300.0 s) | yes |" in goals[3]
-    assert len(goals) == 6  # three capacity rows, the old one gone
+    assert len(goals) == 7  # four capacity rows, the old one gone
     assert "Where a goal is missed:" in out
     assert capacity.START in out  # and the section itself, at the end
