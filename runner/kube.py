@@ -223,9 +223,13 @@ class Cluster:
         if auth and auth["value"]:
             headers["Authorization"] = auth["value"]
         url = self.configuration.host + path
-        params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in (query or {}).items()}
-        if any(v is not None for v in params.values()):
-            url += "?" + urlencode({k: v for k, v in params.items() if v is not None})
+        sent = {
+            k: str(v).lower() if isinstance(v, bool) else v
+            for k, v in (query or {}).items()
+            if v is not None
+        }
+        if sent:
+            url += "?" + urlencode(sent)
         answer = self._rest.request(
             method, url, headers=headers, body=body, _request_timeout=timeout
         )
