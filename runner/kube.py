@@ -322,7 +322,7 @@ class Kube:
         res = self.resource(api_version, kind)
         what = describe(kind, name, namespace)
         try:
-            return self._json("get", what, "GET", _path(res, name=name, namespace=namespace))
+            return self._json("get", what, "GET", res.path(name=name, namespace=namespace))
         except NotFound:
             return None
 
@@ -334,7 +334,7 @@ class Kube:
             "list",
             describe(kind, None, namespace),
             "GET",
-            _path(res, namespace=namespace),
+            res.path(namespace=namespace),
             query=_selector_query(selectors),
         )
         return list(data.get("items") or []), str(data["metadata"].get("resourceVersion", ""))
@@ -437,7 +437,7 @@ class Kube:
                 "apply",
                 what,
                 "PATCH",
-                _path(res, name=name, namespace=ns if res.namespaced else None),
+                res.path(name=name, namespace=ns),
                 body=desired,
                 content_type="application/apply-patch+yaml",
                 query=query,
@@ -499,7 +499,7 @@ class Kube:
                 "create",
                 what,
                 "POST",
-                _path(res, namespace=ns if res.namespaced else None),
+                res.path(namespace=ns),
                 body=body,
                 query={"dryRun": self._dry_run},
             )
@@ -519,7 +519,7 @@ class Kube:
     def review(self, body: Obj) -> Obj:
         """POST a review (SubjectAccessReview and kin: unnamed, answered, never stored)."""
         res = self.resource(body["apiVersion"], body["kind"])
-        return self._json("review", body["kind"], "POST", _path(res), body=body)
+        return self._json("review", body["kind"], "POST", res.path(), body=body)
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None) -> bool:
         """Delete; NotFound means it is already gone (False)."""
@@ -530,7 +530,7 @@ class Kube:
                 "delete",
                 what,
                 "DELETE",
-                _path(res, name=name, namespace=namespace),
+                res.path(name=name, namespace=namespace),
                 query={"dryRun": self._dry_run},
             )
         except NotFound:
@@ -546,7 +546,7 @@ class Kube:
             "patch",
             describe(kind, name, namespace),
             "PATCH",
-            _path(res, name=name, namespace=namespace),
+            res.path(name=name, namespace=namespace),
             body=patch,
             content_type="application/merge-patch+json",
             query={"fieldManager": FIELD_MANAGER, "dryRun": self._dry_run},
@@ -602,7 +602,7 @@ class Kube:
             what,
             lambda: self.cluster.request(
                 "GET",
-                _path(res, namespace=target.namespace),
+                res.path(namespace=target.namespace),
                 query=query,
                 timeout=(REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
             ),
@@ -713,11 +713,6 @@ def _selectors(target: Target) -> dict[str, str]:
         "label_selector": target.selector,
     }
     return {key: value for key, value in selectors.items() if value}
-
-
-def _path(res: Resource, name: str | None = None, namespace: str | None = None) -> str:
-    path: str = res.path(name=name, namespace=namespace)
-    return path
 
 
 class Writes(Protocol):
